@@ -1,0 +1,31 @@
+"""The durable side of rooms: sequence counter, op log and snapshots."""
+
+from piccolo.columns import JSONB, UUID, BigInt, ForeignKey, Varchar
+from piccolo.columns.column_types import OnDelete
+from piccolo.table import Table
+
+from db.tables._columns import timestamp_now
+
+
+class Room(Table, tablename="rooms"):
+    id = UUID(primary_key=True)
+    kind = Varchar(length=32)
+    seq = BigInt(default=0)
+    created_at = timestamp_now()
+
+
+class RoomOp(Table, tablename="room_ops"):
+    # The real primary key is (room_id, seq); Piccolo needs one column, and seq serves for reads.
+    room_id = ForeignKey(Room, on_delete=OnDelete.cascade)
+    seq = BigInt(primary_key=True)
+    author_id = UUID(null=True, default=None)
+    op_id = Varchar(length=64)
+    body = JSONB()
+    created_at = timestamp_now()
+
+
+class RoomSnapshot(Table, tablename="room_snapshots"):
+    room_id = UUID(primary_key=True)
+    seq = BigInt()
+    state = JSONB()
+    created_at = timestamp_now()

@@ -1,0 +1,113 @@
+"""The ``blendtune`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import NoReturn
+
+import click
+
+from server.settings import Settings, SettingsError, env_name, load_settings
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"blendtune: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Blendtune: a real-time collaborative music server.
+
+    Configuration comes from BLENDTUNE_* environment variables (see the README).
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [default: BLENDTUNE_HOST or 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [default: BLENDTUNE_PORT or 8000].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes sharing the port [default: BLENDTUNE_WORKERS or 1].",
+)
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    help="Apply pending migrations before serving. With --no-migrate, an out-of-date schema "
+    "stops start-up.",
+)
+def serve(host: str | None, port: int | None, workers: int | None, migrate: bool) -> None:
+    """Serve the REST API and WebSocket rooms.
+
+    With no BLENDTUNE_DATABASE_URL / BLENDTUNE_REDIS_URL, starts an embedded PostgreSQL and
+    Redis under BLENDTUNE_DATA_DIR (kept between runs) and stops them on exit.
+    """
+    import msgspec
+    import uvicorn
+
+    from db import migrate as migrations
+    from server.embedded import embedded_services, with_secrets
+
+    settings = _settings()
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
+    settings = msgspec.structs.replace(settings, **overrides)
+    with embedded_services(settings) as settings:
+        settings = with_secrets(settings)
+        assert settings.database_url is not None
+        if migrate:
+            try:
+                asyncio.run(migrations.forwards(settings.database_url))
+            except Exception as exc:
+                _fail(f"could not migrate the database: {exc}")
+        # Workers build their settings from the environment: hand them the resolved values.
+        for field in Settings.__struct_fields__:
+            value = getattr(settings, field)
+            if value is not None:
+                os.environ[env_name(field)] = str(value).lower() if isinstance(value, bool) else str(value)
+        uvicorn.run(
+            "server.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            ws="websockets-sansio",
+            ws_max_size=settings.ws_max_frame_bytes,
+            # Rooms run their own heartbeats (see docs/protocol.md).
+            ws_ping_interval=None,
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        )
+
+
+@main.command()
+@click.option("--rollback", is_flag=True, help="Roll every migration back (empties the schema).")
+def migrate(rollback: bool) -> None:
+    """Apply pending migrations (or roll them all back) on the configured database."""
+    from db import migrate as migrations
+    from server.embedded import embedded_services
+
+    with embedded_services(_settings()) as settings:
+        assert settings.database_url is not None
+        try:
+            if rollback:
+                done = asyncio.run(migrations.backwards(settings.database_url))
+                verb = "rolled back"
+            else:
+                done = asyncio.run(migrations.forwards(settings.database_url))
+                verb = "applied"
+        except Exception as exc:
+            _fail(f"migration failed: {exc}")
+    click.echo(f"{verb} {len(done)} migration(s)" + "".join(f"\n  {m}" for m in done))

@@ -1,0 +1,116 @@
+"""Settings: one msgspec Struct, loaded from ``BLENDTUNE_*`` environment variables.
+
+Every field is documented in the README with its default. Loading is pure: it reads the
+mapping it is given and either returns a ``Settings`` or raises ``SettingsError`` naming the
+variable at fault, which the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+
+PREFIX = "BLENDTUNE_"
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Services. None means "start the embedded one under data_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Every Redis key and pub/sub channel starts with this, so several deployments (or test
+    # runs) can share one Redis.
+    redis_prefix: str = "bt:"
+    data_dir: str = ".data"
+    # Where uploads and rendered audio live; empty means <data_dir>/storage.
+    storage_dir: str = ""
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    workers: Positive = 1
+    # Base URL used in links sent by email; empty means http://<host>:<port>.
+    public_url: str = ""
+    # Secrets. Empty means generated once and kept in <data_dir>/secrets.json (development).
+    secret_key: str = ""
+    # 32 bytes, URL-safe base64: AES-256-GCM key for provider tokens at rest.
+    encryption_key: str = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    # Email: with no SMTP host, the outbox logs messages instead of sending them.
+    smtp_host: str = ""
+    smtp_port: Port = 587
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "Blendtune <no-reply@blendtune.local>"
+    smtp_starttls: bool = True
+    # Accounts.
+    session_ttl_hours: Positive = 24 * 7
+    lockout_threshold: Positive = 5
+    lockout_minutes: Positive = 15
+    # Requests per minute per client address and per account for login/register/reset.
+    auth_rate_limit_per_minute: Positive = 20
+    # REST limits.
+    max_request_bytes: Positive = 1024 * 1024
+    max_upload_bytes: Positive = 100 * 1024 * 1024
+    # Rooms.
+    ws_max_frame_bytes: Positive = 64 * 1024
+    ws_ops_per_second: Positive = 50
+    ws_room_max_members: Positive = 200
+    ws_send_queue_max: Positive = 512
+    ws_auth_timeout_seconds: PositiveFloat = 5.0
+    ws_heartbeat_seconds: PositiveFloat = 20.0
+    ws_idle_timeout_seconds: PositiveFloat = 60.0
+    room_snapshot_every: Positive = 200
+    room_log_retention: Positive = 1000
+    presence_ttl_seconds: Positive = 15
+    shutdown_grace_seconds: PositiveFloat = 10.0
+
+    @property
+    def effective_storage_dir(self) -> str:
+        return self.storage_dir or os.path.join(self.data_dir, "storage")
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+class SettingsError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    fields = set(Settings.__struct_fields__)
+    raw: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(PREFIX):
+            continue
+        field = name[len(PREFIX) :].lower()
+        if field not in fields:
+            raise SettingsError(f"{name} is not a known setting (see the README for the list)")
+        raw[field] = value
+    try:
+        # strict=False lets msgspec parse "8000" as an int and "true" as a bool.
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(str(exc), raw)) from None
+
+
+def _describe(message: str, raw: Mapping[str, str]) -> str:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.port`"; name the variable instead.
+    match = re.search(r" - at `\$\.(\w+)`", message)
+    if match is None:
+        return f"invalid configuration: {message}"
+    field = match.group(1)
+    what = message[: match.start()]
+    return f"{env_name(field)}={raw.get(field, '')!r} is invalid: {what}"
