@@ -49,7 +49,9 @@ def available() -> list[str]:
 
     from db.piccolo_app import APP_CONFIG
 
-    modules = BaseMigrationManager().get_migration_modules(APP_CONFIG.resolved_migrations_folder_path)
+    modules = BaseMigrationManager().get_migration_modules(
+        APP_CONFIG.resolved_migrations_folder_path
+    )
     return sorted(modules)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from litestar import Litestar
-from litestar.config.app import AppConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from server import health, logs
+from server import auth, health, logs
+from server.auth import current_principal
 from server.metrics import metrics_endpoint, metrics_middleware
 from server.problems import EXCEPTION_HANDLERS
 from server.services import build_services, get_services, services_lifespan
@@ -20,8 +21,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     logs.configure(settings.log_level, settings.log_format)
     services = build_services(settings)
     app = Litestar(
-        route_handlers=[health.healthz, health.readyz, metrics_endpoint],
-        dependencies={"services": Provide(get_services, sync_to_thread=False)},
+        route_handlers=[health.healthz, health.readyz, metrics_endpoint, auth.whoami],
+        dependencies={
+            "services": Provide(get_services, sync_to_thread=False),
+            "principal": Provide(current_principal),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware],
         lifespan=[services_lifespan],
@@ -33,15 +37,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
         ),
         request_max_body_size=settings.max_request_bytes,
-        on_app_init=[_keep(services)],
+        state=State({"services": services}),
         debug=False,
     )
     return app
-
-
-def _keep(services: object) -> "type[object] | object":
-    def hook(config: AppConfig) -> AppConfig:
-        config.state["services"] = services
-        return config
-
-    return hook

@@ -74,7 +74,9 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
         for field in Settings.__struct_fields__:
             value = getattr(settings, field)
             if value is not None:
-                os.environ[env_name(field)] = str(value).lower() if isinstance(value, bool) else str(value)
+                os.environ[env_name(field)] = (
+                    str(value).lower() if isinstance(value, bool) else str(value)
+                )
         uvicorn.run(
             "server.app:create_app",
             factory=True,

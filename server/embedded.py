@@ -41,7 +41,7 @@ def _postgres(pgdata: Path) -> Iterator[str]:
     import pgserver
 
     _log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     try:
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "1 row" not in exists:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import msgspec
 from litestar import Response, get
@@ -25,11 +27,9 @@ def healthz() -> Health:
 
 
 @get("/readyz", tags=["health"])
-async def readyz(services: Services) -> Response[Health] | Response[object]:
+async def readyz(services: Services) -> Response[Any]:
     """PostgreSQL and Redis both answer; 503 naming the one that does not, otherwise."""
-    results = await asyncio.gather(
-        _check(_ping_database(services)), _check(_ping_redis(services))
-    )
+    results = await asyncio.gather(_check(_ping_database(services)), _check(_ping_redis(services)))
     checks = {"database": results[0], "redis": results[1]}
     failed = [name for name, result in checks.items() if result != "ok"]
     if failed:
@@ -46,9 +46,9 @@ async def _ping_redis(services: Services) -> None:
     await services.redis.ping()
 
 
-async def _check(probe: "asyncio.Future[None] | object") -> str:
+async def _check(probe: Coroutine[Any, Any, None]) -> str:
     try:
-        await asyncio.wait_for(probe, _CHECK_TIMEOUT)  # type: ignore[arg-type]
+        await asyncio.wait_for(probe, _CHECK_TIMEOUT)
     except TimeoutError:
         return "timed out"
     except Exception as exc:  # any failure means "not ready"; say which

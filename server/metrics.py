@@ -11,8 +11,13 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 
 
 class Metrics:
@@ -34,7 +39,7 @@ class Metrics:
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # type: ignore[comparison-overlap]
             await app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -52,7 +57,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
             metrics: Metrics = scope["litestar_app"].state.services.metrics
             # The route template, not the raw path, keeps label cardinality bounded.
             route = scope.get("path_template") or "unmatched"
-            method = scope["method"]
+            method = scope["method"]  # type: ignore[typeddict-item]
             metrics.http_requests.labels(method, route, str(status)).inc()
             metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
 

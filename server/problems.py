@@ -119,4 +119,4 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     Exception: internal_error_handler,
 }
 
-__all__ = ["PROBLEM_JSON", "EXCEPTION_HANDLERS", "MediaType", "Problem", "ProblemDetail"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "Problem", "ProblemDetail"]

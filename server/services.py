@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -33,6 +34,11 @@ class Services:
     redis: Redis
     keys: Keys
     metrics: Metrics
+
+    @property
+    def pool(self) -> Any:
+        """The asyncpg pool under Piccolo's engine, for hot paths written in SQL."""
+        return self.engine.pool
 
 
 def get_services(state: State) -> Services:

@@ -7,13 +7,13 @@ from piccolo.columns import (
     Bytea,
     ForeignKey,
     Integer,
+    OnDelete,
     Timestamptz,
     Varchar,
 )
-from piccolo.columns.column_types import OnDelete
 from piccolo.table import Table
 
-from db.tables._columns import pg_enum, uuid_pk, timestamp_now
+from db.tables._columns import pg_enum, timestamp_now, uuid_pk
 from db.tables.accounts import User
 
 

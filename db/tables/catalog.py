@@ -10,13 +10,13 @@ from piccolo.columns import (
     ForeignKey,
     Integer,
     Numeric,
+    OnDelete,
     Text,
     Varchar,
 )
-from piccolo.columns.column_types import OnDelete
 from piccolo.table import Table
 
-from db.tables._columns import uuid_pk, timestamp_now
+from db.tables._columns import timestamp_now, uuid_pk
 from db.tables.accounts import User
 
 

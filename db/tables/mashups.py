@@ -1,10 +1,9 @@
 """Mashups (seed 000); the timeline itself lives in the mashup room's state."""
 
-from piccolo.columns import ForeignKey, Integer, Timestamptz, Varchar
-from piccolo.columns.column_types import OnDelete
+from piccolo.columns import ForeignKey, Integer, OnDelete, Timestamptz, Varchar
 from piccolo.table import Table
 
-from db.tables._columns import pg_enum, uuid_pk, timestamp_now
+from db.tables._columns import pg_enum, timestamp_now, uuid_pk
 from db.tables.accounts import User
 from db.tables.uploads import UploadedTrack
 

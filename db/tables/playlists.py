@@ -1,10 +1,9 @@
 """Playlists (seeds 001, 003): public or private, optionally collaborative."""
 
-from piccolo.columns import Boolean, ForeignKey, Integer, Text, Varchar
-from piccolo.columns.column_types import OnDelete
+from piccolo.columns import Boolean, ForeignKey, Integer, OnDelete, Text, Varchar
 from piccolo.table import Table
 
-from db.tables._columns import uuid_pk, timestamp_now
+from db.tables._columns import timestamp_now, uuid_pk
 from db.tables.accounts import User
 from db.tables.catalog import Track
 

@@ -1,10 +1,9 @@
 """Releases (seed 004): DRAFT -> PROCESSING -> PENDING_REVIEW -> PUBLISHED / REJECTED."""
 
-from piccolo.columns import ForeignKey, Integer, Numeric, Text, Timestamptz, Varchar
-from piccolo.columns.column_types import OnDelete
+from piccolo.columns import ForeignKey, Integer, Numeric, OnDelete, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
-from db.tables._columns import pg_enum, uuid_pk, timestamp_now
+from db.tables._columns import pg_enum, timestamp_now, uuid_pk
 from db.tables.accounts import User
 from db.tables.uploads import UploadedTrack
 

@@ -1,7 +1,6 @@
 """The durable side of rooms: sequence counter, op log and snapshots."""
 
-from piccolo.columns import JSONB, UUID, BigInt, ForeignKey, Varchar
-from piccolo.columns.column_types import OnDelete
+from piccolo.columns import JSONB, UUID, BigInt, ForeignKey, OnDelete, Varchar
 from piccolo.table import Table
 
 from db.tables._columns import timestamp_now
