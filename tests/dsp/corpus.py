@@ -119,10 +119,11 @@ def chord_progression(
     """A progression in the key with bass, harmonics, noise and a level change."""
     rng = np.random.default_rng(seed)
     progressions = _MAJOR_PROGRESSIONS if mode == "major" else _MINOR_PROGRESSIONS
-    progression = progressions[seed % len(progressions)]
+    # Played twice and resolved to the tonic, as a song section would be.
+    progression = progressions[seed % len(progressions)] * 2 + [0]
     n = int(seconds * rate)
     out = np.zeros(n, dtype=np.float64)
-    chord_seconds = seconds / 4
+    chord_seconds = seconds / len(progression)
     m = int(chord_seconds * rate)
     t = np.arange(m) / rate
     envelope = np.minimum(1.0, t / 0.02) * np.exp(-t / (chord_seconds * 1.5))
