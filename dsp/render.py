@@ -1,0 +1,331 @@
+"""Rendering a timeline to audio, as plain synchronous steps.
+
+The steps are separate so that :mod:`dsp.preview` can cache the expensive ones:
+
+1. :func:`stretch_clip` cuts the clip from its source and time-stretches and
+   pitch-shifts it in one ``time_stretch`` call (pedalboard's streaming
+   ``PitchShift`` outputs silence when used in chunks, pedalboard#415);
+2. :func:`finish_clip` applies fades, the clip's effect chain (with room for
+   its tail) and gain;
+3. :func:`mix_window` places finished clips sample-accurately in a window;
+4. :func:`master` runs the master chain, then :func:`normalize` brings the
+   result to the target loudness under a true-peak limiter.
+
+:func:`render_timeline` strings them together for a whole timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from pedalboard import time_stretch
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import resample_poly
+
+from dsp.analysis import integrated_loudness, true_peak, true_peak_dbtp
+from dsp.codec import PROJECT_RATE, Audio
+from dsp.effects import build_board, tail_seconds
+from dsp.errors import AudioTooLong, InvalidTimeline, MissingSource
+from dsp.timeline import (
+    Clip,
+    Timeline,
+    clip_start_seconds,
+    pitch_shift,
+    stretch_factor,
+    timeline_duration_seconds,
+    validate_timeline,
+)
+
+Samples = npt.NDArray[np.float32]
+Check = Callable[[], None]
+Progress = Callable[[int, int], None]
+
+DEFAULT_TARGET_LUFS: Final = -14.0
+DEFAULT_CEILING_DBTP: Final = -1.0
+DEFAULT_MAX_RENDER_SECONDS: Final = 20 * 60.0
+MAX_GAIN_DB: Final = 40.0
+"""Normalisation never raises the level more than this (near-silent mixes stay quiet)."""
+
+_LIMITER_WINDOW_SECONDS: Final = 0.008
+_OVERSAMPLE: Final = 4
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rendered:
+    """A rendered stretch of timeline with its measured loudness and true peak."""
+
+    audio: Audio
+    start_seconds: float
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+
+
+# --------------------------------------------------------------------------- clips
+
+
+def stretch_clip(
+    source: Audio, clip: Clip, timeline: Timeline, *, high_quality: bool = True
+) -> Samples:
+    """Cut the clip from its source, then stretch to tempo and shift to key in one pass."""
+    rate = source.sample_rate
+    first = round(clip.in_seconds * rate)
+    last = min(round(clip.out_seconds * rate), source.frames)
+    if first >= last:
+        raise InvalidTimeline(
+            f"clip {clip.id!r} starts at {clip.in_seconds:.3f} s, after the end of track "
+            f"{clip.track_id!r} ({source.duration_seconds:.3f} s)"
+        )
+    segment = source.samples[:, first:last]
+    factor = stretch_factor(clip, timeline)
+    shift = pitch_shift(clip, timeline)
+    if factor == 1.0 and shift == 0.0:
+        return np.array(segment, dtype=np.float32)  # a copy: sources stay untouched
+    out = time_stretch(
+        np.ascontiguousarray(segment),
+        rate,
+        stretch_factor=factor,
+        pitch_shift_in_semitones=shift,
+        high_quality=high_quality,
+    )
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _fade(samples: Samples, frames: int, *, out: bool) -> None:
+    frames = min(frames, samples.shape[1])
+    if frames <= 0:
+        return
+    # Equal-power (sine) ramp: crossfading clips keep a steady level.
+    ramp = np.sin(0.5 * np.pi * (np.arange(frames, dtype=np.float32) + 0.5) / frames)
+    if out:
+        samples[:, -frames:] *= ramp[::-1]
+    else:
+        samples[:, :frames] *= ramp
+
+
+def finish_clip(stretched: Samples, clip: Clip, rate: int = PROJECT_RATE) -> Samples:
+    """Fades, then the clip's effect chain (ringing out its tail), then its gain."""
+    out = np.array(stretched, dtype=np.float32)
+    _fade(out, round(clip.fade_in_seconds * rate), out=False)
+    _fade(out, round(clip.fade_out_seconds * rate), out=True)
+    if clip.effects:
+        tail = round(tail_seconds(clip.effects) * rate)
+        if tail:
+            out = np.concatenate([out, np.zeros((out.shape[0], tail), np.float32)], axis=1)
+        out = np.asarray(build_board(clip.effects)(out, rate), dtype=np.float32)
+    if clip.gain_db:
+        out *= np.float32(10 ** (clip.gain_db / 20))
+    return out
+
+
+# --------------------------------------------------------------------------- mixing
+
+
+def mix_window(
+    placed: Iterable[tuple[int, Samples]], start: int, frames: int, channels: int = 2
+) -> Samples:
+    """Sum clips, each given as (first frame on the timeline, samples), into a window."""
+    mix = np.zeros((channels, frames), dtype=np.float32)
+    for position, samples in placed:
+        lo = max(start, position)
+        hi = min(start + frames, position + samples.shape[1])
+        if lo < hi:
+            mix[:, lo - start : hi - start] += samples[:, lo - position : hi - position]
+    return mix
+
+
+def _peak_envelope(samples: Samples) -> npt.NDArray[np.float32]:
+    """Per frame, the largest magnitude of the 4x oversampled signal around it."""
+    frames = samples.shape[1]
+    env: npt.NDArray[np.float32] = np.abs(samples).max(axis=0).astype(np.float32)
+    block, pad = 1 << 16, 64
+    for start in range(0, frames, block):
+        lo, hi = max(0, start - pad), min(frames, start + block + pad)
+        up = np.abs(resample_poly(samples[:, lo:hi], _OVERSAMPLE, 1, axis=-1)).max(axis=0)
+        stop = min(frames, start + block)
+        # Each frame owns the oversampled points from itself up to the next frame.
+        points = up[(start - lo) * _OVERSAMPLE : (stop - lo) * _OVERSAMPLE]
+        env[start:stop] = np.maximum(env[start:stop], points.reshape(-1, _OVERSAMPLE).max(axis=1))
+    return env
+
+
+def _limiter_gain(
+    envelope: npt.NDArray[np.float32], gain: float, ceiling: float, rate: int
+) -> npt.NDArray[np.float32]:
+    """Smooth gain that keeps ``gain * envelope`` under ``ceiling`` at every frame.
+
+    Hold the minimum needed gain over ±W, then average over W: every frame in
+    the averaging window holds a value no larger than the frame's own need,
+    so the smoothed gain never exceeds it (a look-ahead limiter, vectorised).
+    """
+    need = np.minimum(1.0, ceiling / np.maximum(envelope * gain, 1e-12)).astype(np.float32)
+    if need.min() >= 1.0:
+        return np.full_like(need, gain)
+    width = max(3, int(_LIMITER_WINDOW_SECONDS * rate) | 1)
+    held = minimum_filter1d(need, size=2 * width - 1, mode="nearest")
+    smooth = uniform_filter1d(held, size=width, mode="nearest")
+    limited: npt.NDArray[np.float32] = np.minimum(smooth, need) * np.float32(gain)
+    return limited
+
+
+def normalize(
+    samples: Samples,
+    rate: int,
+    *,
+    target_lufs: float = DEFAULT_TARGET_LUFS,
+    ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
+) -> Samples:
+    """Gain to ``target_lufs`` (BS.1770), limiting so the true peak stays <= ceiling.
+
+    Limiting lowers the loudness a little, so the gain is corrected a few
+    times; the oversampled peak envelope is computed once.
+    """
+    if samples.shape[1] == 0 or not np.any(samples):
+        return samples
+    ceiling = 10 ** ((ceiling_dbtp - 0.05) / 20)  # a hair of margin for interpolation
+    envelope = _peak_envelope(samples)
+    loudness = integrated_loudness(Audio(samples, rate))
+    gain_db = 0.0 if loudness is None else min(target_lufs - loudness, MAX_GAIN_DB)
+    out = samples
+    for _ in range(6):
+        gains = _limiter_gain(envelope, 10 ** (gain_db / 20), ceiling, rate)
+        out = samples * gains
+        measured = integrated_loudness(Audio(out, rate))
+        if loudness is None or measured is None or abs(measured - target_lufs) < 0.05:
+            break
+        step = target_lufs - measured
+        if gain_db + step > MAX_GAIN_DB:
+            break
+        gain_db += step
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    # Safety net: the smoothed gain can let an interpolated peak creep over.
+    peak = true_peak(out)
+    limit = 10 ** (ceiling_dbtp / 20)
+    if peak > limit:
+        out *= np.float32(limit / peak * 0.999)
+    return out
+
+
+def master(
+    mix: Samples,
+    timeline: Timeline,
+    rate: int,
+    *,
+    preroll_frames: int = 0,
+    target_lufs: float | None = DEFAULT_TARGET_LUFS,
+    ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
+) -> Samples:
+    """Master chain, drop the pre-roll (it only warms the chain up), normalise."""
+    out = mix
+    if timeline.master:
+        out = np.asarray(build_board(timeline.master)(mix, rate), dtype=np.float32)
+    out = out[:, preroll_frames:]
+    if target_lufs is None:
+        return np.ascontiguousarray(out)
+    return normalize(out, rate, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp)
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+def clip_first_frame(clip: Clip, timeline: Timeline, rate: int) -> int:
+    """The timeline frame where the clip's first sample lands."""
+    return round(clip_start_seconds(clip, timeline) * rate)
+
+
+def clips_in_window(timeline: Timeline, start_seconds: float, end_seconds: float) -> list[Clip]:
+    """Unmuted clips that sound (tail included) somewhere in [start, end)."""
+    found = []
+    for clip in timeline.clips:
+        if clip.muted:
+            continue
+        begin = clip_start_seconds(clip, timeline)
+        length = (clip.out_seconds - clip.in_seconds) / stretch_factor(clip, timeline)
+        if begin < end_seconds and begin + length + tail_seconds(clip.effects) > start_seconds:
+            found.append(clip)
+    return found
+
+
+def render_timeline(
+    timeline: Timeline,
+    sources: Mapping[str, Audio] | Callable[[str], Audio],
+    *,
+    start_seconds: float = 0.0,
+    duration_seconds: float | None = None,
+    target_lufs: float | None = DEFAULT_TARGET_LUFS,
+    ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
+    high_quality: bool = True,
+    max_seconds: float = DEFAULT_MAX_RENDER_SECONDS,
+    progress: Progress | None = None,
+    check: Check | None = None,
+) -> Rendered:
+    """Render ``timeline`` (or a window of it) synchronously.
+
+    ``sources`` maps track ids to decoded audio at the project rate (or is a
+    function doing so). ``progress(done, total)`` is called after each step;
+    ``check()`` is called between steps and may raise to abandon the render.
+    """
+    timeline = validate_timeline(timeline)
+    rate = PROJECT_RATE
+    end = (
+        timeline_duration_seconds(timeline)
+        if duration_seconds is None
+        else start_seconds + duration_seconds
+    )
+    if end - start_seconds > max_seconds:
+        raise AudioTooLong(f"render of {end - start_seconds:.0f} s exceeds {max_seconds:.0f} s")
+    clips = clips_in_window(timeline, start_seconds, end)
+    total = len(clips) + 1
+    preroll = min(start_seconds, 2.0) if timeline.master else 0.0
+    window_start = round((start_seconds - preroll) * rate)
+    frames = max(0, round(end * rate) - window_start)
+    placed = []
+    for done, clip in enumerate(clips):
+        if check is not None:
+            check()
+        source = _source(sources, clip.track_id)
+        if source.sample_rate != rate:
+            raise InvalidTimeline(f"track {clip.track_id!r} is not at {rate} Hz")
+        finished = finish_clip(
+            stretch_clip(source, clip, timeline, high_quality=high_quality), clip
+        )
+        placed.append((clip_first_frame(clip, timeline, rate), finished))
+        if progress is not None:
+            progress(done + 1, total)
+    if check is not None:
+        check()
+    mix = mix_window(placed, window_start, frames)
+    out = master(
+        mix,
+        timeline,
+        rate,
+        preroll_frames=round(preroll * rate),
+        target_lufs=target_lufs,
+        ceiling_dbtp=ceiling_dbtp,
+    )
+    if progress is not None:
+        progress(total, total)
+    return measure(Audio(out, rate), start_seconds)
+
+
+def measure(audio: Audio, start_seconds: float = 0.0) -> Rendered:
+    """Wrap rendered audio with its integrated loudness and true peak."""
+    loudness = integrated_loudness(audio)
+    return Rendered(
+        audio,
+        start_seconds,
+        None if loudness is None else round(loudness, 2),
+        true_peak_dbtp(audio),
+    )
+
+
+def _source(sources: Mapping[str, Audio] | Callable[[str], Audio], track_id: str) -> Audio:
+    if callable(sources):
+        return sources(track_id)
+    try:
+        return sources[track_id]
+    except KeyError:
+        raise MissingSource(f"no audio for track {track_id!r}") from None
