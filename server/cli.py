@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -22,6 +23,10 @@ def _settings() -> Settings:
         return load_settings()
     except SettingsError as exc:
         _fail(str(exc))
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +58,7 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
     With no BLENDTUNE_DATABASE_URL / BLENDTUNE_REDIS_URL, starts an embedded PostgreSQL and
     Redis under BLENDTUNE_DATA_DIR (kept between runs) and stops them on exit.
     """
+    import asyncpg
     import msgspec
     import uvicorn
 
@@ -65,11 +71,18 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
     with embedded_services(settings) as settings:
         settings = with_secrets(settings)
         assert settings.database_url is not None
-        if migrate:
-            try:
+        try:
+            if migrate:
                 asyncio.run(migrations.forwards(settings.database_url))
-            except Exception as exc:
-                _fail(f"could not migrate the database: {exc}")
+            else:
+                todo = asyncio.run(migrations.pending(settings.database_url))
+                if todo:
+                    _fail(
+                        f"the database schema is out of date ({len(todo)} migration(s) "
+                        "pending): run `blendtune migrate`"
+                    )
+        except (OSError, asyncpg.PostgresError) as exc:
+            _fail(f"cannot reach the database: {exc}")
         # Workers build their settings from the environment: hand them the resolved values.
         for field in Settings.__struct_fields__:
             value = getattr(settings, field)
@@ -77,6 +90,11 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
                 os.environ[env_name(field)] = (
                     str(value).lower() if isinstance(value, bool) else str(value)
                 )
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal with
+        # the previous handler in place: make that an orderly exit, so the `with` blocks
+        # above stop the embedded services.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _exit_quietly)
         uvicorn.run(
             "server.app:create_app",
             factory=True,

@@ -1,0 +1,66 @@
+"""Settings load from BLENDTUNE_* variables; bad values stop start-up naming the variable."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from server.settings import Settings, SettingsError, load_settings
+from tests.support import ROOT
+
+
+def test_defaults_with_an_empty_environment() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.database_url is None and settings.redis_url is None
+    assert settings.effective_storage_dir == os.path.join(".data", "storage")
+
+
+def test_values_are_parsed() -> None:
+    settings = load_settings(
+        {
+            "BLENDTUNE_PORT": "9001",
+            "BLENDTUNE_SMTP_STARTTLS": "false",
+            "BLENDTUNE_WS_AUTH_TIMEOUT_SECONDS": "2.5",
+            "BLENDTUNE_DATABASE_URL": "postgresql://db/x",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.port == 9001
+    assert settings.smtp_starttls is False
+    assert settings.ws_auth_timeout_seconds == 2.5
+    assert settings.database_url == "postgresql://db/x"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("BLENDTUNE_PORT", "eighty", "BLENDTUNE_PORT='eighty' is invalid"),
+        ("BLENDTUNE_PORT", "70000", "BLENDTUNE_PORT='70000' is invalid"),
+        ("BLENDTUNE_WORKERS", "0", "BLENDTUNE_WORKERS='0' is invalid"),
+        ("BLENDTUNE_LOG_LEVEL", "loud", "BLENDTUNE_LOG_LEVEL='loud' is invalid"),
+        ("BLENDTUNE_SMTP_STARTTLS", "maybe", "BLENDTUNE_SMTP_STARTTLS='maybe' is invalid"),
+        ("BLENDTUNE_PROT", "8000", "BLENDTUNE_PROT is not a known setting"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, words: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({name: value})
+    assert words in str(info.value)
+
+
+def test_cli_reports_bad_settings_without_a_traceback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDTUNE_")}
+    env["BLENDTUNE_PORT"] = "eighty"
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "BLENDTUNE_PORT='eighty' is invalid" in result.stderr
+    assert "Traceback" not in result.stderr
