@@ -58,6 +58,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # REST limits.
     max_request_bytes: Positive = 1024 * 1024
     max_upload_bytes: Positive = 100 * 1024 * 1024
+    # Uploads: received files wait here until the worker has moved them into storage;
+    # empty means <data_dir>/incoming. Processes sharing it move each other's files.
+    upload_dir: str = ""
+    upload_poll_seconds: PositiveFloat = 1.0
+    # A job (or an analysis) untouched this long is taken over by another worker: its
+    # process died mid-move.
+    upload_lease_seconds: PositiveFloat = 300.0
+    upload_retry_base_seconds: PositiveFloat = 2.0
+    upload_retry_max_seconds: PositiveFloat = 600.0
+    upload_max_attempts: Positive = 10
+    # Test-only fault injection for the storage backend: "fail" (every write raises) or
+    # "hang" (every write blocks); see docs/catalog.md.
+    storage_fault: Literal["", "fail", "hang"] = ""
     # Rooms.
     ws_max_frame_bytes: Positive = 64 * 1024
     ws_ops_per_second: Positive = 50
@@ -74,6 +87,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def effective_storage_dir(self) -> str:
         return self.storage_dir or os.path.join(self.data_dir, "storage")
+
+    @property
+    def effective_upload_dir(self) -> str:
+        return self.upload_dir or os.path.join(self.data_dir, "incoming")
 
     @property
     def effective_public_url(self) -> str:
