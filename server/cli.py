@@ -63,9 +63,11 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
     import uvicorn
 
     from db import migrate as migrations
+    from server import logs
     from server.embedded import embedded_services, with_secrets
 
     settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
     overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
     settings = msgspec.structs.replace(settings, **overrides)
     with embedded_services(settings) as settings:
