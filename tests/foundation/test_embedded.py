@@ -19,7 +19,7 @@ from tests.support import ROOT, free_port
 async def _serve(data_dir: str, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDTUNE_")}
     env |= {"BLENDTUNE_DATA_DIR": data_dir, "BLENDTUNE_PORT": str(port)}
-    log = open(Path(data_dir) / f"serve-{port}.log", "ab")  # noqa: SIM115 - the child owns it
+    log = open(Path(data_dir) / f"serve-{port}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
     )

@@ -89,13 +89,18 @@ async def test_deleting_a_user_removes_what_they_own(db: asyncpg.Connection) -> 
     ]:
         count = await db.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", owner.id)
         assert count == 0, table
-    assert await db.fetchval("SELECT count(*) FROM release_tracks WHERE release_id = $1", release) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM release_tracks WHERE release_id = $1", release) == 0
+    )
     assert await db.fetchval("SELECT count(*) FROM rooms WHERE id = ANY($1)", [blend, mashup]) == 0
     assert await db.fetchval("SELECT count(*) FROM room_ops WHERE room_id = $1", blend) == 0
     assert await db.fetchval("SELECT count(*) FROM playlists WHERE id = $1", playlist) == 0
     # The other user's things stay, minus the deleted track.
     assert await db.fetchval("SELECT count(*) FROM playlists WHERE id = $1", others) == 1
-    assert await db.fetchval("SELECT count(*) FROM playlist_tracks WHERE playlist_id = $1", others) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM playlist_tracks WHERE playlist_id = $1", others)
+        == 0
+    )
     assert await db.fetchval("SELECT count(*) FROM users WHERE id = $1", other.id) == 1
 
 
