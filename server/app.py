@@ -8,8 +8,9 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from server import auth, health, logs
+from server import accounts, auth, health, logs
 from server.auth import current_principal
+from server.catalog.controller import TrackController
 from server.metrics import metrics_endpoint, metrics_middleware
 from server.problems import EXCEPTION_HANDLERS
 from server.services import build_services, get_services, services_lifespan
@@ -21,14 +22,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     logs.configure(settings.log_level, settings.log_format)
     services = build_services(settings)
     app = Litestar(
-        route_handlers=[health.healthz, health.readyz, metrics_endpoint, auth.whoami],
+        route_handlers=[
+            health.healthz,
+            health.readyz,
+            metrics_endpoint,
+            auth.whoami,
+            TrackController,
+            *accounts.route_handlers,
+        ],
         dependencies={
             "services": Provide(get_services, sync_to_thread=False),
             "principal": Provide(current_principal),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware],
-        lifespan=[services_lifespan],
+        lifespan=[services_lifespan, accounts.lifespan],
         openapi_config=OpenAPIConfig(
             title="Blendtune",
             version="0.1.0",

@@ -1,0 +1,151 @@
+"""The email outbox: every message is a row first, then a background sender delivers it.
+
+Handlers call ``enqueue`` inside their own transaction, so a message exists exactly when the
+change that caused it was committed. Each server process runs one sender (``lifespan``); it
+claims one due message at a time with ``FOR UPDATE SKIP LOCKED`` and keeps that row locked
+while sending, so two processes never send the same message, and a process that dies
+mid-send leaves the row pending for the next one (delivery is at least once).
+
+With ``BLENDTUNE_SMTP_HOST`` set, messages go out over SMTP (aiosmtplib). Without it they are
+written to the log (logger ``blendtune.outbox``) and marked sent, so a developer can copy the
+link. A failed send is retried 1, 3, 7, 15, ... minutes after the message was created and
+marked ``failed`` after ``MAX_ATTEMPTS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import aiosmtplib
+from litestar import Litestar
+
+from server.services import Services
+from server.settings import Settings
+
+_log = logging.getLogger("blendtune.outbox")
+
+POLL_SECONDS = 1.0
+MAX_ATTEMPTS = 8
+SMTP_TIMEOUT_SECONDS = 30.0
+
+_CLAIM = """
+SELECT id, to_address, subject, body, attempts
+FROM email_outbox
+WHERE status = 'pending'
+  AND created_at + (power(2, attempts) - 1) * interval '1 minute' <= now()
+ORDER BY created_at
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"""
+
+
+async def enqueue(
+    conn: Any, *, user_id: uuid.UUID | None, to_address: str, subject: str, body: str
+) -> uuid.UUID:
+    """Store a message for the sender; call inside the transaction that caused it."""
+    message_id: uuid.UUID = await conn.fetchval(
+        "INSERT INTO email_outbox (user_id, to_address, subject, body)"
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        user_id,
+        to_address,
+        subject,
+        body,
+    )
+    return message_id
+
+
+def build_message(settings: Settings, to_address: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = to_address
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = make_msgid(domain="blendtune")
+    message.set_content(body)
+    return message
+
+
+async def deliver(settings: Settings, to_address: str, subject: str, body: str) -> None:
+    if not settings.smtp_host:
+        _log.info(
+            "email (no SMTP configured) to %s: %s\n%s",
+            to_address,
+            subject,
+            body,
+            extra={"to": to_address, "subject": subject},
+        )
+        return
+    implicit_tls = settings.smtp_port == 465
+    await aiosmtplib.send(
+        build_message(settings, to_address, subject, body),
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username or None,
+        password=settings.smtp_password or None,
+        use_tls=implicit_tls,
+        start_tls=settings.smtp_starttls and not implicit_tls,
+        timeout=SMTP_TIMEOUT_SECONDS,
+    )
+
+
+async def send_one(services: Services) -> bool:
+    """Send the oldest due message, if any; True if there was one."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(_CLAIM)
+        if row is None:
+            return False
+        try:
+            await deliver(services.settings, row["to_address"], row["subject"], row["body"])
+        except Exception as exc:
+            attempts = row["attempts"] + 1
+            _log.warning("sending email %s failed (attempt %d): %s", row["id"], attempts, exc)
+            await conn.execute(
+                "UPDATE email_outbox SET attempts = $2, last_error = $3,"
+                " status = CASE WHEN $2 >= $4 THEN 'failed' ELSE 'pending' END::outbox_status"
+                " WHERE id = $1",
+                row["id"],
+                attempts,
+                str(exc)[:1000] or type(exc).__name__,
+                MAX_ATTEMPTS,
+            )
+        else:
+            await conn.execute(
+                "UPDATE email_outbox SET attempts = attempts + 1, status = 'sent',"
+                " sent_at = now(), last_error = NULL WHERE id = $1",
+                row["id"],
+            )
+        return True
+
+
+async def run_sender(services: Services) -> None:
+    while True:
+        try:
+            while await send_one(services):
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The database may be away; the next round tries again.
+            _log.exception("email outbox round failed")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Run this process's outbox sender for the life of the app."""
+    services: Services = app.state.services
+    task = asyncio.create_task(run_sender(services), name="email-outbox")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
