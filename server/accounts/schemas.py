@@ -56,7 +56,11 @@ Role = Literal["user", "artist", "admin", "moderator"]
 
 DisplayName = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"),
+    msgspec.Meta(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$",
+    ),
 ]
 AvatarUrl = Annotated[
     str,
