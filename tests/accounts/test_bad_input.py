@@ -1,0 +1,184 @@
+"""Bad input on every accounts endpoint: a problem-details 4xx, and nothing written."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.accounts.helpers import PASSWORD, assert_problem, client_for, counts, new_email
+from tests.support import ServerProcess, make_user
+
+GOOD_TOKEN_SHAPE = "A" * 43
+
+# Bodies every JSON endpoint must refuse with 400.
+GENERIC_BAD: list[Any] = [
+    None,  # no body at all
+    "{",  # not JSON
+    [],
+    "just a string",
+    42,
+    {},
+]
+
+BODY_ENDPOINTS: dict[tuple[str, str], list[Any]] = {
+    ("POST", "/auth/register"): [
+        {"email": new_email(), "password": PASSWORD},
+        {"email": new_email(), "username": "someone_new"},
+        {"password": PASSWORD, "username": "someone_new"},
+        {"email": "not-an-email", "password": PASSWORD, "username": "someone_new"},
+        {"email": "a b@example.com", "password": PASSWORD, "username": "someone_new"},
+        {"email": "x" * 250 + "@example.com", "password": PASSWORD, "username": "someone_new"},
+        {"email": new_email(), "password": "short", "username": "someone_new"},
+        {"email": new_email(), "password": "p" * 257, "username": "someone_new"},
+        {"email": new_email(), "password": 1234567890123, "username": "someone_new"},
+        {"email": new_email(), "password": PASSWORD, "username": "no spaces allowed"},
+        {"email": new_email(), "password": PASSWORD, "username": "ab"},
+        {"email": new_email(), "password": PASSWORD, "username": ["list"]},
+        {"email": new_email(), "password": PASSWORD, "username": "someone_new", "admin": True},
+        # Weak passwords (policy, not shape).
+        {"email": new_email(), "password": "aaaaaaaaaaaa", "username": "someone_new"},
+        {"email": new_email(), "password": "qwertyuiop", "username": "someone_new"},
+        {"email": new_email(), "password": "my someone_new pw", "username": "someone_new"},
+    ],
+    ("POST", "/auth/verify"): [
+        {"token": ""},
+        {"token": "short"},
+        {"token": "has spaces in it, which tokens never do"},
+        {"token": 12345678901234567890},
+        {"token": "A" * 129},
+        {"token": GOOD_TOKEN_SHAPE},  # the right shape, but forged
+        {"token": GOOD_TOKEN_SHAPE, "extra": 1},
+    ],
+    ("POST", "/auth/login"): [
+        {"email": new_email()},
+        {"password": PASSWORD},
+        {"email": new_email(), "password": ""},
+        {"email": new_email(), "password": None},
+        {"email": 7, "password": PASSWORD},
+        {"email": new_email(), "password": "p" * 257},
+        {"email": new_email(), "password": PASSWORD, "remember": True},
+    ],
+    ("POST", "/auth/password-reset"): [
+        {"email": "nope"},
+        {"email": None},
+        {"emails": [new_email()]},
+    ],
+    ("POST", "/auth/password-reset/confirm"): [
+        {"token": GOOD_TOKEN_SHAPE},
+        {"password": "a fine new password"},
+        {"token": "bad token!", "password": "a fine new password"},
+        {"token": GOOD_TOKEN_SHAPE, "password": "short"},
+        {"token": GOOD_TOKEN_SHAPE, "password": "a fine new password"},  # forged
+    ],
+    ("PATCH", "/me"): [
+        {"display_name": None, "language": None},
+        {"avatar_url": "not a url"},
+        {"country": 33},
+    ],
+    ("DELETE", "/me"): [
+        {"password": ""},
+        {"password": 123},
+        {"pass": PASSWORD},
+    ],
+}
+
+AUTHENTICATED = {("PATCH", "/me"), ("DELETE", "/me")}
+
+
+def _cases() -> list[tuple[str, str, Any]]:
+    cases = []
+    for (method, path), bodies in BODY_ENDPOINTS.items():
+        for body in [*GENERIC_BAD, *bodies]:
+            if body == {} and method == "PATCH":
+                continue  # an empty patch is a valid no-op
+            cases.append((method, path, body))
+    return cases
+
+
+@pytest.mark.parametrize(("method", "path", "body"), _cases())
+async def test_bad_bodies_are_refused_and_write_nothing(
+    server: ServerProcess, db: asyncpg.Connection, method: str, path: str, body: Any
+) -> None:
+    headers: dict[str, str] = {}
+    if (method, path) in AUTHENTICATED:
+        headers = (await make_user(db)).headers
+    before = await counts(db)
+    async with client_for(server.url) as client:
+        kwargs: dict[str, Any] = {"headers": headers}
+        if isinstance(body, str) and body == "{":
+            kwargs["content"] = b"{"
+            headers["Content-Type"] = "application/json"
+        elif body is not None:
+            kwargs["json"] = body
+        response = await client.request(method, path, **kwargs)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert_problem(response, response.status_code)
+    assert response.status_code in (400, 401), response.text
+    assert await counts(db) == before
+
+
+@pytest.mark.parametrize(("method", "path"), list(BODY_ENDPOINTS))
+async def test_oversized_bodies_get_413(
+    server: ServerProcess, db: asyncpg.Connection, method: str, path: str
+) -> None:
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    if (method, path) in AUTHENTICATED:
+        headers.update((await make_user(db)).headers)
+    before = await counts(db)
+    # max_request_bytes defaults to 1 MiB: send 2 MiB of otherwise plausible JSON.
+    body = b'{"email": "' + b"a" * (2 * 1024 * 1024) + b'@example.com", "password": "x"}'
+    async with client_for(server.url) as client:
+        response = await client.request(method, path, content=body, headers=headers)
+    assert_problem(response, 413)
+    assert await counts(db) == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"token": ""}, {"token": "short"}, {"token": "bad token!" * 3}, {"token": "A" * 200}],
+)
+async def test_bad_verify_links(
+    server: ServerProcess, db: asyncpg.Connection, params: dict[str, str]
+) -> None:
+    before = await counts(db)
+    async with client_for(server.url) as client:
+        response = await client.get("/auth/verify", params=params)
+    assert_problem(response, 400)
+    assert await counts(db) == before
+
+
+PROTECTED = [
+    ("POST", "/auth/logout"),
+    ("GET", "/auth/sessions"),
+    ("DELETE", "/auth/sessions"),
+    ("DELETE", f"/auth/sessions/{uuid.uuid4()}"),
+    ("POST", "/auth/verify/resend"),
+    ("GET", "/me"),
+    ("PATCH", "/me"),
+    ("DELETE", "/me"),
+    ("GET", f"/users/{uuid.uuid4()}/roles"),
+    ("PUT", f"/users/{uuid.uuid4()}/roles/artist"),
+    ("DELETE", f"/users/{uuid.uuid4()}/roles/artist"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+@pytest.mark.parametrize("token", [None, "forged-token-value", "x" * 300])
+async def test_protected_endpoints_refuse_missing_or_forged_tokens(
+    server: ServerProcess, db: asyncpg.Connection, method: str, path: str, token: str | None
+) -> None:
+    before = await counts(db)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    json = {"password": PASSWORD} if path == "/me" and method != "GET" else None
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        response = await client.request(method, path, headers=headers, json=json)
+        by_cookie = await client.request(
+            method, path, headers={"Cookie": f"bt_session={token or 'nothing'}"}, json=json
+        )
+    assert_problem(response, 401, "unauthenticated")
+    assert_problem(by_cookie, 401, "unauthenticated")
+    assert await counts(db) == before
