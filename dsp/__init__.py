@@ -1,0 +1,86 @@
+"""Blendtune's audio engine: decode/encode, analysis, mashup rendering and previews.
+
+A library with no knowledge of sockets, HTTP or storage. The public surface
+is what this module exports; the submodules are implementation detail except
+where the docs (docs/audio.md) name them.
+"""
+
+from dsp.analysis import KEY_THRESHOLD, Analysis, analyze, analyze_file, analyze_path
+from dsp.codec import (
+    FORMATS,
+    MIME_TYPES,
+    PROJECT_RATE,
+    Audio,
+    AudioFormat,
+    AudioInfo,
+    decode,
+    decode_file,
+    encode,
+    encode_file,
+    probe,
+)
+from dsp.effects import EFFECT_TYPES, Effect
+from dsp.errors import (
+    AudioError,
+    AudioTooLong,
+    CorruptAudio,
+    InvalidTimeline,
+    MissingSource,
+    PreviewBusy,
+    Superseded,
+    UnsupportedFormat,
+)
+from dsp.keys import parse_key, semitones_between
+from dsp.preview import CacheStats, Previewer, PreviewResult, SourceLoader
+from dsp.render import Rendered, render_timeline
+from dsp.timeline import (
+    Clip,
+    Timeline,
+    timeline_duration_seconds,
+    timeline_from_builtins,
+    timeline_from_json,
+    validate_timeline,
+)
+
+__all__ = [
+    "EFFECT_TYPES",
+    "FORMATS",
+    "KEY_THRESHOLD",
+    "MIME_TYPES",
+    "PROJECT_RATE",
+    "Analysis",
+    "Audio",
+    "AudioError",
+    "AudioFormat",
+    "AudioInfo",
+    "AudioTooLong",
+    "CacheStats",
+    "Clip",
+    "CorruptAudio",
+    "Effect",
+    "InvalidTimeline",
+    "MissingSource",
+    "PreviewBusy",
+    "PreviewResult",
+    "Previewer",
+    "Rendered",
+    "SourceLoader",
+    "Superseded",
+    "Timeline",
+    "UnsupportedFormat",
+    "analyze",
+    "analyze_file",
+    "analyze_path",
+    "decode",
+    "decode_file",
+    "encode",
+    "encode_file",
+    "parse_key",
+    "probe",
+    "render_timeline",
+    "semitones_between",
+    "timeline_duration_seconds",
+    "timeline_from_builtins",
+    "timeline_from_json",
+    "validate_timeline",
+]

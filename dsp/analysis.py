@@ -10,8 +10,7 @@ the tracked beats, so a beat grid built from it stays aligned over minutes.
 Key: a chromagram matched against Krumhansl-Kessler major and minor profiles;
 below ``KEY_THRESHOLD`` the key is reported as unknown.
 
-Loudness is ITU-R BS.1770 integrated loudness (pyloudnorm); true peak is the
-sample peak of a 4x oversampled signal (BS.1770 annex 2).
+Loudness and true peak: see :mod:`dsp.loudness` (ITU-R BS.1770-4).
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ from typing import Final
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
 from scipy.ndimage import maximum_filter1d
 from scipy.signal import resample_poly
 
+from dsp import loudness
 from dsp.codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, PROJECT_RATE, Audio, decode_file
 from dsp.keys import NOTE_NAMES, Mode, key_name
 
@@ -288,33 +287,12 @@ def estimate_key(audio: Audio) -> Key:
 
 def integrated_loudness(audio: Audio) -> float | None:
     """BS.1770 integrated loudness in LUFS; None for silence or under 400 ms."""
-    if audio.duration_seconds < 0.4:
-        return None
-    meter = pyloudnorm.Meter(audio.sample_rate)
-    # pyloudnorm wants (samples, channels): the transpose of pedalboard's layout.
-    value = float(meter.integrated_loudness(audio.samples.T.astype(np.float64)))
-    return value if np.isfinite(value) else None
-
-
-def true_peak(samples: npt.NDArray[np.float32], oversample: int = 4) -> float:
-    """Linear true peak: the peak of the signal oversampled ``oversample`` times."""
-    if samples.size == 0:
-        return 0.0
-    # In blocks, with overlap to hide the filter's edges, to keep memory flat.
-    block, pad = 1 << 16, 64
-    peak = 0.0
-    frames = samples.shape[-1]
-    for start in range(0, frames, block):
-        lo, hi = max(0, start - pad), min(frames, start + block + pad)
-        up = resample_poly(samples[:, lo:hi], oversample, 1, axis=-1)
-        keep = up[:, (start - lo) * oversample : (min(frames, start + block) - lo) * oversample]
-        peak = max(peak, float(np.abs(keep).max(initial=0.0)))
-    return max(peak, float(np.abs(samples).max(initial=0.0)))
+    return loudness.integrated_loudness(audio.samples, audio.sample_rate)
 
 
 def true_peak_dbtp(audio: Audio) -> float | None:
     """True peak in dBTP; None for digital silence."""
-    peak = true_peak(audio.samples)
+    peak = loudness.true_peak(audio.samples)
     return round(20 * float(np.log10(peak)), 3) if peak > 0 else None
 
 
@@ -378,6 +356,5 @@ __all__ = [
     "estimate_key",
     "estimate_tempo",
     "integrated_loudness",
-    "true_peak",
     "true_peak_dbtp",
 ]
