@@ -108,8 +108,9 @@ async def send_one(services: Services) -> bool:
             attempts = row["attempts"] + 1
             _log.warning("sending email %s failed (attempt %d): %s", row["id"], attempts, exc)
             await conn.execute(
-                "UPDATE email_outbox SET attempts = $2, last_error = $3,"
-                " status = CASE WHEN $2 >= $4 THEN 'failed' ELSE 'pending' END::outbox_status"
+                "UPDATE email_outbox SET attempts = $2::int, last_error = $3,"
+                " status = CASE WHEN $2::int >= $4::int THEN 'failed'"
+                " ELSE 'pending' END::outbox_status"
                 " WHERE id = $1",
                 row["id"],
                 attempts,
