@@ -133,3 +133,13 @@ def migrate(rollback: bool) -> None:
         except Exception as exc:
             _fail(f"migration failed: {exc}")
     click.echo(f"{verb} {len(done)} migration(s)" + "".join(f"\n  {m}" for m in done))
+
+
+def _register_dsp() -> None:
+    from dsp.cli import analyze, render
+
+    main.add_command(analyze)
+    main.add_command(render)
+
+
+_register_dsp()

@@ -1,0 +1,157 @@
+"""Command-line tools: ``blendtune analyze FILE...`` and ``blendtune render TIMELINE.json``.
+
+A render job is a JSON file holding the timeline and where its tracks are::
+
+    {
+      "sources": {"drums": "loops/drums.wav", "vox": "/music/vox.flac"},
+      "timeline": {"bpm": 124, "key": "A minor", "clips": [...], "master": [...]}
+    }
+
+Relative source paths are resolved against the job file's directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import msgspec
+from msgspec import Meta
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dsp.analysis import analyze_path
+from dsp.codec import Audio, decode_file, encode_file, format_from_name
+from dsp.errors import AudioError, InvalidTimeline
+from dsp.render import DEFAULT_CEILING_DBTP, DEFAULT_TARGET_LUFS, render_timeline
+from dsp.timeline import Identifier, Timeline
+
+
+class RenderJob(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The file ``blendtune render`` reads: track id -> audio file, and the timeline."""
+
+    sources: Annotated[dict[Identifier, str], Meta(max_length=256)]
+    timeline: Timeline
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+@click.command("analyze")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead.")
+def analyze(files: tuple[Path, ...], as_json: bool) -> None:
+    """Analyse audio files: duration, tempo, key, loudness and true peak."""
+    console = Console()
+    table = Table(title="Analysis")
+    for column in ("file", "duration", "BPM", "conf", "key", "conf", "LUFS", "dBTP"):
+        table.add_column(column, justify="left" if column in ("file", "key") else "right")
+    failed = 0
+    for path in files:
+        try:
+            result = analyze_path(path)
+        except (AudioError, OSError) as exc:
+            failed += 1
+            if as_json:
+                click.echo(msgspec.json.encode({"file": str(path), "error": str(exc)}))
+            else:
+                table.add_row(str(path), f"[red]{type(exc).__name__}: {exc}[/red]")
+            continue
+        if as_json:
+            payload = {"file": str(path), **msgspec.to_builtins(result)}
+            click.echo(msgspec.json.encode(payload))
+            continue
+        table.add_row(
+            str(path),
+            f"{result.duration_seconds:.2f} s",
+            _fmt(result.bpm, ".2f"),
+            f"{result.bpm_confidence:.2f}",
+            result.key_signature or "unknown",
+            f"{result.key_confidence:.2f}",
+            _fmt(result.loudness_lufs, ".1f"),
+            _fmt(result.true_peak_dbtp, ".1f"),
+        )
+    if not as_json:
+        console.print(table)
+    if failed:
+        raise SystemExit(1)
+
+
+def load_job(path: Path) -> RenderJob:
+    """Read and validate a render job; InvalidTimeline if it is malformed."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=RenderJob)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidTimeline(f"{path}: {exc}") from None
+
+
+@click.command("render")
+@click.argument("job_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file; its extension picks the format (wav, flac, mp3, ogg).",
+)
+@click.option("--start", type=float, default=0.0, show_default=True, help="Start, seconds.")
+@click.option("--duration", type=float, default=None, help="Length, seconds [default: to end].")
+@click.option("--target-lufs", type=float, default=DEFAULT_TARGET_LUFS, show_default=True)
+@click.option("--ceiling-dbtp", type=float, default=DEFAULT_CEILING_DBTP, show_default=True)
+@click.option("--draft", is_flag=True, help="Faster, lower-quality time-stretching.")
+def render(
+    job_file: Path,
+    output: Path,
+    start: float,
+    duration: float | None,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    draft: bool,
+) -> None:
+    """Render a mashup timeline (see docs/audio.md for the JSON job format)."""
+    console = Console(stderr=True)
+    try:
+        format_from_name(output.name)
+        job = load_job(job_file)
+        used = sorted({clip.track_id for clip in job.timeline.clips})
+        missing = [track for track in used if track not in job.sources]
+        if missing:
+            raise InvalidTimeline(f"no entry in 'sources' for track(s): {', '.join(missing)}")
+        sources: dict[str, Audio] = {}
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            loading = progress.add_task("decoding sources", total=len(used))
+            for track in used:
+                sources[track] = decode_file(job_file.parent / job.sources[track])
+                progress.advance(loading)
+            rendering = progress.add_task("rendering", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(rendering, completed=done, total=total)
+
+            rendered = render_timeline(
+                job.timeline,
+                sources,
+                start_seconds=start,
+                duration_seconds=duration,
+                target_lufs=target_lufs,
+                ceiling_dbtp=ceiling_dbtp,
+                high_quality=not draft,
+                progress=report,
+            )
+            encode_file(rendered.audio, output)
+    except (AudioError, OSError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    console.print(
+        f"wrote {output} ({rendered.audio.duration_seconds:.2f} s, "
+        f"{_fmt(rendered.loudness_lufs, '.1f')} LUFS, "
+        f"{_fmt(rendered.true_peak_dbtp, '.1f')} dBTP)"
+    )
