@@ -82,6 +82,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     room_snapshot_every: Positive = 200
     room_log_retention: Positive = 1000
     presence_ttl_seconds: Positive = 15
+    # Extra room kinds by import path, comma-separated (module:attribute), e.g. for tests.
+    room_kinds: str = ""
+    # Largest presence state (JSON bytes) a member may publish.
+    ws_presence_max_bytes: Positive = 1024
+    # permessage-deflate on room sockets: saves bandwidth, costs ~35 KiB per connection.
+    ws_compression: bool = False
     shutdown_grace_seconds: PositiveFloat = 10.0
 
     @property
