@@ -143,3 +143,12 @@ def _register_dsp() -> None:
 
 
 _register_dsp()
+
+
+def _register_accounts() -> None:
+    from server.accounts.cli import grant_role
+
+    main.add_command(grant_role)
+
+
+_register_accounts()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 
 import asyncpg
@@ -15,9 +19,10 @@ from tests.accounts.helpers import (
     client_for,
     counts,
     login,
+    new_email,
     register,
 )
-from tests.support import ServerProcess, make_user
+from tests.support import Backends, ServerProcess, make_user
 
 
 async def test_profile_read_and_patch(server: ServerProcess, db: asyncpg.Connection) -> None:
@@ -229,3 +234,42 @@ async def _last_admin(server: ServerProcess, db: asyncpg.Connection) -> None:
         assert_problem(
             await client.put(f"/users/{admin.id}/roles/admin", headers=admin.headers), 403
         )
+
+
+async def test_cli_grants_the_first_admin(
+    server: ServerProcess, db: asyncpg.Connection, backends: Backends
+) -> None:
+    async with client_for(server.url) as client:
+        account = await register(client)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("BLENDTUNE_")},
+            "BLENDTUNE_DATABASE_URL": backends.database_url,
+            "BLENDTUNE_REDIS_URL": backends.redis_url,
+        }
+
+        def blendtune(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "server", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        done = await asyncio.to_thread(blendtune, "grant-role", account.email.upper(), "admin")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith("admin, user")
+        token = await login(client, account.email)
+        client.cookies.clear()
+        listed = await client.get(f"/users/{account.user_id}/roles", headers=bearer(token))
+        assert listed.status_code == 200 and listed.json()["roles"] == ["admin", "user"]
+
+        undone = await asyncio.to_thread(
+            blendtune, "grant-role", account.email, "admin", "--revoke"
+        )
+        assert undone.returncode == 0, undone.stderr
+        assert (await client.get("/auth/whoami", headers=bearer(token))).json()["roles"] == ["user"]
+        missing = await asyncio.to_thread(blendtune, "grant-role", new_email(), "admin")
+        assert missing.returncode == 1 and "no account" in missing.stderr
+        bad_role = await asyncio.to_thread(blendtune, "grant-role", account.email, "root")
+        assert bad_role.returncode == 2
