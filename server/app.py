@@ -10,6 +10,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from server import accounts, auth, health, logs
 from server.auth import current_principal
+from server.blends import generation as blend_generation
+from server.blends.controller import BlendController, TasteController
 from server.catalog.controller import TrackController
 from server.metrics import metrics_endpoint, metrics_middleware
 from server.problems import EXCEPTION_HANDLERS
@@ -28,6 +30,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics_endpoint,
             auth.whoami,
             TrackController,
+            BlendController,
+            TasteController,
             *accounts.route_handlers,
         ],
         dependencies={
@@ -36,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware],
-        lifespan=[services_lifespan, accounts.lifespan],
+        lifespan=[services_lifespan, blend_generation.lifespan, accounts.lifespan],
         openapi_config=OpenAPIConfig(
             title="Blendtune",
             version="0.1.0",

@@ -89,6 +89,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # permessage-deflate on room sockets: saves bandwidth, costs ~35 KiB per connection.
     ws_compression: bool = False
     shutdown_grace_seconds: PositiveFloat = 10.0
+    # Blends: share codes live this many days; failed joins by code allowed per minute per
+    # client address and per user; woven playlists are refreshed this often; the generation
+    # job looks for pending blends this often (joins also wake it at once).
+    blend_share_code_days: Positive = 7
+    blend_join_failures_per_minute: Positive = 10
+    blend_regenerate_hours: PositiveFloat = 24.0
+    blend_scan_seconds: PositiveFloat = 30.0
 
     @property
     def effective_storage_dir(self) -> str:

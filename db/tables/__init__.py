@@ -14,7 +14,14 @@ from db.tables.accounts import (
     User,
     UserRole,
 )
-from db.tables.blends import Blend, BlendParticipant, BlendTrack, ProviderConnection, UserTopTrack
+from db.tables.blends import (
+    Blend,
+    BlendParticipant,
+    BlendTrack,
+    ProviderConnection,
+    TrackPlay,
+    UserTopTrack,
+)
 from db.tables.catalog import Track, TrackCreator, TrackInstrument, TrackSample, TrackSection
 from db.tables.mashups import Mashup, MashupInputTrack, MashupMember
 from db.tables.playlists import Playlist, PlaylistCollaborator, PlaylistTrack
@@ -47,6 +54,7 @@ ALL_TABLES = (
     Blend,
     BlendParticipant,
     BlendTrack,
+    TrackPlay,
     Mashup,
     MashupMember,
     MashupInputTrack,

@@ -4,6 +4,7 @@ from piccolo.columns import (
     JSONB,
     UUID,
     Array,
+    BigInt,
     Bytea,
     ForeignKey,
     Integer,
@@ -15,6 +16,7 @@ from piccolo.table import Table
 
 from db.tables._columns import pg_enum, timestamp_now, uuid_pk
 from db.tables.accounts import User
+from db.tables.catalog import Track
 
 
 class ProviderConnection(Table, tablename="provider_connections"):
@@ -85,3 +87,13 @@ class BlendTrack(Table, tablename="blend_tracks"):
     position = Integer()
     source_provider = Varchar(length=50)
     added_at = timestamp_now()
+
+
+class TrackPlay(Table, tablename="track_plays"):
+    """A user's own plays of a catalog track (a blend taste source)."""
+
+    # The real primary key is (user_id, track_id); Piccolo needs one column.
+    user_id = UUID(primary_key=True)
+    track_id = ForeignKey(Track, on_delete=OnDelete.cascade)
+    play_count = BigInt(default=0)
+    last_played_at = timestamp_now()

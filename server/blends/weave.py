@@ -155,6 +155,8 @@ class Weave(msgspec.Struct, frozen=True, kw_only=True):
     tracks: list[WovenTrack]
     shares: dict[uuid.UUID, int]  # tracks each member placed (contributed_by)
     taste_match: TasteMatch
+    # Each member's best-loved songs (placed or not), as they would be woven by that member.
+    libraries: dict[uuid.UUID, list[WovenTrack]]
 
 
 # ------------------------------------------------------------------ de-duplication
@@ -372,8 +374,26 @@ def taste_match(members: Sequence[MemberTaste], songs: Sequence[_Song]) -> Taste
 # ------------------------------------------------------------------ the whole weave
 
 
-def weave(members: Sequence[MemberTaste], length: int) -> Weave:
-    """The blend's playlist (at most ``length`` tracks) and its taste match."""
+def _woven(song: _Song, owner: int, ids: Sequence[uuid.UUID]) -> WovenTrack:
+    entry = song.by_member[owner]
+    others = sorted(m for m in song.scores if m != owner)
+    return WovenTrack(
+        key=song.key,
+        track_id=entry.track_id,
+        name=entry.name,
+        artist=entry.artist,
+        album=entry.album,
+        album_art_url=entry.album_art_url,
+        duration_ms=entry.duration_ms,
+        isrc=entry.isrc,
+        source=entry.source,
+        contributed_by=ids[owner],
+        contributors=[ids[owner]] + [ids[m] for m in others],
+    )
+
+
+def weave(members: Sequence[MemberTaste], length: int, *, library_size: int = 30) -> Weave:
+    """The blend's playlist (at most ``length`` tracks), its taste match and the libraries."""
     if length < 0:
         raise ValueError("length must be >= 0")
     ids = [m.member_id for m in members]
@@ -382,27 +402,17 @@ def weave(members: Sequence[MemberTaste], length: int) -> Weave:
     songs = merge_songs(members)
     picks = _pick(songs, len(members), length, unifying_song(songs))
     order = spread([m for m, _ in picks])
-    tracks: list[WovenTrack] = []
-    for i in order:
-        owner, song = picks[i]
-        entry = song.by_member[owner]
-        others = sorted(m for m in song.scores if m != owner)
-        tracks.append(
-            WovenTrack(
-                key=song.key,
-                track_id=entry.track_id,
-                name=entry.name,
-                artist=entry.artist,
-                album=entry.album,
-                album_art_url=entry.album_art_url,
-                duration_ms=entry.duration_ms,
-                isrc=entry.isrc,
-                source=entry.source,
-                contributed_by=ids[owner],
-                contributors=[ids[owner]] + [ids[m] for m in others],
-            )
-        )
+    tracks = [_woven(picks[i][1], picks[i][0], ids) for i in order]
     shares = dict.fromkeys(ids, 0)
     for owner, _ in picks:
         shares[ids[owner]] += 1
-    return Weave(tracks=tracks, shares=shares, taste_match=taste_match(members, songs))
+    libraries: dict[uuid.UUID, list[WovenTrack]] = {}
+    for m, member_id in enumerate(ids):
+        mine = sorted((s for s in songs if m in s.scores), key=lambda s: (-s.scores[m], s.key))
+        libraries[member_id] = [_woven(s, m, ids) for s in mine[:library_size]]
+    return Weave(
+        tracks=tracks,
+        shares=shares,
+        taste_match=taste_match(members, songs),
+        libraries=libraries,
+    )

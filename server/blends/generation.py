@@ -1,0 +1,196 @@
+"""The generation job: weave pending blends, and every blend once a day.
+
+A blend needs weaving when its status is ``pending`` (members joined or left, settings or
+tastes changed), ``processing`` with nobody working on it (its process died), or ``completed``
+longer ago than ``blend_regenerate_hours``. Any number of processes run this job; a
+PostgreSQL advisory lock per blend (``pg_try_advisory_lock``, held on the job's connection)
+makes sure one process weaves a given blend at a time, and a dead process's lock goes with its
+connection. Status goes pending -> processing (committed, so clients can see it) ->
+completed; a change that lands while a weave runs sets ``pending`` again, and the job weaves
+once more before it lets go.
+
+REST handlers wake the job in their own process right after a change (``kick``), so a join
+shows up in the room at once; the periodic scan catches everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+
+from server.blends import live, queries
+from server.blends.taste import load_tastes
+from server.blends.weave import weave
+from server.services import Services
+
+_log = logging.getLogger("blendtune.blends")
+
+# The advisory-lock class for blends ("blen"); the object id is hashtext(blend id).
+_LOCK_CLASS = 0x626C656E
+# Weaves in a row for one blend before the job lets others have a go.
+_MAX_ROUNDS = 5
+_SCAN_BATCH = 50
+
+
+class BlendJobs:
+    """One per process: the periodic scan plus on-demand weaves."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ entry points
+
+    def kick(self, blend_id: uuid.UUID) -> None:
+        """Weave this blend soon, in this process (after the caller's commit)."""
+        if self._stopping:
+            return
+        task = asyncio.create_task(self._kicked(blend_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        interval = self.services.settings.blend_scan_seconds
+        while True:
+            try:
+                await self.scan()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # PostgreSQL down, say: log and try again next round.
+                _log.exception("blend scan failed")
+            await asyncio.sleep(interval)
+
+    async def scan(self) -> int:
+        """Weave every blend that needs it now; returns how many were woven here."""
+        rows = await self.services.pool.fetch(
+            """
+            SELECT id FROM blends
+            WHERE status IN ('pending', 'processing')
+               OR (status = 'completed'
+                   AND completed_at < now() - make_interval(hours => $1::float8))
+            ORDER BY status = 'completed', completed_at NULLS FIRST, created_at
+            LIMIT $2
+            """,
+            self.services.settings.blend_regenerate_hours,
+            _SCAN_BATCH,
+        )
+        woven = 0
+        for row in rows:
+            if await self.generate(row["id"]):
+                woven += 1
+        return woven
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ------------------------------------------------------------------ the work
+
+    async def _kicked(self, blend_id: uuid.UUID) -> None:
+        # Another process (or task) may hold the blend's lock; it re-checks the status before
+        # letting go, but retry briefly in case it is just letting go.
+        try:
+            for _ in range(10):
+                if await self.generate(blend_id):
+                    return
+                if not await self._needs_work(blend_id):
+                    return
+                await asyncio.sleep(0.3)
+        except Exception:
+            _log.exception("weaving blend %s failed", blend_id)
+
+    async def _needs_work(self, blend_id: uuid.UUID) -> bool:
+        status = await self.services.pool.fetchval(
+            "SELECT status::text FROM blends WHERE id = $1", blend_id
+        )
+        return status in ("pending", "processing")
+
+    async def generate(self, blend_id: uuid.UUID) -> bool:
+        """Weave the blend if no one else is; returns whether this call wove it."""
+        async with self.services.pool.acquire() as conn:
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
+            )
+            if not locked:
+                return False
+            try:
+                for _ in range(_MAX_ROUNDS):
+                    done = await self._weave_once(conn, blend_id)
+                    if done is None or done:
+                        break
+            finally:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
+                )
+        return True
+
+    async def _weave_once(self, conn: Any, blend_id: uuid.UUID) -> bool | None:
+        """One weave; True when the blend is completed, False when it changed meanwhile,
+        None when the blend is gone."""
+        # Item ids in the room are g<generation>.<n>: a clock reading keeps them unique.
+        generation = await conn.fetchval(
+            """
+            UPDATE blends SET status = 'processing' WHERE id = $1
+            RETURNING (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+            """,
+            blend_id,
+        )
+        if generation is None:
+            return None
+        async with conn.transaction():
+            found = await conn.fetchrow(
+                "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
+            )
+            if found is None:
+                return None
+            settings = queries.decode_settings(found["blend_settings"])
+            member_ids = await queries.accepted_members(conn, blend_id)
+            tastes = await load_tastes(conn, member_ids)
+            result = weave(tastes, settings.playlist_length)
+            await queries.store_weave(conn, blend_id, result)
+            done = await conn.fetchval(
+                """
+                UPDATE blends SET status = 'completed', completed_at = now()
+                WHERE id = $1 AND status = 'processing' RETURNING true
+                """,
+                blend_id,
+            )
+            members = await queries.members(conn, blend_id)
+        await live.publish_weave(
+            self.services,
+            blend_id,
+            name=found["name"],
+            owner_id=found["created_by"],
+            settings=settings,
+            members=members,
+            result=result,
+            generation=generation,
+        )
+        return bool(done)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    services: Services = app.state.services
+    jobs = BlendJobs(services)
+    app.state.blend_jobs = jobs
+    runner = asyncio.create_task(jobs.run())
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await jobs.stop()

@@ -1,0 +1,85 @@
+"""Telling a blend's room what changed: server batches through the rooms core.
+
+The database is the source of truth for membership and the woven playlist; the room gets
+them as ordinary server batches (``sync`` and ``woven`` ops), so every member sees them live,
+on whichever process they are connected to. Each batch carries the complete member list or
+playlist, so a batch lost to an outage is repaired by the next one; delivery failures are
+logged, never raised into the REST request that caused them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+
+from server.blends import queries, room, schemas
+from server.blends.weave import Weave
+from server.services import Services
+
+_log = logging.getLogger("blendtune.blends")
+
+
+def sync_op(
+    name: str,
+    owner_id: uuid.UUID,
+    settings: schemas.BlendSettings,
+    members: Sequence[schemas.Member],
+) -> room.Sync:
+    return room.Sync(
+        name=name,
+        owner_id=owner_id,
+        settings=settings,
+        members=[
+            room.RoomMember(
+                user_id=m.user_id,
+                username=m.username,
+                display_name=m.display_name,
+                role="owner" if m.is_owner else "member",
+            )
+            for m in members
+            if m.status == "accepted"
+        ],
+    )
+
+
+async def submit(services: Services, blend_id: uuid.UUID, ops: list[room.BlendOp]) -> None:
+    try:
+        from rooms import submit as rooms_submit  # type: ignore[attr-defined]
+
+        await rooms_submit(services, room.KIND, blend_id, ops, f"blend-{uuid.uuid4().hex}")
+    except Exception:
+        _log.exception("could not deliver a server batch to blend room %s", blend_id)
+
+
+async def publish_sync(services: Services, blend_id: uuid.UUID) -> None:
+    """Send the blend's current name, settings and members to its room."""
+    async with services.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
+        )
+        if row is None:
+            return
+        members = await queries.members(conn, blend_id)
+    op = sync_op(
+        row["name"], row["created_by"], queries.decode_settings(row["blend_settings"]), members
+    )
+    await submit(services, blend_id, [op])
+
+
+async def publish_weave(
+    services: Services,
+    blend_id: uuid.UUID,
+    *,
+    name: str,
+    owner_id: uuid.UUID,
+    settings: schemas.BlendSettings,
+    members: Sequence[schemas.Member],
+    result: Weave,
+    generation: int,
+) -> None:
+    ops: list[room.BlendOp] = [
+        sync_op(name, owner_id, settings, members),
+        room.woven_op(result, generation),
+    ]
+    await submit(services, blend_id, ops)

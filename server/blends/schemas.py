@@ -1,0 +1,174 @@
+"""Wire schemas of the blends REST API (and the settings stored in ``blends.blend_settings``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from server.blends.weave import Source, TasteMatch, TimeRange
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+MemberLimit = Annotated[int, msgspec.Meta(ge=2, le=50)]
+PlaylistLength = Annotated[int, msgspec.Meta(ge=1, le=200)]
+Text500 = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Provider = Literal["spotify", "apple"]
+ParticipantStatus = Literal["pending", "accepted", "declined"]
+BlendStatus = Literal["pending", "processing", "completed"]
+
+
+class BlendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Stored as ``blends.blend_settings``."""
+
+    member_limit: MemberLimit = 10
+    playlist_length: PlaylistLength = 50
+
+
+class BlendSettingsPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    member_limit: MemberLimit | None = None
+    playlist_length: PlaylistLength | None = None
+
+
+class CreateBlend(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    settings: BlendSettings = BlendSettings()
+
+
+class UpdateBlend(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name | None = None
+    settings: BlendSettingsPatch | None = None
+
+
+class JoinBlend(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(max_length=32)]
+
+
+class InviteMember(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    user_id: uuid.UUID
+
+
+class RotateShareCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # None means the configured default (blend_share_code_days, 7 unless changed).
+    expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=30)] | None = None
+
+
+class ShareCode(msgspec.Struct, frozen=True, kw_only=True):
+    code: str  # displayed form, ABCD-EFGH
+    expires_at: datetime
+
+
+class Member(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: uuid.UUID
+    username: str
+    display_name: str | None
+    status: ParticipantStatus
+    is_owner: bool
+    joined_at: datetime | None
+
+
+class BlendTrack(msgspec.Struct, frozen=True, kw_only=True):
+    position: int
+    track_id: str
+    name: str
+    artist: str
+    album: str | None
+    album_art_url: str | None
+    duration_ms: int | None
+    isrc: str | None
+    source: str
+    contributed_by: uuid.UUID
+    contributors: list[uuid.UUID]
+
+
+class BlendSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    status: BlendStatus
+    settings: BlendSettings
+    my_status: ParticipantStatus
+    member_count: int  # accepted members, the owner included
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class BlendDetail(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    status: BlendStatus
+    settings: BlendSettings
+    my_status: ParticipantStatus
+    # Shown to accepted members while a code is live; None once revoked or expired.
+    share_code: ShareCode | None
+    members: list[Member]
+    tracks: list[BlendTrack]
+    taste_match: TasteMatch | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+# ------------------------------------------------------------------ taste sources
+
+
+class ConnectProvider(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Tokens the client obtained from the provider; stored encrypted, never returned."""
+
+    provider_user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    access_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    token_expires_at: datetime | None = None
+    metadata: dict[Annotated[str, msgspec.Meta(max_length=64)], str] = {}
+
+
+class Connection(msgspec.Struct, frozen=True, kw_only=True):
+    provider: Provider
+    provider_user_id: str
+    has_refresh_token: bool
+    token_expires_at: datetime | None
+    metadata: dict[str, str]
+    last_sync_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TopTrackIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    track_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    name: Text500
+    artist: Text500
+    album: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    album_art_url: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    duration_ms: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    isrc: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+
+
+class ImportTopTracks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A member's top tracks for one time range, best first (rank = position + 1)."""
+
+    tracks: Annotated[list[TopTrackIn], msgspec.Meta(max_length=100)]
+
+
+class TopTrack(msgspec.Struct, frozen=True, kw_only=True):
+    rank: int
+    time_range: TimeRange
+    track_id: str
+    name: str
+    artist: str
+    album: str | None
+    album_art_url: str | None
+    duration_ms: int | None
+    isrc: str | None
+    fetched_at: datetime
+
+
+class TasteTrack(msgspec.Struct, frozen=True, kw_only=True):
+    """One song of a member's merged taste, as a blend sees it."""
+
+    key: str
+    track_id: str
+    name: str
+    artist: str
+    source: Source
+    score: float
