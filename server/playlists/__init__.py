@@ -1,0 +1,1 @@
+"""Playlists (seeds 001, 003): public or private, optionally collaborative."""

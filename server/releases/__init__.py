@@ -1,0 +1,1 @@
+"""Releases (seed 004): draft -> (processing) -> pending_review -> published / rejected."""

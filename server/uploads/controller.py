@@ -1,0 +1,223 @@
+"""REST endpoints of uploads: /uploads."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import asyncpg
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from dsp.codec import MIME_TYPES
+from server.auth import Principal
+from server.catalog.common import (
+    CursorParam,
+    Limit,
+    cursor_datetime,
+    cursor_uuid,
+    decode_cursor,
+    encode_cursor,
+)
+from server.problems import Problem
+from server.services import Services
+from server.uploads.receive import receive_upload
+from server.uploads.schemas import Upload, UploadPage
+
+_COLUMNS: Final = """
+    u.id, u.original_filename, u.file_size_bytes, u.mime_type, u.format,
+    u.upload_status::text AS upload_status, u.analysis_status::text AS analysis_status,
+    u.bpm::float8 AS bpm, u.key_signature, u.duration_seconds::float8 AS duration_seconds,
+    u.has_stems, u.analysis, j.status::text AS job_status,
+    coalesce(j.retry_count, 0) AS retry_count,
+    CASE WHEN j.status = 'pending' THEN j.next_attempt_at END AS next_attempt_at,
+    u.created_at, u.updated_at
+"""
+_FROM: Final = """
+FROM uploaded_tracks u
+LEFT JOIN LATERAL (
+    SELECT status, retry_count, next_attempt_at FROM upload_jobs
+    WHERE uploaded_track_id = u.id ORDER BY created_at DESC LIMIT 1
+) j ON true
+"""
+
+
+def _upload(row: asyncpg.Record) -> Upload:
+    fields: dict[str, Any] = {k: row[k] for k in Upload.__struct_fields__}
+    fields["analysis"] = msgspec.json.decode(row["analysis"])
+    return msgspec.convert(fields, Upload)
+
+
+async def fetch_upload(conn: Any, upload_id: uuid.UUID, owner: uuid.UUID) -> Upload:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} {_FROM} WHERE u.id = $1 AND u.user_id = $2", upload_id, owner
+    )
+    if row is None:
+        raise Problem(404, "not_found", "No such upload.")
+    return _upload(row)
+
+
+@dataclass
+class _UploadOperation(Operation):
+    """OpenAPI for the hand-parsed multipart body (Litestar cannot infer it)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="multipart/form-data with the audio as field `file` "
+            "(wav, flac, mp3 or ogg) and an optional `has_stems` (true/false).",
+            content={
+                RequestEncodingType.MULTI_PART: OpenAPIMediaType(
+                    schema=Schema(
+                        type="object",  # type: ignore[arg-type]
+                        required=["file"],
+                        properties={
+                            "file": Schema(type="string", format="binary"),  # type: ignore[arg-type]
+                            "has_stems": Schema(type="boolean"),  # type: ignore[arg-type]
+                        },
+                    )
+                )
+            },
+        )
+
+
+class UploadController(Controller):
+    path = "/uploads"
+    tags = ["uploads"]
+
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        # The body is streamed to disk and limited by max_upload_bytes in the handler.
+        request_max_body_size=None,
+        operation_class=_UploadOperation,
+    )
+    async def create_upload(
+        self, request: Request[Any, Any, Any], services: Services, principal: Principal
+    ) -> Upload:
+        """Upload an audio file. Answers 202 at once; the file then moves to storage and is
+        analysed in the background (poll GET /uploads/{id})."""
+        settings = services.settings
+        content_type, options = request.content_type
+        if content_type != "multipart/form-data":
+            raise Problem(415, "unsupported_media_type", "Send multipart/form-data.")
+        boundary = options.get("boundary")
+        if not boundary or len(boundary) > 200:
+            raise Problem(400, "invalid_upload", "The multipart boundary is missing.")
+        directory = Path(await anyio.Path(settings.effective_upload_dir).absolute())
+        received = await receive_upload(
+            request.stream(),
+            boundary=boundary,
+            content_length=request.content_length,
+            max_bytes=settings.max_upload_bytes,
+            directory=directory,
+        )
+        try:
+            async with services.pool.acquire() as conn:
+                async with conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO uploaded_tracks (id, user_id, original_filename,"
+                        " file_size_bytes, mime_type, format, duration_seconds, has_stems)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        received.id,
+                        principal.user_id,
+                        received.original_filename,
+                        received.size,
+                        MIME_TYPES[received.info.format],
+                        received.info.format,
+                        Decimal(str(round(max(received.info.duration_seconds, 0.01), 2))),
+                        received.has_stems,
+                    )
+                    await conn.execute(
+                        "INSERT INTO upload_jobs (kind, target_id, uploaded_track_id, user_id,"
+                        " local_path) VALUES ('audio', $1, $1, $2, $3)",
+                        received.id,
+                        principal.user_id,
+                        str(received.path),
+                    )
+                upload = await fetch_upload(conn, received.id, principal.user_id)
+        except BaseException:
+            # Not recorded, so no job will ever move it: do not leave it behind.
+            with contextlib.suppress(FileNotFoundError):
+                await anyio.Path(received.path).unlink()
+            raise
+        worker = request.app.state.get("upload_worker")
+        if worker is not None:
+            worker.wake()
+        return upload
+
+    @get("/")
+    async def list_uploads(
+        self,
+        services: Services,
+        principal: Principal,
+        limit: Limit = 20,
+        cursor: CursorParam = None,
+    ) -> UploadPage:
+        """My uploads, newest first."""
+        args: list[Any] = [principal.user_id, limit + 1]
+        where = "u.user_id = $1"
+        if cursor is not None:
+            values = decode_cursor(cursor)
+            if len(values) != 2:
+                raise Problem(400, "invalid_cursor", "The cursor is not valid.")
+            args += [cursor_datetime(values[0]), cursor_uuid(values[1])]
+            where += " AND (u.created_at, u.id) < ($3, $4)"
+        rows = await services.pool.fetch(
+            f"SELECT {_COLUMNS} {_FROM} WHERE {where} ORDER BY u.created_at DESC, u.id DESC"
+            " LIMIT $2",
+            *args,
+        )
+        items = [_upload(r) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["created_at"].isoformat(), last["id"])
+        return UploadPage(items=items, next_cursor=next_cursor)
+
+    @get("/{upload_id:uuid}")
+    async def get_upload(
+        self, services: Services, principal: Principal, upload_id: uuid.UUID
+    ) -> Upload:
+        """One of my uploads with its upload and analysis status (others' are 404)."""
+        async with services.pool.acquire() as conn:
+            return await fetch_upload(conn, upload_id, principal.user_id)
+
+    @post("/{upload_id:uuid}/retry", status_code=HTTP_202_ACCEPTED)
+    async def retry_upload(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        principal: Principal,
+        upload_id: uuid.UUID,
+    ) -> Upload:
+        """Queue a failed upload's move again (its received file was kept)."""
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                await fetch_upload(conn, upload_id, principal.user_id)
+                job = await conn.fetchval(
+                    "UPDATE upload_jobs SET status = 'pending', retry_count = 0,"
+                    " next_attempt_at = now(), updated_at = now()"
+                    " WHERE uploaded_track_id = $1 AND status = 'failed' RETURNING id",
+                    upload_id,
+                )
+                if job is None:
+                    raise Problem(409, "not_failed", "Only a failed upload can be retried.")
+                await conn.execute(
+                    "UPDATE uploaded_tracks SET upload_status = 'pending', updated_at = now()"
+                    " WHERE id = $1",
+                    upload_id,
+                )
+            upload = await fetch_upload(conn, upload_id, principal.user_id)
+        worker = request.app.state.get("upload_worker")
+        if worker is not None:
+            worker.wake()
+        return upload

@@ -1,0 +1,286 @@
+"""The upload worker: moves received files into storage, then analyses them.
+
+Runs in every server process (a lifespan task). Jobs are claimed with ``FOR UPDATE SKIP
+LOCKED`` so processes never take the same job twice; a process only claims jobs whose local
+file lives in its own incoming directory (processes that share the directory share the
+work). A job left in ``uploading`` by a process that died mid-move is taken over once its
+lease (``updated_at`` + ``upload_lease_seconds``) has passed. Failed moves are retried with
+exponential backoff; after ``upload_max_attempts`` the job is ``failed`` and the local file
+is kept, so nothing received is ever lost. The local file is deleted only after the
+database records that the object is in storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+
+from dsp.analysis import analyze_file
+from dsp.errors import AudioError
+from server.releases.queries import promote_processing_releases
+from server.services import Services
+from server.storage import Storage, StorageError, new_key, storage_from_settings
+
+_log = logging.getLogger("blendtune.uploads")
+
+_CLAIM_JOB = """
+WITH due AS (
+    SELECT id FROM upload_jobs
+    WHERE starts_with(local_path, $1)
+      AND ((status = 'pending' AND next_attempt_at <= now())
+           OR (status = 'uploading' AND updated_at < now() - make_interval(secs => $2)))
+    ORDER BY next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE upload_jobs j
+SET status = 'uploading',
+    updated_at = now(),
+    -- Taking over from a dead worker counts as a failed attempt.
+    retry_count = j.retry_count + (j.status = 'uploading')::int,
+    error_log = CASE WHEN j.status = 'uploading'
+        THEN left(coalesce(j.error_log || E'\n', '') || 'worker lost mid-move; retrying', 10000)
+        ELSE j.error_log END
+FROM due WHERE j.id = due.id
+RETURNING j.id, j.uploaded_track_id, j.user_id, j.local_path, j.retry_count
+"""
+
+_FAIL_JOB = """
+UPDATE upload_jobs
+SET retry_count = retry_count + 1,
+    status = CASE WHEN retry_count + 1 >= $2 THEN 'failed' ELSE 'pending' END::upload_job_status,
+    next_attempt_at = now() + make_interval(secs => $3),
+    error_log = left(coalesce(error_log || E'\n', '') || $4, 10000),
+    updated_at = now()
+WHERE id = $1 AND status = 'uploading'
+RETURNING status::text
+"""
+
+_CLAIM_ANALYSIS = """
+WITH due AS (
+    SELECT id FROM uploaded_tracks
+    WHERE upload_status = 'uploaded'
+      AND (analysis_status = 'pending'
+           OR (analysis_status = 'analyzing' AND updated_at < now() - make_interval(secs => $1)))
+    ORDER BY created_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE uploaded_tracks u SET analysis_status = 'analyzing', updated_at = now()
+FROM due WHERE u.id = due.id
+RETURNING u.id, u.storage_key
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: uuid.UUID
+    upload_id: uuid.UUID
+    user_id: uuid.UUID
+    local_path: Path
+    retry_count: int
+
+
+class UploadWorker:
+    def __init__(self, services: Services, storage: Storage) -> None:
+        self.services = services
+        self.storage = storage
+        self.settings = services.settings
+        self.incoming = Path(self.settings.effective_upload_dir).absolute()
+        self._move_wake = asyncio.Event()
+        self._analysis_wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A new job was recorded by this process: look now instead of at the next poll."""
+        self._move_wake.set()
+
+    def backoff(self, retry_count: int) -> float:
+        base = self.settings.upload_retry_base_seconds * 2 ** min(retry_count, 30)
+        capped: float = min(self.settings.upload_retry_max_seconds, base)
+        return capped * random.uniform(0.5, 1.0)
+
+    # -------------------------------------------------------------------- moving
+
+    async def move_loop(self) -> None:
+        while True:
+            try:
+                job = await self.claim_job()
+                if job is not None:
+                    await self.move(job)
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("upload worker: move step failed")
+            await self._sleep(self._move_wake)
+
+    async def claim_job(self) -> Job | None:
+        prefix = str(self.incoming) + os.sep
+        async with self.services.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_CLAIM_JOB, prefix, self.settings.upload_lease_seconds)
+            if row is None:
+                return None
+            await conn.execute(
+                "UPDATE uploaded_tracks SET upload_status = 'uploading', updated_at = now()"
+                " WHERE id = $1",
+                row["uploaded_track_id"],
+            )
+        return Job(
+            id=row["id"],
+            upload_id=row["uploaded_track_id"],
+            user_id=row["user_id"],
+            local_path=Path(row["local_path"]),
+            retry_count=row["retry_count"],
+        )
+
+    async def move(self, job: Job) -> None:
+        extension = job.local_path.suffix.lstrip(".")
+        key = new_key("uploads", job.user_id, job.upload_id, extension)
+        try:
+            if not await asyncio.to_thread(job.local_path.is_file):
+                raise StorageError(f"the received file {job.local_path.name} is missing")
+            await self.storage.put_file(key, job.local_path)
+        except (StorageError, OSError) as exc:
+            await self.fail(job, str(exc))
+            return
+        async with self.services.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE upload_jobs SET status = 'completed', updated_at = now() WHERE id = $1",
+                job.id,
+            )
+            kept = await conn.fetchval(
+                "UPDATE uploaded_tracks SET upload_status = 'uploaded', storage_key = $2,"
+                " updated_at = now() WHERE id = $1 RETURNING id",
+                job.upload_id,
+                key,
+            )
+        if kept is None:  # the upload was deleted while it was being moved
+            await self.storage.delete(key)
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(job.local_path.unlink)
+        _log.info("upload %s stored as %s", job.upload_id, key)
+        self._analysis_wake.set()
+
+    async def fail(self, job: Job, message: str) -> None:
+        delay = self.backoff(job.retry_count)
+        status = await self.services.pool.fetchval(
+            _FAIL_JOB, job.id, self.settings.upload_max_attempts, delay, message[:1000]
+        )
+        upload_status = "failed" if status == "failed" else "pending"
+        await self.services.pool.execute(
+            "UPDATE uploaded_tracks SET upload_status = $2, updated_at = now() WHERE id = $1",
+            job.upload_id,
+            upload_status,
+        )
+        _log.warning(
+            "upload %s: move failed (%s); job now %s, next try in %.1f s",
+            job.upload_id,
+            message,
+            status,
+            delay,
+        )
+
+    # -------------------------------------------------------------------- analysis
+
+    async def analysis_loop(self) -> None:
+        while True:
+            try:
+                row = await self.services.pool.fetchrow(
+                    _CLAIM_ANALYSIS, self.settings.upload_lease_seconds
+                )
+                if row is not None:
+                    await self.analyse(row["id"], row["storage_key"])
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _log.exception("upload worker: analysis step failed")
+            await self._sleep(self._analysis_wake)
+
+    async def analyse(self, upload_id: uuid.UUID, key: str) -> None:
+        try:
+            async with self.storage.local_copy(key) as path:
+                result = await analyze_file(path)
+        except StorageError as exc:
+            # Not the audio's fault: leave it 'analyzing' so it is retried after the lease.
+            _log.warning("upload %s: cannot read %s for analysis: %s", upload_id, key, exc)
+            return
+        except AudioError as exc:
+            await self._finish(upload_id, "failed", {"error": str(exc)})
+            return
+        except Exception as exc:
+            _log.exception("upload %s: analysis crashed", upload_id)
+            await self._finish(upload_id, "failed", {"error": f"analysis failed: {exc}"})
+            return
+        bpm = result.bpm if result.bpm is not None and 0 < result.bpm < 1000 else None
+        await self._finish(
+            upload_id,
+            "completed",
+            msgspec.to_builtins(result),
+            bpm=None if bpm is None else Decimal(str(round(bpm, 2))),
+            key=result.key_signature[:20] if result.key_signature else None,
+            duration=Decimal(str(round(result.duration_seconds, 2)))
+            if result.duration_seconds > 0
+            else None,
+        )
+
+    async def _finish(
+        self,
+        upload_id: uuid.UUID,
+        status: str,
+        analysis: dict[str, Any],
+        *,
+        bpm: Decimal | None = None,
+        key: str | None = None,
+        duration: Decimal | None = None,
+    ) -> None:
+        async with self.services.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE uploaded_tracks SET analysis_status = $2, analysis = $3::jsonb,"
+                " bpm = coalesce($4, bpm), key_signature = coalesce($5, key_signature),"
+                " duration_seconds = coalesce($6, duration_seconds), updated_at = now()"
+                " WHERE id = $1",
+                upload_id,
+                status,
+                msgspec.json.encode(analysis).decode(),
+                bpm,
+                key,
+                duration,
+            )
+            await promote_processing_releases(conn, upload_id)
+        _log.info("upload %s: analysis %s", upload_id, status)
+
+    async def _sleep(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), self.settings.upload_poll_seconds)
+        event.clear()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Start this process's upload worker; register after the services lifespan."""
+    services: Services = app.state.services
+    worker = UploadWorker(services, storage_from_settings(services.settings))
+    app.state.upload_worker = worker
+    tasks = [
+        asyncio.create_task(worker.move_loop(), name="upload-mover"),
+        asyncio.create_task(worker.analysis_loop(), name="upload-analyser"),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
