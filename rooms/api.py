@@ -1,0 +1,79 @@
+"""Room operations for server-side code: submit a batch as the server, read a room's state.
+
+Usable from any process with ``Services`` (a request handler, a background job): the batch
+is sequenced under the room's row lock like a client's, made durable, and published, so
+members on every process receive it as an ordinary ``batch`` message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from rooms import store
+from rooms.fanout import pack
+from rooms.kinds import SERVER_ACTOR, Actor, RoomKind
+from server.services import Services
+
+logger = logging.getLogger("blendtune.rooms")
+
+# The origin of batches published outside a hub, so every hub (this process's too) delivers it.
+API_ORIGIN = "api"
+
+
+async def submit(
+    services: Services,
+    kind: RoomKind[Any, Any],
+    room_id: uuid.UUID,
+    ops: Sequence[Any],
+    op_id: str,
+    *,
+    actor: Actor = SERVER_ACTOR,
+) -> int:
+    """Apply ``ops`` (the kind's op Structs) to the room as one batch; return its seq.
+
+    Idempotent by ``op_id`` (per actor): submitting the same op id again returns the seq the
+    batch got the first time and changes nothing. Raises ``rooms.kinds.OpRejected`` when the
+    kind rejects the batch, ``rooms.store.RoomGone`` when the room does not exist (or is of
+    another kind), and database errors as they come (nothing was applied then).
+    """
+    if not store.validate_op_id(op_id):
+        raise ValueError("op_id must be 1 to 64 characters")
+    ops = list(ops)
+    pool = services.pool
+    if not await store.ensure_room(pool, kind.name, room_id):
+        raise store.RoomGone(str(room_id))
+    replica = store.Detached(kind, room_id)
+    pending = store.Pending(actor, op_id, ops, store.encode_ops(ops))
+    before = await pool.fetchval("SELECT seq FROM rooms WHERE id = $1", room_id)
+    state, entries = await store.commit(pool, replica, [pending])
+    if pending.rejected is not None:
+        raise pending.rejected
+    assert pending.seq is not None
+    channel = services.keys("room", str(room_id))
+    for entry in entries:
+        try:
+            await services.redis.publish(
+                channel, pack("b", entry.seq, API_ORIGIN, entry.role, entry.batch_text())
+            )
+        except Exception as exc:  # durable already; members catch up on their next batch
+            logger.warning("room %s: publish failed: %r", room_id, exc)
+    settings = services.settings
+    if entries and store.snapshot_due(before or 0, entries[-1].seq, settings.room_snapshot_every):
+        await store.write_snapshot(
+            pool,
+            room_id,
+            entries[-1].seq,
+            store.encode_state(state),
+            settings.room_log_retention,
+        )
+    return pending.seq
+
+
+async def read_state(
+    services: Services, kind: RoomKind[Any, Any], room_id: uuid.UUID
+) -> tuple[int, Any]:
+    """The room's current seq and state (from PostgreSQL). Raises ``RoomGone``."""
+    return await store.load(services.pool, kind, room_id)

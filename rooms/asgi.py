@@ -1,0 +1,319 @@
+"""The WebSocket endpoint ``/rooms/{kind}/{room_id}``: a plain ASGI handler.
+
+It is mounted into Litestar (``asgi`` route, ``is_mount=True``) rather than written with
+Litestar's WebSocket layer, which closes with 4500 on any exception and adds per-message
+overhead; here every close code is the one docs/protocol.md promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar import types as lt
+from litestar.handlers import asgi
+
+from rooms import protocol as p
+from rooms import store
+from rooms.hub import Conn, Hub, JoinRefused
+from rooms.kinds import Actor, RoomKind
+from rooms.registry import load_kinds
+from server.auth import SESSION_COOKIE, authenticate, token_from_headers
+from server.services import Services
+
+logger = logging.getLogger("blendtune.rooms")
+
+# The ASGI server's own types are loose dicts; so are ours.
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_client_decoder = msgspec.json.Decoder(p.ClientMessage)
+_envelope_decoder = msgspec.json.Decoder(p.Envelope)
+_hello_decoder = msgspec.json.Decoder(p.Hello)
+
+
+def _tokens(scope: Scope) -> str | None:
+    headers: dict[str, str] = {}
+    cookies: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key == "cookie":
+            with contextlib.suppress(CookieError):
+                jar: SimpleCookie = SimpleCookie()
+                jar.load(text)
+                if SESSION_COOKIE in jar:
+                    cookies[SESSION_COOKIE] = jar[SESSION_COOKIE].value
+        else:
+            headers[key] = text
+    return token_from_headers(headers, cookies)
+
+
+def _target(path: str) -> tuple[str, uuid.UUID | None]:
+    parts = [part for part in path.split("/") if part]
+    if parts and parts[0] == "rooms":
+        parts = parts[1:]
+    if len(parts) != 2:
+        return "", None
+    try:
+        return parts[0], uuid.UUID(parts[1])
+    except ValueError:
+        return parts[0], None
+
+
+def _abort_for(receive: Receive) -> Any:
+    # uvicorn's receive is a bound method of its protocol object; aborting its transport is
+    # the only way to drop a client that will not even read our close frame. Best effort.
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+
+    def abort() -> None:
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.abort()
+
+    return abort
+
+
+class RoomsEndpoint:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 426,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"WebSocket only\n"})
+            return
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        try:
+            await self._serve(scope, receive, send)
+        except Exception:
+            logger.exception("room connection failed")
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": p.Close.INTERNAL})
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+
+        async def close(code: int, reason: str) -> None:
+            hub.metrics.closes.labels(str(code)).inc()
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+
+        if hub.closing:
+            await close(p.Close.RESTARTING, "server restarting: reconnect")
+            return
+        try:
+            message = await asyncio.wait_for(receive(), hub.settings.ws_auth_timeout_seconds)
+        except TimeoutError:
+            await close(p.Close.TIMEOUT, "no hello in time")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        try:
+            if text is None:
+                raise msgspec.DecodeError("binary frame")
+            hello = _hello_decoder.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            await close(p.Close.BAD_REQUEST, "the first message must be a hello")
+            return
+        if hello.v != p.PROTOCOL_VERSION:
+            await close(
+                p.Close.BAD_REQUEST, f"unsupported protocol version, use {p.PROTOCOL_VERSION}"
+            )
+            return
+        services = hub.services
+        try:
+            principal = await authenticate(services, hello.token or _tokens(scope))
+        except Exception:
+            await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
+            return
+        if principal is None:
+            await close(p.Close.UNAUTHENTICATED, "unauthenticated")
+            return
+        kind_name, room_id = _target(scope.get("path", ""))
+        kind = hub.kinds.get(kind_name)
+        if kind is None or room_id is None:
+            await close(p.Close.NOT_FOUND, "no such room")
+            return
+        try:
+            if not await kind.exists(services, room_id):
+                await close(p.Close.NOT_FOUND, "no such room")
+                return
+            membership = await kind.membership(services, room_id, principal.user_id)
+            if membership is None:
+                await close(p.Close.FORBIDDEN, "not a member of this room")
+                return
+            if not await store.ensure_room(services.pool, kind.name, room_id):
+                await close(p.Close.NOT_FOUND, "no such room")
+                return
+        except Exception:
+            logger.exception("room access check failed")
+            await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
+            return
+        actor = Actor(user_id=principal.user_id, role=membership.role)
+        member = p.Member(id=hub.new_member_id(), user_id=principal.user_id, role=membership.role)
+        conn = Conn(hub, send, _abort_for(receive), member, actor)
+        try:
+            await hub.join(kind, room_id, conn, hello.last_seq)
+        except JoinRefused as exc:
+            await close(exc.code, exc.reason)
+            return
+        except store.RoomGone:
+            await close(p.Close.NOT_FOUND, "no such room")
+            return
+        except Exception as exc:
+            logger.warning("join failed: %r", exc)
+            await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
+            return
+        hub.metrics.count_in("hello")
+        conn.writer = asyncio.get_running_loop().create_task(conn.run_writer())
+        try:
+            await self._read(conn, kind, receive)
+        finally:
+            hub.leave(conn)
+            writer = conn.writer
+            if conn.close_code is None and not writer.done():
+                writer.cancel()
+
+    async def _read(self, conn: Conn, kind: RoomKind[Any, Any], receive: Receive) -> None:
+        hub = self.hub
+        metrics = hub.metrics
+        ops_decoder = store.ops_decoder(kind)
+        max_ops = kind.max_batch_ops
+        presence_max = hub.settings.ws_presence_max_bytes
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if conn.close_code is not None:
+                continue  # closing: nothing more is read
+            now = time.monotonic()
+            conn.last_seen = now
+            conn.pinged = False
+            text = message.get("text")
+            if text is None:
+                self._error(conn, p.BAD_MESSAGE, "binary frames are not supported")
+                continue
+            try:
+                msg = _client_decoder.decode(text)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._refuse(conn, text, exc)
+                continue
+            if type(msg) is p.Ops:
+                metrics.count_in("ops")
+                allowed = conn.ops_bucket.take(now)
+                if not allowed:
+                    self._limited(conn, allowed, msg.op_id)
+                    continue
+                if not store.validate_op_id(msg.op_id):
+                    self._error(conn, p.BAD_MESSAGE, "op_id must be 1 to 64 characters", msg.op_id)
+                    continue
+                try:
+                    ops = ops_decoder.decode(msg.ops)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self._error(conn, p.BAD_OPS, str(exc), msg.op_id)
+                    continue
+                if not ops or len(ops) > max_ops:
+                    self._error(conn, p.TOO_MANY_OPS, f"1 to {max_ops} ops per batch", msg.op_id)
+                    continue
+                room = conn.room
+                assert room is not None
+                room.submit(
+                    store.Pending(conn.actor, msg.op_id, ops, store.encode_ops(ops), owner=conn)
+                )
+            elif type(msg) is p.PresenceIn:
+                metrics.count_in("presence")
+                allowed = conn.other_bucket.take(now)
+                if not allowed:
+                    self._limited(conn, allowed, None)
+                    continue
+                raw = msg.state
+                if len(raw) > presence_max:
+                    self._error(
+                        conn, p.PRESENCE_TOO_LARGE, f"presence state exceeds {presence_max} bytes"
+                    )
+                    continue
+                if bytes(memoryview(raw)[:1]) not in (b"{", b"n"):
+                    self._error(conn, p.BAD_MESSAGE, "presence state must be an object or null")
+                    continue
+                hub.presence(conn, raw)
+            elif type(msg) is p.Ping:
+                metrics.count_in("ping")
+                allowed = conn.other_bucket.take(now)
+                if not allowed:
+                    self._limited(conn, allowed, None)
+                    continue
+                conn.enqueue(p.PONG_TEXT)
+            elif type(msg) is p.Pong:
+                metrics.count_in("pong")
+            else:
+                metrics.count_in("hello")
+                self._error(conn, p.BAD_MESSAGE, "already joined: hello is only the first message")
+
+    def _error(self, conn: Conn, code: str, detail: str, op_id: str | None = None) -> None:
+        self.hub.metrics.rejected.labels(code).inc()
+        conn.enqueue(p.encode(p.Error(code=code, detail=detail, op_id=op_id)))
+
+    def _limited(self, conn: Conn, allowed: bool | None, op_id: str | None) -> None:
+        if allowed is None:
+            self.hub.metrics.rejected.labels("flood").inc()
+            conn.close(p.Close.FLOOD, "too many messages")
+        else:
+            self._error(conn, p.RATE_LIMITED, "slow down: over the message rate", op_id)
+
+    def _refuse(self, conn: Conn, text: str, exc: Exception) -> None:
+        try:
+            envelope = _envelope_decoder.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._error(conn, p.BAD_MESSAGE, f"not a message: {exc}")
+            return
+        self.hub.metrics.count_in("unknown")
+        if envelope.type not in p.CLIENT_TYPES:
+            self._error(conn, p.UNKNOWN_TYPE, f"unknown message type {envelope.type[:40]!r}")
+        else:
+            self._error(conn, p.BAD_MESSAGE, str(exc))
+
+
+def create(services: Services) -> tuple[Any, Any]:
+    """The mountable route handler and the lifespan that runs the hub."""
+    holder: dict[str, RoomsEndpoint] = {}
+
+    @asgi("/rooms", is_mount=True, copy_scope=False)
+    async def rooms_endpoint(scope: lt.Scope, receive: lt.Receive, send: lt.Send) -> None:
+        endpoint = holder.get("endpoint")
+        if endpoint is None:
+            await send({"type": "websocket.close", "code": p.Close.TRY_AGAIN_LATER, "reason": ""})
+            return
+        await endpoint(scope, receive, send)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def rooms_lifespan(app: Litestar) -> AsyncIterator[None]:
+        hub = Hub(services, load_kinds(services.settings))
+        await hub.start()
+        holder["endpoint"] = RoomsEndpoint(hub)
+        app.state.rooms_hub = hub
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    return rooms_endpoint, rooms_lifespan

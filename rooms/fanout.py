@@ -1,0 +1,255 @@
+"""Fan-out between processes through Redis pub/sub.
+
+One subscriber connection per process, subscribed to the channels of the rooms that have
+members on this process (plus a control channel, so the connection always exists). Messages
+are published with plain PUBLISH, pipelined: a single task drains everything queued since its
+last round trip. redis-py's PubSub neither reconnects nor resubscribes reliably by itself
+(redis-py #2089), so the listener owns the connection: on any error it tells the hub, drops
+the connection, reconnects with backoff and resubscribes; the hub then resynchronises its
+clients. ``get_message`` is never polled (redis-py #3208); the listener blocks in ``listen``.
+
+Envelope (bytes): ``<type> <key> <origin> <published_at> <role>\\n<payload>`` where type is
+``b`` (batch; key = seq), ``p`` (presence), ``j`` (joined), ``l`` (left) (key = member id),
+origin the publishing process id, published_at its wall clock (for the latency histogram)
+and payload the client message, encoded once by the publisher and sent as is by receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+logger = logging.getLogger("blendtune.rooms.fanout")
+
+
+class Envelope(NamedTuple):
+    type: str
+    key: str
+    origin: str
+    published_at: float
+    role: str
+    payload: str
+
+
+def pack(type_: str, key: str | int, origin: str, role: str, payload: str) -> bytes:
+    return f"{type_} {key} {origin} {time.time():.6f} {role}\n{payload}".encode()
+
+
+def unpack(data: bytes) -> Envelope:
+    head, _, payload = data.partition(b"\n")
+    type_, key, origin, published_at, role = head.decode().split(" ")
+    return Envelope(type_, key, origin, float(published_at), role, payload.decode())
+
+
+class Publisher:
+    """Queues PUBLISH commands and sends them in pipelines from one task."""
+
+    def __init__(self, redis: Redis, on_error: Callable[[Exception, int], None]) -> None:
+        self.redis = redis
+        self.on_error = on_error
+        self.queue: list[tuple[str, tuple[Any, ...]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rooms-publisher")
+
+    def publish(self, channel: str, data: bytes) -> None:
+        self.queue.append(("publish", (channel, data)))
+        self._wakeup.set()
+
+    def command(self, name: str, *args: Any) -> None:
+        """Any other fire-and-forget command (HDEL, ...), sent in the same pipeline."""
+        self.queue.append((name, args))
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._task, 5)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self.queue:
+                if self._stopping:
+                    return
+                continue
+            todo, self.queue = self.queue, []
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for name, args in todo:
+                    getattr(pipe, name)(*args)
+                await pipe.execute()
+            except Exception as exc:  # Redis down: PostgreSQL still has every batch
+                self.on_error(exc, len(todo))
+            if self.queue:
+                self._wakeup.set()
+
+
+class Listener:
+    """The process's one subscriber connection, kept alive across Redis outages."""
+
+    def __init__(
+        self,
+        url: str,
+        control_channel: str,
+        on_message: Callable[[str, bytes], None],
+        on_down: Callable[[Exception], None],
+        on_up: Callable[[bool], None],
+    ) -> None:
+        self.url = url
+        self.control_channel = control_channel
+        self.on_message = on_message
+        self.on_down = on_down
+        self.on_up = on_up
+        self.wanted: set[str] = set()
+        self.subscribed: set[str] = set()
+        self.connected = False
+        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
+        self._dirty = asyncio.Event()
+        self._pubsub: Any = None
+        self._client: Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rooms-listener")
+        self._sync_task = asyncio.create_task(self._sync(), name="rooms-subscriptions")
+
+    async def wait_ready(self, within: float) -> bool:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), within)
+        return self._ready.is_set()
+
+    async def stop(self) -> None:
+        for task in (self._task, self._sync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        await self._close()
+
+    async def subscribe(self, channel: str, within: float = 5.0) -> None:
+        """Subscribe and wait until Redis confirmed it (later publishes will reach us)."""
+        if not self.connected:
+            raise ConnectionError("Redis pub/sub is not connected")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirm.setdefault(channel, []).append(future)
+        self.wanted.add(channel)
+        self._dirty.set()
+        await asyncio.wait_for(future, within)
+
+    def unsubscribe(self, channel: str) -> None:
+        self.wanted.discard(channel)
+        self._dirty.set()
+
+    def _confirmed(self, channel: str) -> None:
+        for future in self._confirm.pop(channel, []):
+            if not future.done():
+                future.set_result(None)
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        confirm, self._confirm = self._confirm, {}
+        for futures in confirm.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(ConnectionError(str(exc)))
+
+    async def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        client, self._client = self._client, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _sync(self) -> None:
+        # The only place subscriptions change, so SUBSCRIBE/UNSUBSCRIBE never race.
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            pubsub = self._pubsub
+            if pubsub is None or not self.connected:
+                continue
+            try:
+                add = self.wanted - self.subscribed
+                remove = self.subscribed - self.wanted
+                for channel in self.wanted & self.subscribed:
+                    self._confirmed(channel)
+                if add:
+                    self.subscribed |= add
+                    await pubsub.subscribe(*add)
+                if remove:
+                    self.subscribed -= remove
+                    await pubsub.unsubscribe(*remove)
+            except Exception as exc:
+                logger.warning("subscription change failed: %r", exc)
+                # The listener notices the broken connection and resubscribes everything.
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        was_down = False
+        while True:
+            client = Redis.from_url(
+                self.url,
+                socket_connect_timeout=3,
+                socket_keepalive=True,
+                retry=Retry(NoBackoff(), 0),
+            )
+            pubsub = client.pubsub()
+            self._client = client
+            try:
+                await pubsub.subscribe(self.control_channel)
+                if self.wanted:
+                    await pubsub.subscribe(*self.wanted)
+                self._pubsub = pubsub
+                self.subscribed = set(self.wanted)
+                self.connected = True
+                backoff = 0.05
+                async for message in pubsub.listen():
+                    kind = message["type"]
+                    channel = message["channel"].decode()
+                    if kind == "message":
+                        self.on_message(channel, message["data"])
+                    elif kind == "subscribe":
+                        if channel == self.control_channel:
+                            self._ready.set()
+                            self.on_up(was_down)
+                            was_down = False
+                        self._confirmed(channel)
+                        self._dirty.set()
+                raise ConnectionError("pub/sub connection ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.connected or not was_down:
+                    logger.warning("Redis pub/sub lost: %r; reconnecting", exc)
+                    self.on_down(exc)
+                was_down = True
+                self.connected = False
+                self._ready.clear()
+                self._fail_waiters(exc)
+                self.subscribed = set()
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)

@@ -1,0 +1,873 @@
+"""The per-process rooms machinery: connections, live rooms, ordered delivery, presence.
+
+One ``Hub`` per process. A ``Room`` exists here while it has members on this process: it
+keeps the room's state at ``seq`` (the last batch delivered here), the roster of members on
+every process, and a writer task while batches wait to be committed (group commit: whatever
+queued during one commit goes into the next). Batches reach local members in seq order from
+two sources, the local writer and Redis; ``Room.offer`` orders them, drops what was already
+delivered and fills gaps from PostgreSQL when pub/sub is late.
+
+Each ``Conn`` has a bounded outgoing queue drained by one writer task; every message is
+encoded once per process and the same text queued to every local member. Presence updates
+are coalesced per sender in each queue: only the newest unsent one goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from rooms import protocol as p
+from rooms import store
+from rooms.fanout import Listener, Publisher, pack, unpack
+from rooms.kinds import Actor, OpRejected, RoomKind
+from rooms.metrics import RoomMetrics
+from server.services import Services
+
+logger = logging.getLogger("blendtune.rooms")
+
+GAP_WAIT = 0.2  # how long an out-of-order batch waits for the missing ones before PostgreSQL
+RECENT = 256  # batches kept per room for resuming clients without a database read
+MAX_GROUP = 256  # batches per group commit
+CLOSE_DEADLINE = 10.0  # a client that cannot take the close frame within this is dropped
+UNAPPLIED_MAX = 64  # remote batches kept unapplied before the state is brought up to date
+
+_batch_decoder = msgspec.json.Decoder(p.Batch)
+_member_decoder = msgspec.json.Decoder(p.Member)
+_joined_decoder = msgspec.json.Decoder(p.Joined)
+_presence_decoder = msgspec.json.Decoder(p.PresenceOut)
+_encoder = msgspec.json.Encoder()
+
+
+class _Slot:
+    """A place in an outgoing queue for the newest presence of one member."""
+
+    __slots__ = ("member_id",)
+
+    def __init__(self, member_id: str) -> None:
+        self.member_id = member_id
+
+
+class Bucket:
+    """A token bucket; refusals beyond the sustained rate add up to a flood."""
+
+    __slots__ = ("excess", "last", "rate", "tokens")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.excess = 0.0
+        self.last = time.monotonic()
+
+    def take(self, now: float) -> bool | None:
+        """True: go ahead. False: refused. None: refused, and the client is flooding."""
+        elapsed = now - self.last
+        self.last = now
+        self.tokens = min(self.rate, self.tokens + elapsed * self.rate)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        # Refusals decay at half the rate: a client sending twice the limit floods in ~2 s,
+        # one slightly over the limit only sees rate_limited errors.
+        self.excess = max(0.0, self.excess - elapsed * self.rate / 2) + 1
+        return None if self.excess > self.rate else False
+
+
+class Conn:
+    """One member connection: its identity, outgoing queue and limits."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        send: Callable[[Any], Any],
+        abort: Callable[[], None],
+        member: p.Member,
+        actor: Actor,
+    ) -> None:
+        self.hub = hub
+        self.send = send
+        self.abort = abort
+        self.member = member
+        self.id = member.id
+        self.actor = actor
+        self.room: Room | None = None
+        self.queue: deque[str | _Slot] = deque()
+        self.presence: dict[str, str] = {}
+        self.max_queue = hub.settings.ws_send_queue_max
+        self.waiter: asyncio.Future[None] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.last_seen = time.monotonic()
+        self.pinged = False
+        rate = float(hub.settings.ws_ops_per_second)
+        self.ops_bucket = Bucket(rate)
+        self.other_bucket = Bucket(rate)
+        self.writer: asyncio.Task[None] | None = None
+
+    # Outgoing.
+
+    def enqueue(self, text: str) -> None:
+        if self.close_code is not None:
+            return
+        self.queue.append(text)
+        self._after_append()
+
+    def enqueue_presence(self, member_id: str, text: str) -> None:
+        if self.close_code is not None:
+            return
+        if member_id in self.presence:
+            self.presence[member_id] = text  # replaces the one not yet sent
+            return
+        self.presence[member_id] = text
+        self.queue.append(_Slot(member_id))
+        self._after_append()
+
+    def _after_append(self) -> None:
+        if len(self.queue) > self.max_queue:
+            self.hub.metrics.slow_consumers.inc()
+            self.close(p.Close.RESYNC, "too slow: resync")
+            return
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is being sent now; queued messages are dropped."""
+        if self.close_code is not None:
+            return
+        self.close_code, self.close_reason = code, reason
+        self.hub.metrics.closes.labels(str(code)).inc()
+        self.queue.clear()
+        self.presence.clear()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        asyncio.get_running_loop().call_later(CLOSE_DEADLINE, self._deadline)
+
+    def _deadline(self) -> None:
+        if self.writer is not None and not self.writer.done():
+            self.abort()
+
+    async def run_writer(self) -> None:
+        send = self.send
+        queue = self.queue
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while queue and self.close_code is None:
+                    item = queue.popleft()
+                    if type(item) is _Slot:
+                        text = self.presence.pop(item.member_id)
+                    else:
+                        text = item  # type: ignore[assignment]
+                    await send({"type": "websocket.send", "text": text})
+                if self.close_code is not None:
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": self.close_code,
+                            "reason": self.close_reason,
+                        }
+                    )
+                    return
+                self.waiter = loop.create_future()
+                await self.waiter
+                self.waiter = None
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the connection is gone; the reader sees the disconnect
+            return
+
+
+class Delivery:
+    """One batch on its way to local members."""
+
+    __slots__ = ("ack", "actor", "author", "ops", "published_at", "role", "seq", "text")
+
+    def __init__(
+        self,
+        seq: int,
+        text: str,
+        role: str,
+        *,
+        actor: Actor | None = None,
+        ops: bytes | None = None,
+        author: Conn | None = None,
+        ack: str | None = None,
+        published_at: float | None = None,
+    ) -> None:
+        self.seq = seq
+        self.text = text
+        self.role = role
+        self.actor = actor
+        self.ops = ops
+        self.author = author
+        self.ack = ack
+        self.published_at = published_at
+
+
+class Room:
+    """A room with members on this process."""
+
+    def __init__(self, hub: Hub, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> None:
+        self.hub = hub
+        self.kind = kind
+        self.room_id = room_id
+        self.channel = hub.services.keys("room", str(room_id))
+        self.members_key = hub.services.keys("room", str(room_id), "members")
+        self.members: dict[str, Conn] = {}
+        self.roster: dict[str, p.Member] = {}
+        self.seq = 0
+        self.loaded = False
+        self._state: Any = None
+        self._unapplied: list[Delivery] = []
+        self._state_json: tuple[int, bytes] | None = None
+        self.pending: dict[int, Delivery] = {}
+        self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT)
+        self.queue: list[store.Pending] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.activation: asyncio.Task[None] | None = None
+        self.gap_task: asyncio.Task[None] | None = None
+        self.snapshot_task: asyncio.Task[None] | None = None
+        self.gone = False
+        self.joining = 0  # members on their way in (activation, resume reads)
+
+    # ---------------------------------------------------------------- state
+
+    def current_state(self) -> Any:
+        if self._unapplied:
+            decoder = store.ops_decoder(self.kind)
+            state = self._state
+            try:
+                for d in self._unapplied:
+                    if d.ops is None:
+                        batch = _batch_decoder.decode(d.text)
+                        d.ops, d.actor = bytes(batch.ops), Actor(batch.author, d.role)
+                    assert d.actor is not None
+                    state = self.kind.apply_batch(state, decoder.decode(d.ops), d.actor)
+            except (OpRejected, msgspec.DecodeError) as exc:
+                # Replicas disagree (a kind that is not deterministic?): trust the database.
+                logger.error("room %s: replay failed (%r); reloading", self.room_id, exc)
+                self._unapplied.clear()
+                self.loaded = False
+                self.hub.spawn(self._reload())
+                raise
+            self._state = state
+            self._unapplied.clear()
+        return self._state
+
+    def state_json(self) -> bytes:
+        state = self.current_state()
+        if self._state_json is None or self._state_json[0] != self.seq:
+            self._state_json = (self.seq, _encoder.encode(state))
+        return self._state_json[1]
+
+    def catch_up(self, entries: Sequence[store.Entry]) -> None:
+        for entry in entries:
+            if entry.seq > self.seq:
+                self.hub.metrics.gap_fills.inc()
+                self.offer(
+                    Delivery(
+                        entry.seq, entry.batch_text(), entry.role, actor=entry.actor, ops=entry.ops
+                    )
+                )
+
+    def reset(self, seq: int, state: Any) -> None:
+        had_members = self.loaded and bool(self.members)
+        self.seq, self._state, self.loaded = seq, state, True
+        self._unapplied.clear()
+        self.recent.clear()
+        for stale in [s for s in self.pending if s <= seq]:
+            del self.pending[stale]
+        if had_members:
+            # The log no longer reaches back to what they saw: they must start over.
+            for conn in list(self.members.values()):
+                conn.close(p.Close.RESYNC, "history unavailable: resync")
+        self._drain()
+
+    async def _reload(self) -> None:
+        try:
+            seq, state = await store.load(self.hub.services.pool, self.kind, self.room_id)
+        except store.RoomGone:
+            self.vanish()
+            return
+        self.loaded = True
+        self.reset(seq, state)
+        for conn in list(self.members.values()):
+            conn.close(p.Close.RESYNC, "state reloaded: resync")
+
+    # ---------------------------------------------------------------- ordered delivery
+
+    def offer(self, d: Delivery) -> None:
+        if d.seq <= self.seq and self.loaded:
+            return
+        if self.loaded and d.seq == self.seq + 1:
+            self._deliver(d)
+            self._drain()
+            return
+        self.pending[d.seq] = d
+        if self.loaded and self.gap_task is None:
+            self.gap_task = self.hub.spawn(self._fill_gap())
+
+    def _drain(self) -> None:
+        pending = self.pending
+        while pending:
+            d = pending.pop(self.seq + 1, None)
+            if d is None:
+                break
+            self._deliver(d)
+        if pending and self.gap_task is None:
+            self.gap_task = self.hub.spawn(self._fill_gap())
+
+    def _deliver(self, d: Delivery, *, applied: bool = False) -> None:
+        self.seq = d.seq
+        if not applied:
+            self._unapplied.append(d)
+        self.recent.append((d.seq, d.text))
+        text = d.text
+        author = d.author
+        n = 0
+        for conn in self.members.values():
+            if conn is author:
+                assert d.ack is not None
+                conn.enqueue(d.ack)
+            else:
+                conn.enqueue(text)
+                n += 1
+        metrics = self.hub.metrics
+        metrics.count_out("batch", n)
+        if d.published_at is not None:
+            metrics.fanout_latency.observe(max(0.0, time.time() - d.published_at))
+        if len(self._unapplied) > UNAPPLIED_MAX:
+            with contextlib.suppress(Exception):
+                self.current_state()
+
+    async def _fill_gap(self) -> None:
+        try:
+            await asyncio.sleep(GAP_WAIT)
+            while self.pending and self.loaded:
+                upto = min(self.pending) - 1
+                after = self.seq
+                if upto <= after:
+                    self._drain()
+                    continue
+                async with self.hub.services.pool.acquire() as conn:
+                    entries = await store.fetch_entries(conn, self.room_id, after, upto)
+                if self.seq != after:
+                    continue  # something arrived meanwhile; look again
+                if not store.contiguous(entries, after, upto):
+                    await self._reload()
+                    return
+                self.catch_up(entries)
+                self._drain()
+        except Exception:
+            logger.exception("room %s: filling a gap failed", self.room_id)
+        finally:
+            self.gap_task = None
+
+    async def missed_since(self, last_seq: int) -> list[str] | None:
+        """The batch messages after ``last_seq`` up to ``self.seq``, or None if not kept.
+
+        Returns with no await after the final read, so the caller can register the member
+        before anything else is delivered.
+        """
+        out: list[str] = []
+        after = last_seq
+        while True:
+            if after == self.seq:
+                return out
+            recent = self.recent
+            if recent and recent[0][0] <= after + 1:
+                out.extend(text for seq, text in recent if seq > after)
+                return out
+            upto = self.seq
+            async with self.hub.services.pool.acquire() as conn:
+                entries = await store.fetch_entries(conn, self.room_id, after, upto)
+            if not store.contiguous(entries, after, upto):
+                return None
+            out.extend(entry.batch_text() for entry in entries)
+            after = upto
+
+    # ---------------------------------------------------------------- writes
+
+    def submit(self, pending: store.Pending) -> None:
+        self.queue.append(pending)
+        if self.writer is None:
+            self.writer = self.hub.spawn(self._write())
+
+    async def _write(self) -> None:
+        hub = self.hub
+        try:
+            while self.queue and not self.gone:
+                batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+                before = self.seq
+                started = time.perf_counter()
+                try:
+                    state, entries = await store.commit(hub.services.pool, self, batch)
+                except store.RoomGone:
+                    for pending in batch:
+                        _answer_error(pending, "not_found", "the room no longer exists")
+                    self.vanish()
+                    return
+                except Exception as exc:
+                    logger.warning("room %s: commit failed: %r", self.room_id, exc)
+                    for pending in batch:
+                        _answer_error(pending, p.UNAVAILABLE, "database unavailable: resend")
+                    continue
+                hub.metrics.commit_latency.observe(time.perf_counter() - started)
+                hub.metrics.commit_batches.observe(len(batch))
+                self._commit_local(entries, state, batch)
+                if entries and store.snapshot_due(
+                    before, self.seq, hub.settings.room_snapshot_every
+                ):
+                    self._snapshot()
+        finally:
+            self.writer = None
+            if not self.members:
+                hub.deactivate(self)
+
+    def _commit_local(
+        self, entries: list[store.Entry], state: Any, batch: Sequence[store.Pending]
+    ) -> None:
+        by_seq = {pending.seq: pending for pending in batch if not pending.duplicate}
+        hub = self.hub
+        for entry in entries:
+            pending = by_seq[entry.seq]
+            text = entry.batch_text()
+            author = pending.owner if isinstance(pending.owner, Conn) else None
+            d = Delivery(
+                entry.seq,
+                text,
+                entry.role,
+                actor=entry.actor,
+                ops=entry.ops,
+                author=author,
+                ack=p.encode(p.Ack(op_id=entry.op_id, seq=entry.seq)) if author else None,
+            )
+            assert entry.seq == self.seq + 1, (entry.seq, self.seq)
+            self._deliver(d, applied=True)
+            hub.publisher.publish(self.channel, pack("b", entry.seq, hub.proc_id, entry.role, text))
+        if entries:
+            self._state = state
+            self._unapplied.clear()
+            self._drain()
+        for pending in batch:
+            conn = pending.owner
+            if not isinstance(conn, Conn):
+                continue
+            if pending.duplicate:
+                assert pending.seq is not None
+                conn.enqueue(p.encode(p.Ack(op_id=pending.op_id, seq=pending.seq, duplicate=True)))
+            elif pending.rejected is not None:
+                hub.metrics.rejected.labels(pending.rejected.code).inc()
+                conn.enqueue(
+                    p.encode(
+                        p.Error(
+                            code=pending.rejected.code,
+                            detail=pending.rejected.reason,
+                            op_id=pending.op_id,
+                        )
+                    )
+                )
+
+    def _snapshot(self) -> None:
+        if self.snapshot_task is not None:
+            return
+        seq, state_json = self.seq, self.state_json()
+        settings = self.hub.settings
+
+        async def write() -> None:
+            try:
+                await store.write_snapshot(
+                    self.hub.services.pool,
+                    self.room_id,
+                    seq,
+                    state_json,
+                    settings.room_log_retention,
+                )
+            except Exception:
+                logger.exception("room %s: snapshot failed", self.room_id)
+            finally:
+                self.snapshot_task = None
+
+        self.snapshot_task = self.hub.spawn(write())
+
+    def vanish(self) -> None:
+        """The room was deleted: every member is told and closed."""
+        self.gone = True
+        for conn in list(self.members.values()):
+            conn.close(p.Close.NOT_FOUND, "the room was deleted")
+
+    # ---------------------------------------------------------------- presence
+
+    def announce_join(self, member: p.Member, text: str, exclude: Conn | None) -> None:
+        self.roster[member.id] = member
+        n = 0
+        for conn in self.members.values():
+            if conn is not exclude:
+                conn.enqueue(text)
+                n += 1
+        self.hub.metrics.count_out("joined", n)
+
+    def announce_leave(self, member_id: str) -> bool:
+        if self.roster.pop(member_id, None) is None:
+            return False
+        text = p.encode(p.Left(id=member_id))
+        for conn in self.members.values():
+            conn.enqueue(text)
+        self.hub.metrics.count_out("left", len(self.members))
+        return True
+
+    def presence(self, member_id: str, state: msgspec.Raw, text: str, exclude: Conn | None) -> None:
+        member = self.roster.get(member_id)
+        if member is not None:
+            member.state = state
+        n = 0
+        for conn in self.members.values():
+            if conn is not exclude:
+                conn.enqueue_presence(member_id, text)
+                n += 1
+        self.hub.metrics.count_out("presence", n)
+
+
+def _answer_error(pending: store.Pending, code: str, detail: str) -> None:
+    conn = pending.owner
+    if isinstance(conn, Conn):
+        conn.hub.metrics.rejected.labels(code).inc()
+        conn.enqueue(p.encode(p.Error(code=code, detail=detail, op_id=pending.op_id)))
+
+
+class JoinRefused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Hub:
+    """Everything rooms-related in one process."""
+
+    def __init__(self, services: Services, kinds: dict[str, RoomKind[Any, Any]]) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.kinds = kinds
+        self.metrics = RoomMetrics(services.metrics.registry)
+        self.proc_id = uuid.uuid4().hex[:10]
+        self.proc_key = services.keys("proc", self.proc_id)
+        self.rooms: dict[uuid.UUID, Room] = {}
+        self.by_channel: dict[str, Room] = {}
+        self.conns: set[Conn] = set()
+        self.closing = False
+        self.fanout_ok = True
+        self._next_member = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        assert self.settings.redis_url is not None
+        self.publisher = Publisher(services.redis, self._publish_failed)
+        self.listener = Listener(
+            self.settings.redis_url,
+            services.keys("rooms", "control"),
+            self._on_message,
+            self._fanout_down,
+            self._fanout_up,
+        )
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.publisher.start()
+        self.listener.start()
+        await self.listener.wait_ready(5.0)
+        with contextlib.suppress(Exception):
+            await self._heartbeat()
+        self._loops = [
+            asyncio.create_task(self._presence_loop(), name="rooms-presence"),
+            asyncio.create_task(self._sweep_loop(), name="rooms-sweeper"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop accepting, flush queued batches to PostgreSQL, leave Redis tidy."""
+        self.closing = True
+        for conn in list(self.conns):
+            conn.close(p.Close.RESTARTING, "server restarting: reconnect")
+        writers = [room.writer for room in self.rooms.values() if room.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=max(1.0, self.settings.shutdown_grace_seconds / 2))
+        for task in self._loops:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            pipe = self.services.redis.pipeline(transaction=False)
+            for room in self.rooms.values():
+                for member_id in room.members:
+                    pipe.hdel(room.members_key, member_id)
+            pipe.delete(self.proc_key)
+            await asyncio.wait_for(pipe.execute(), 2)
+        await self.publisher.stop()
+        await self.listener.stop()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---------------------------------------------------------------- joining and leaving
+
+    def new_member_id(self) -> str:
+        self._next_member += 1
+        return f"{self.proc_id}.{self._next_member}"
+
+    async def _activate(self, room: Room) -> None:
+        try:
+            await self.listener.subscribe(room.channel)
+            seq, state = await store.load(self.services.pool, room.kind, room.room_id)
+            raw = await self.services.redis.hgetall(room.members_key)
+            roster = {_text(k): _member_decoder.decode(v) for k, v in raw.items()}
+            procs = sorted({member_id.split(".")[0] for member_id in roster})
+            alive = await self.services.redis.mget([self.services.keys("proc", x) for x in procs])
+            dead = {proc for proc, flag in zip(procs, alive, strict=True) if flag is None}
+            dead.discard(self.proc_id)
+            for member_id, member in roster.items():
+                if member_id.split(".")[0] not in dead:
+                    room.roster.setdefault(member_id, member)
+            room.loaded = True
+            room.reset(seq, state)
+        except BaseException:
+            self._drop(room)
+            raise
+
+    async def join(
+        self,
+        kind: RoomKind[Any, Any],
+        room_id: uuid.UUID,
+        conn: Conn,
+        last_seq: int | None,
+    ) -> None:
+        """Make ``conn`` a member and queue its welcome (and missed batches). Raises
+        ``JoinRefused``, ``store.RoomGone`` or a service error."""
+        room = self.rooms.get(room_id)
+        if room is None or room.gone:
+            room = Room(self, kind, room_id)
+            self.rooms[room_id] = room
+            self.by_channel[room.channel] = room
+            self.metrics.active_rooms.set(len(self.rooms))
+            room.activation = self.spawn(self._activate(room))
+        if room.kind is not kind:
+            raise JoinRefused(p.Close.NOT_FOUND, "no such room of this kind")
+        assert room.activation is not None
+        # Keep the room while this member is on its way in.
+        room.joining += 1
+        try:
+            await asyncio.shield(room.activation)
+            if len(room.roster) >= self.settings.ws_room_max_members:
+                raise JoinRefused(p.Close.ROOM_FULL, "the room is full")
+            member_json = _encoder.encode(conn.member)
+            pipe = self.services.redis.pipeline(transaction=False)
+            pipe.hset(room.members_key, conn.id, member_json)
+            pipe.expire(room.members_key, 86400)
+            await pipe.execute()
+            missed: list[str] | None = None
+            if last_seq is not None and 0 <= last_seq:
+                if last_seq > room.seq:
+                    # The client saw more than we delivered yet: catch up from the database.
+                    async with self.services.pool.acquire() as db:
+                        room.catch_up(await store.fetch_entries(db, room_id, room.seq))
+                if last_seq <= room.seq:
+                    missed = await room.missed_since(last_seq)
+        except BaseException:
+            room.joining -= 1
+            if not room.members and room.writer is None:
+                self.deactivate(room)
+            raise
+        # No await from here on: the welcome and the stream that follows are consistent.
+        room.joining -= 1
+        resumed = missed is not None
+        room.members[conn.id] = conn
+        conn.room = room
+        self.conns.add(conn)
+        self.metrics.connections.set(len(self.conns))
+        members = [*room.roster.values(), conn.member]
+        conn.enqueue(
+            p.encode(
+                p.Welcome(
+                    v=p.PROTOCOL_VERSION,
+                    room_id=room_id,
+                    kind=kind.name,
+                    member_id=conn.id,
+                    user_id=conn.actor.user_id,
+                    role=conn.actor.role,
+                    seq=room.seq,
+                    resumed=resumed,
+                    state=None if resumed else msgspec.Raw(room.state_json()),
+                    members=members,
+                    heartbeat_seconds=self.settings.ws_heartbeat_seconds,
+                    limits=p.Limits(
+                        max_frame_bytes=self.settings.ws_max_frame_bytes,
+                        ops_per_second=self.settings.ws_ops_per_second,
+                        max_batch_ops=kind.max_batch_ops,
+                        presence_max_bytes=self.settings.ws_presence_max_bytes,
+                    ),
+                )
+            )
+        )
+        for text in missed or ():
+            conn.enqueue(text)
+        self.metrics.count_out("welcome")
+        joined = p.encode(p.Joined(member=conn.member))
+        room.announce_join(conn.member, joined, exclude=conn)
+        self.publisher.publish(room.channel, pack("j", conn.id, self.proc_id, "-", joined))
+
+    def leave(self, conn: Conn) -> None:
+        room = conn.room
+        if room is None:
+            return
+        conn.room = None
+        self.conns.discard(conn)
+        self.metrics.connections.set(len(self.conns))
+        room.members.pop(conn.id, None)
+        if room.announce_leave(conn.id):
+            self.publisher.publish(
+                room.channel, pack("l", conn.id, self.proc_id, "-", p.encode(p.Left(id=conn.id)))
+            )
+        self.publisher.command("hdel", room.members_key, conn.id)
+        if not room.members and room.writer is None:
+            self.deactivate(room)
+
+    def deactivate(self, room: Room) -> None:
+        if room.members or room.joining or self.rooms.get(room.room_id) is not room:
+            return
+        self._drop(room)
+
+    def _drop(self, room: Room) -> None:
+        if self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+            del self.by_channel[room.channel]
+            self.listener.unsubscribe(room.channel)
+            self.metrics.active_rooms.set(len(self.rooms))
+
+    # ---------------------------------------------------------------- incoming from clients
+
+    def presence(self, conn: Conn, state: msgspec.Raw) -> None:
+        room = conn.room
+        if room is None:
+            return
+        text = p.encode(p.PresenceOut(id=conn.id, state=state))
+        room.presence(conn.id, state, text, exclude=conn)
+        self.publisher.publish(room.channel, pack("p", conn.id, self.proc_id, "-", text))
+
+    # ---------------------------------------------------------------- fan-out
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        room = self.by_channel.get(channel)
+        if room is None:
+            return
+        try:
+            env = unpack(data)
+        except ValueError:
+            logger.warning("malformed fan-out message on %s", channel)
+            return
+        if env.origin == self.proc_id:
+            return  # delivered locally already
+        kind = env.type
+        if kind == "b":
+            room.offer(Delivery(int(env.key), env.payload, env.role, published_at=env.published_at))
+        elif kind == "p":
+            state = _presence_decoder.decode(env.payload).state
+            room.presence(env.key, state, env.payload, exclude=None)
+        elif kind == "j":
+            member = _joined_decoder.decode(env.payload).member
+            room.announce_join(member, env.payload, exclude=None)
+        elif kind == "l":
+            room.announce_leave(env.key)
+
+    def _publish_failed(self, exc: Exception, count: int) -> None:
+        self.metrics.fanout_errors.inc(count)
+        logger.warning("Redis publish failed (%d commands dropped): %r", count, exc)
+
+    def _fanout_down(self, exc: Exception) -> None:
+        self.fanout_ok = False
+        text = p.encode(
+            p.Notice(
+                code="degraded",
+                detail="Fan-out is interrupted: edits are still saved and acknowledged; "
+                "members on other servers see them after a resync.",
+            )
+        )
+        for conn in list(self.conns):
+            conn.enqueue(text)
+
+    def _fanout_up(self, was_down: bool) -> None:
+        self.fanout_ok = True
+        if not was_down:
+            return
+        # Whatever was published meanwhile is lost, presence included: start over.
+        for conn in list(self.conns):
+            conn.close(p.Close.RESYNC, "fan-out restored: resync")
+        self.spawn(self._heartbeat())
+
+    # ---------------------------------------------------------------- periodic work
+
+    async def _heartbeat(self) -> None:
+        await self.services.redis.set(
+            self.proc_key, b"1", ex=max(1, int(self.settings.presence_ttl_seconds))
+        )
+
+    async def _presence_loop(self) -> None:
+        interval = max(0.25, self.settings.presence_ttl_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._heartbeat()
+                await self._reap()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("presence heartbeat failed: %r", exc)
+
+    async def _reap(self) -> None:
+        """Forget members of processes whose heartbeat key expired (killed processes)."""
+        procs: set[str] = set()
+        for room in self.rooms.values():
+            procs.update(member_id.split(".")[0] for member_id in room.roster)
+        procs.discard(self.proc_id)
+        if not procs:
+            return
+        order = sorted(procs)
+        alive = await self.services.redis.mget([self.services.keys("proc", x) for x in order])
+        dead = {proc for proc, flag in zip(order, alive, strict=True) if flag is None}
+        if not dead:
+            return
+        pipe = self.services.redis.pipeline(transaction=False)
+        for room in list(self.rooms.values()):
+            for member_id in [m for m in room.roster if m.split(".")[0] in dead]:
+                room.announce_leave(member_id)
+                pipe.hdel(room.members_key, member_id)
+        await pipe.execute()
+
+    async def _sweep_loop(self) -> None:
+        settings = self.settings
+        interval = max(0.1, min(1.0, settings.ws_heartbeat_seconds / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for conn in list(self.conns):
+                silent = now - conn.last_seen
+                if silent > settings.ws_idle_timeout_seconds:
+                    conn.close(p.Close.TIMEOUT, "idle timeout")
+                elif silent > settings.ws_heartbeat_seconds and not conn.pinged:
+                    conn.pinged = True
+                    conn.enqueue(p.PING_TEXT)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,178 @@
+"""The room wire protocol: every message a msgspec Struct, tagged on the field ``type``.
+
+docs/protocol.md is the contract written out for client authors; keep both in step.
+JSON text frames, one message per frame. ``PROTOCOL_VERSION`` is sent in ``hello`` and
+``welcome``; a server speaks exactly one version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import IntEnum
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+OP_ID_MAX = 64
+
+
+class Close(IntEnum):
+    """WebSocket close codes the server uses (see docs/protocol.md)."""
+
+    NORMAL = 1000
+    # Sent by the ASGI server itself when a frame exceeds ws_max_frame_bytes.
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    # The process is shutting down: reconnect (the load balancer picks another process).
+    RESTARTING = 1012
+    # PostgreSQL or Redis is unreachable right now: reconnect later, with backoff.
+    TRY_AGAIN_LATER = 1013
+    BAD_REQUEST = 4400
+    UNAUTHENTICATED = 4401
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+    TIMEOUT = 4408
+    RESYNC = 4409
+    ROOM_FULL = 4460  # the room already has ws_room_max_members connections
+    FLOOD = 4429
+
+
+# ------------------------------------------------------------------ client -> server
+
+
+class Hello(msgspec.Struct, tag_field="type", tag="hello", forbid_unknown_fields=True):
+    v: int
+    token: str | None = None
+    last_seq: int | None = None
+
+
+class Ops(msgspec.Struct, tag_field="type", tag="ops", forbid_unknown_fields=True):
+    op_id: str
+    ops: msgspec.Raw
+
+
+class PresenceIn(msgspec.Struct, tag_field="type", tag="presence", forbid_unknown_fields=True):
+    state: msgspec.Raw
+
+
+class Ping(msgspec.Struct, tag_field="type", tag="ping", forbid_unknown_fields=True):
+    pass
+
+
+class Pong(msgspec.Struct, tag_field="type", tag="pong", forbid_unknown_fields=True):
+    pass
+
+
+ClientMessage = Hello | Ops | PresenceIn | Ping | Pong
+CLIENT_TYPES = frozenset({"hello", "ops", "presence", "ping", "pong"})
+
+
+class Envelope(msgspec.Struct):
+    """Just the tag, to tell an unknown ``type`` from a malformed message."""
+
+    type: str
+
+
+# ------------------------------------------------------------------ server -> client
+
+
+class Member(msgspec.Struct, omit_defaults=False):
+    """One connection in the room. A user with two tabs is two members."""
+
+    id: str
+    user_id: uuid.UUID
+    role: str
+    state: msgspec.Raw | None = None
+
+
+class Limits(msgspec.Struct):
+    max_frame_bytes: int
+    ops_per_second: int
+    max_batch_ops: int
+    presence_max_bytes: int
+
+
+class Welcome(msgspec.Struct, tag_field="type", tag="welcome"):
+    v: int
+    room_id: uuid.UUID
+    kind: str
+    member_id: str
+    user_id: uuid.UUID
+    role: str
+    seq: int
+    # True: the batches after last_seq follow (possibly none) and state is null.
+    # False: state is the room's state at seq; drop whatever you had.
+    resumed: bool
+    state: msgspec.Raw | None
+    members: list[Member]
+    heartbeat_seconds: float
+    limits: Limits
+
+
+class Batch(msgspec.Struct, tag_field="type", tag="batch"):
+    seq: int
+    author: uuid.UUID
+    op_id: str
+    ops: msgspec.Raw
+
+
+class Ack(msgspec.Struct, tag_field="type", tag="ack"):
+    op_id: str
+    seq: int
+    duplicate: bool = False
+
+
+class Error(msgspec.Struct, tag_field="type", tag="error"):
+    code: str
+    detail: str
+    # Set when the error answers an ``ops`` message: that batch changed nothing.
+    op_id: str | None = None
+
+
+class Joined(msgspec.Struct, tag_field="type", tag="joined"):
+    member: Member
+
+
+class Left(msgspec.Struct, tag_field="type", tag="left"):
+    id: str
+
+
+class PresenceOut(msgspec.Struct, tag_field="type", tag="presence"):
+    id: str
+    state: msgspec.Raw
+
+
+class Notice(msgspec.Struct, tag_field="type", tag="notice"):
+    code: str
+    detail: str
+
+
+class ServerPing(msgspec.Struct, tag_field="type", tag="ping"):
+    pass
+
+
+class ServerPong(msgspec.Struct, tag_field="type", tag="pong"):
+    pass
+
+
+# Error codes (``error.code``).
+BAD_MESSAGE = "bad_message"  # not JSON, wrong fields or field types
+UNKNOWN_TYPE = "unknown_type"
+BAD_OPS = "bad_ops"  # the ops do not match the room kind's op schema
+TOO_MANY_OPS = "too_many_ops"
+RATE_LIMITED = "rate_limited"
+PRESENCE_TOO_LARGE = "presence_too_large"
+UNAVAILABLE = "unavailable"  # the database did not answer; resend the same op_id later
+INTERNAL = "internal"
+# Kind rejections (``OpRejected.code``): not_found, forbidden, conflict, invalid, ...
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: msgspec.Struct) -> str:
+    """One message as the text of a frame."""
+    return _encoder.encode(message).decode()
+
+
+PING_TEXT = encode(ServerPing())
+PONG_TEXT = encode(ServerPong())

@@ -1,0 +1,401 @@
+"""The durable side of rooms: sequencing, the op log and snapshots in PostgreSQL.
+
+A room's ``rooms.seq`` is its last sequence number. Accepted batches are rows of
+``room_ops`` with consecutive seqs; the row lock on ``rooms`` (or the ``seq = expected``
+compare-and-set of the fast path) is what makes the order total across processes. A batch is
+acknowledged only after its transaction committed.
+
+Retention: every ``room_snapshot_every`` batches the committing process stores the state as
+a snapshot and deletes log rows more than ``room_log_retention`` batches behind it. Loading a
+room is snapshot + the log after it; a client resuming from a seq still in the log gets the
+batches it missed, otherwise a snapshot. Op ids stay idempotent as long as their batch is in
+the log (at least ``room_log_retention`` batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import asyncpg
+import msgspec
+
+from rooms.kinds import Actor, OpRejected, RoomKind
+from rooms.protocol import OP_ID_MAX, Batch, encode
+
+logger = logging.getLogger("blendtune.rooms")
+
+
+class Body(msgspec.Struct):
+    """``room_ops.body``: the actor's role (so replays see the same actor) and the ops."""
+
+    role: str
+    ops: msgspec.Raw
+
+
+_body_decoder = msgspec.json.Decoder(Body)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(slots=True)
+class Entry:
+    """One committed batch."""
+
+    seq: int
+    author: uuid.UUID
+    op_id: str
+    role: str
+    ops: bytes  # canonical JSON array
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(user_id=self.author, role=self.role)
+
+    def batch_text(self) -> str:
+        return encode(
+            Batch(seq=self.seq, author=self.author, op_id=self.op_id, ops=msgspec.Raw(self.ops))
+        )
+
+
+@dataclass(slots=True)
+class Pending:
+    """A batch waiting to be sequenced, and afterwards its outcome."""
+
+    actor: Actor
+    op_id: str
+    ops: list[Any]
+    ops_json: bytes
+    owner: Any = None  # whatever the caller needs to route the answer (a connection)
+    seq: int | None = None  # accepted (or, with duplicate=True, the original seq)
+    duplicate: bool = False
+    rejected: OpRejected | None = None
+    key: tuple[uuid.UUID, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = (self.actor.user_id, self.op_id)
+
+
+class Replica(Protocol):
+    """What the sequencer needs from the in-memory copy of a room."""
+
+    kind: RoomKind[Any, Any]
+    room_id: uuid.UUID
+    seq: int
+    loaded: bool
+
+    def current_state(self) -> Any: ...
+
+    def catch_up(self, entries: Sequence[Entry]) -> None:
+        """Apply batches committed by someone else (consecutive, possibly overlapping)."""
+
+    def reset(self, seq: int, state: Any) -> None:
+        """Replace the state wholesale (the log no longer reaches back far enough)."""
+
+
+class RoomGone(Exception):
+    """The room's row is gone (its blend or mashup was deleted)."""
+
+
+# ------------------------------------------------------------------ reading
+
+
+async def ensure_room(conn: Any, kind: str, room_id: uuid.UUID) -> bool:
+    """Create the room's row if needed; False if the id belongs to a room of another kind.
+
+    Domain code may call this in the transaction that creates the blend or mashup; the rooms
+    core also calls it when the first member joins (after ``kind.exists``).
+    """
+    found = await conn.fetchval(
+        "WITH ins AS (INSERT INTO rooms (id, kind) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
+        " RETURNING kind) SELECT kind FROM ins UNION ALL SELECT kind FROM rooms WHERE id = $1",
+        room_id,
+        kind,
+    )
+    return bool(found == kind)
+
+
+async def fetch_entries(
+    conn: Any, room_id: uuid.UUID, after: int, upto: int | None = None
+) -> list[Entry]:
+    rows = await conn.fetch(
+        "SELECT seq, author_id, op_id, body::text AS body FROM room_ops"
+        " WHERE room_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq <= $3) ORDER BY seq",
+        room_id,
+        after,
+        upto,
+    )
+    entries = []
+    for row in rows:
+        body = _body_decoder.decode(row["body"])
+        entries.append(
+            Entry(
+                seq=row["seq"],
+                author=row["author_id"],
+                op_id=row["op_id"],
+                role=body.role,
+                ops=bytes(body.ops),
+            )
+        )
+    return entries
+
+
+def contiguous(entries: Sequence[Entry], after: int, upto: int) -> bool:
+    return len(entries) == upto - after and (not entries or entries[0].seq == after + 1)
+
+
+def replay(kind: RoomKind[Any, Any], state: Any, entries: Sequence[Entry]) -> Any:
+    decoder = ops_decoder(kind)
+    for entry in entries:
+        state = kind.apply_batch(state, decoder.decode(entry.ops), entry.actor)
+    return state
+
+
+_decoders: dict[int, msgspec.json.Decoder[Any]] = {}
+
+
+def ops_decoder(kind: RoomKind[Any, Any]) -> msgspec.json.Decoder[Any]:
+    decoder = _decoders.get(id(kind))
+    if decoder is None:
+        decoder = _decoders[id(kind)] = msgspec.json.Decoder(list[kind.op_type])  # type: ignore[name-defined]
+    return decoder
+
+
+async def _load_in(conn: Any, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> tuple[int, Any]:
+    seq = await conn.fetchval("SELECT seq FROM rooms WHERE id = $1", room_id)
+    if seq is None:
+        raise RoomGone(str(room_id))
+    row = await conn.fetchrow(
+        "SELECT seq, state::text AS state FROM room_snapshots WHERE room_id = $1", room_id
+    )
+    if row is None:
+        base, state = 0, kind.initial_state()
+    else:
+        base, state = row["seq"], msgspec.json.decode(row["state"], type=kind.state_type)
+    entries = await fetch_entries(conn, room_id, base, seq)
+    if not contiguous(entries, base, seq):
+        raise RuntimeError(f"room {room_id}: op log has a hole after snapshot {base}")
+    return seq, replay(kind, state, entries)
+
+
+async def load(pool: Any, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> tuple[int, Any]:
+    """The room's seq and state, read consistently. Raises ``RoomGone``."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _load_in(conn, kind, room_id)
+
+
+# ------------------------------------------------------------------ sequencing
+
+# One statement, one round trip: compare-and-set the room's seq and insert the batches. It
+# changes nothing when another process moved the seq (updated = 0), and fails as a whole on a
+# re-sent op id (unique violation); both fall back to the locking path.
+_FAST = """
+WITH upd AS (
+    UPDATE rooms SET seq = $3 WHERE id = $1 AND seq = $2 RETURNING seq
+), ins AS (
+    INSERT INTO room_ops (room_id, seq, author_id, op_id, body)
+    SELECT $1, t.seq, t.author, t.op_id, t.body::jsonb
+    FROM unnest($4::bigint[], $5::uuid[], $6::text[], $7::text[]) AS t(seq, author, op_id, body)
+    WHERE EXISTS (SELECT 1 FROM upd)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM ins) AS inserted
+"""
+
+_INSERT = """
+INSERT INTO room_ops (room_id, seq, author_id, op_id, body)
+SELECT $1, t.seq, t.author, t.op_id, t.body::jsonb
+FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[]) AS t(seq, author, op_id, body)
+"""
+
+_DUPLICATES = """
+SELECT o.author_id, o.op_id, o.seq FROM room_ops o
+JOIN unnest($2::uuid[], $3::text[]) AS t(author, op_id)
+  ON o.author_id = t.author AND o.op_id = t.op_id
+WHERE o.room_id = $1
+"""
+
+
+def _columns(entries: Sequence[Entry]) -> tuple[list[int], list[uuid.UUID], list[str], list[str]]:
+    return (
+        [e.seq for e in entries],
+        [e.author for e in entries],
+        [e.op_id for e in entries],
+        [_encoder.encode(Body(role=e.role, ops=msgspec.Raw(e.ops))).decode() for e in entries],
+    )
+
+
+def _validate(
+    kind: RoomKind[Any, Any], state: Any, seq: int, batch: Sequence[Pending]
+) -> tuple[Any, list[Entry]]:
+    """Apply the batches in order; rejected ones consume no seq and change nothing."""
+    entries = []
+    for pending in batch:
+        try:
+            state = kind.apply_batch(state, pending.ops, pending.actor)
+        except OpRejected as exc:
+            pending.rejected = exc
+            continue
+        seq += 1
+        pending.seq = seq
+        entries.append(
+            Entry(seq, pending.actor.user_id, pending.op_id, pending.actor.role, pending.ops_json)
+        )
+    return state, entries
+
+
+async def _mark_duplicates(conn: Any, room_id: uuid.UUID, batch: Sequence[Pending]) -> None:
+    if not batch:
+        return
+    rows = await conn.fetch(
+        _DUPLICATES, room_id, [p.actor.user_id for p in batch], [p.op_id for p in batch]
+    )
+    found = {(row["author_id"], row["op_id"]): row["seq"] for row in rows}
+    for pending in batch:
+        if pending.key in found:
+            pending.seq = found[pending.key]
+            pending.duplicate = True
+            pending.rejected = None
+
+
+async def commit(pool: Any, replica: Replica, batch: Sequence[Pending]) -> tuple[Any, list[Entry]]:
+    """Sequence ``batch`` after everything already in the room and make it durable.
+
+    Sets each Pending's outcome (seq, duplicate or rejected) and returns the state after the
+    accepted batches with their entries; the caller applies them to the replica (which is at
+    ``entries[0].seq - 1`` when this returns) and then acknowledges and publishes. Raises
+    ``RoomGone``, or a database error (then nothing was acknowledged; clients resend).
+    """
+    unique: list[Pending] = []
+    first: dict[tuple[uuid.UUID, str], Pending] = {}
+    repeats: list[tuple[Pending, Pending]] = []
+    for pending in batch:
+        original = first.get(pending.key)
+        if original is None:
+            first[pending.key] = pending
+            unique.append(pending)
+        else:
+            repeats.append((pending, original))
+
+    result = None
+    if replica.loaded:
+        result = await _commit_fast(pool, replica, unique)
+    if result is None:
+        for pending in unique:
+            pending.seq, pending.duplicate, pending.rejected = None, False, None
+        result = await _commit_locked(pool, replica, unique)
+
+    for pending, original in repeats:
+        if original.seq is not None:
+            pending.seq, pending.duplicate = original.seq, True
+        else:
+            pending.rejected = original.rejected
+    return result
+
+
+async def _commit_fast(
+    pool: Any, replica: Replica, batch: Sequence[Pending]
+) -> tuple[Any, list[Entry]] | None:
+    expected = replica.seq
+    state, entries = _validate(replica.kind, replica.current_state(), expected, batch)
+    async with pool.acquire() as conn:
+        if entries:
+            try:
+                row = await conn.fetchrow(
+                    _FAST, replica.room_id, expected, entries[-1].seq, *_columns(entries)
+                )
+            except asyncpg.UniqueViolationError:
+                return None  # a re-sent op id: sort it out under the lock
+            if row["updated"] == 0:
+                return None  # another process got there first
+        # A rejected batch may be a re-sent one that was applied before: answer with its seq.
+        await _mark_duplicates(conn, replica.room_id, [p for p in batch if p.rejected])
+    return state, entries
+
+
+async def _commit_locked(
+    pool: Any, replica: Replica, batch: Sequence[Pending]
+) -> tuple[Any, list[Entry]]:
+    room_id = replica.room_id
+    async with pool.acquire() as conn, conn.transaction():
+        seq = await conn.fetchval("SELECT seq FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+        if seq is None:
+            raise RoomGone(str(room_id))
+        if not replica.loaded or seq < replica.seq:
+            replica.reset(*await _load_in(conn, replica.kind, room_id))
+        elif seq > replica.seq:
+            after = replica.seq
+            entries = await fetch_entries(conn, room_id, after, seq)
+            if contiguous(entries, after, seq):
+                replica.catch_up(entries)
+            else:
+                replica.reset(*await _load_in(conn, replica.kind, room_id))
+        assert replica.seq == seq, (replica.seq, seq)
+        await _mark_duplicates(conn, room_id, batch)
+        fresh = [p for p in batch if not p.duplicate]
+        state, entries = _validate(replica.kind, replica.current_state(), seq, fresh)
+        if entries:
+            await conn.execute(_INSERT, room_id, *_columns(entries))
+            await conn.execute("UPDATE rooms SET seq = $2 WHERE id = $1", room_id, entries[-1].seq)
+    return state, entries
+
+
+async def write_snapshot(
+    pool: Any, room_id: uuid.UUID, seq: int, state_json: bytes, retention: int
+) -> None:
+    """Store the state at ``seq`` (unless a newer snapshot exists) and prune the log."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO room_snapshots (room_id, seq, state) VALUES ($1, $2, $3::jsonb)"
+            " ON CONFLICT (room_id) DO UPDATE SET seq = excluded.seq, state = excluded.state,"
+            " created_at = now() WHERE room_snapshots.seq < excluded.seq",
+            room_id,
+            seq,
+            state_json.decode(),
+        )
+        await conn.execute(
+            "DELETE FROM room_ops WHERE room_id = $1 AND seq <= $2", room_id, seq - retention
+        )
+
+
+def snapshot_due(before: int, after: int, every: int) -> bool:
+    return before // every != after // every
+
+
+# ------------------------------------------------------------------ server-side submissions
+
+
+@dataclass
+class Detached:
+    """A replica with no members: loaded inside the locking transaction."""
+
+    kind: RoomKind[Any, Any]
+    room_id: uuid.UUID
+    seq: int = 0
+    loaded: bool = False
+    state: Any = None
+
+    def current_state(self) -> Any:
+        return self.state
+
+    def catch_up(self, entries: Sequence[Entry]) -> None:
+        self.state = replay(self.kind, self.state, [e for e in entries if e.seq > self.seq])
+        self.seq = max(self.seq, entries[-1].seq) if entries else self.seq
+
+    def reset(self, seq: int, state: Any) -> None:
+        self.seq, self.state, self.loaded = seq, state, True
+
+
+def validate_op_id(op_id: str) -> bool:
+    return 0 < len(op_id) <= OP_ID_MAX
+
+
+def encode_ops(ops: Sequence[Any]) -> bytes:
+    """The canonical JSON of a list of op Structs (what is stored and fanned out)."""
+    return _encoder.encode(ops)
+
+
+def encode_state(state: Any) -> bytes:
+    return _encoder.encode(state)
