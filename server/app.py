@@ -8,6 +8,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from rooms import asgi as rooms_asgi
 from server import accounts, auth, health, logs
 from server.auth import current_principal
 from server.blends import generation as blend_generation
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     logs.configure(settings.log_level, settings.log_format)
     services = build_services(settings)
+    rooms_endpoint, rooms_lifespan = rooms_asgi.create(services)
     app = Litestar(
         route_handlers=[
             health.healthz,
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BlendController,
             TasteController,
             *accounts.route_handlers,
+            rooms_endpoint,
         ],
         dependencies={
             "services": Provide(get_services, sync_to_thread=False),
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware],
-        lifespan=[services_lifespan, uploads_lifespan, blend_generation.lifespan, accounts.lifespan],
+        lifespan=[services_lifespan, uploads_lifespan, blend_generation.lifespan, accounts.lifespan, rooms_lifespan],
         openapi_config=OpenAPIConfig(
             title="Blendtune",
             version="0.1.0",

@@ -105,6 +105,7 @@ def serve(host: str | None, port: int | None, workers: int | None, migrate: bool
             workers=settings.workers,
             ws="websockets-sansio",
             ws_max_size=settings.ws_max_frame_bytes,
+            ws_per_message_deflate=settings.ws_compression,
             # Rooms run their own heartbeats (see docs/protocol.md).
             ws_ping_interval=None,
             lifespan="on",
