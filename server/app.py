@@ -14,14 +14,14 @@ from server.auth import current_principal
 from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
 from server.catalog.controller import TrackController
-from server.playlists.controller import PlaylistController
-from server.releases.controller import ReleaseController
-from server.uploads.controller import UploadController
-from server.uploads.worker import lifespan as uploads_lifespan
 from server.metrics import metrics_endpoint, metrics_middleware
+from server.playlists.controller import PlaylistController
 from server.problems import EXCEPTION_HANDLERS
+from server.releases.controller import ReleaseController
 from server.services import build_services, get_services, services_lifespan
 from server.settings import Settings, load_settings
+from server.uploads.controller import UploadController
+from server.uploads.worker import lifespan as uploads_lifespan
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -50,7 +50,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware],
-        lifespan=[services_lifespan, uploads_lifespan, blend_generation.lifespan, accounts.lifespan, rooms_lifespan],
+        lifespan=[
+            services_lifespan,
+            uploads_lifespan,
+            blend_generation.lifespan,
+            accounts.lifespan,
+            rooms_lifespan,
+        ],
         openapi_config=OpenAPIConfig(
             title="Blendtune",
             version="0.1.0",
