@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from rooms.store import ensure_room
 from server.auth import Principal
-from server.blends import codes, guard, live, queries, schemas, taste
+from server.blends import codes, guard, live, queries, room, schemas, taste
 from server.blends.crypto import TokenCipher
 from server.blends.generation import BlendJobs
 from server.blends.weave import merge_songs
@@ -31,9 +33,11 @@ def _address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _changed(services: Services, jobs: BlendJobs, blend_id: uuid.UUID) -> None:
-    """After a committed membership change: tell the room, and weave again."""
-    await live.publish_sync(services, blend_id)
+async def _changed(
+    services: Services, jobs: BlendJobs, blend_id: uuid.UUID, *, with_name: bool = False
+) -> None:
+    """After a committed change: tell the room, and weave again."""
+    await live.publish_sync(services, blend_id, with_name=with_name)
     jobs.kick(blend_id)
 
 
@@ -69,8 +73,9 @@ class BlendController(Controller):
                 principal.user_id,
             )
             await queries.set_share_code(conn, blend_id, services.settings.blend_share_code_days)
+            await ensure_room(conn, room.KIND, blend_id)
             detail = await queries.detail(conn, blend_id, principal.user_id)
-        await _changed(services, jobs, blend_id)
+        await _changed(services, jobs, blend_id, with_name=True)
         return detail
 
     @get("/")
@@ -87,7 +92,13 @@ class BlendController(Controller):
     ) -> schemas.BlendDetail:
         """A blend with its members, woven playlist and taste match (members and invitees)."""
         async with services.pool.acquire() as conn:
-            return await queries.detail(conn, blend_id, principal.user_id)
+            detail = await queries.detail(conn, blend_id, principal.user_id)
+            # Members rename the blend in its room; the room's name is the current one.
+            name = await live.room_name(services, blend_id)
+            if name is not None and name != detail.name:
+                await conn.execute("UPDATE blends SET name = $2 WHERE id = $1", blend_id, name)
+                detail = msgspec.structs.replace(detail, name=name)
+        return detail
 
     @patch("/{blend_id:uuid}")
     async def update_blend(
@@ -127,7 +138,7 @@ class BlendController(Controller):
             if settings.playlist_length != found.settings.playlist_length:
                 await queries.mark_pending(conn, blend_id)
             detail = await queries.detail(conn, blend_id, principal.user_id)
-        await _changed(services, jobs, blend_id)
+        await _changed(services, jobs, blend_id, with_name=name is not None)
         return detail
 
     @delete("/{blend_id:uuid}", status_code=HTTP_204_NO_CONTENT)

@@ -13,21 +13,29 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+from rooms import api
+from rooms.store import RoomGone
 from server.blends import queries, room, schemas
 from server.blends.weave import Weave
 from server.services import Services
 
 _log = logging.getLogger("blendtune.blends")
 
+# The kind instance server batches are applied with (kinds are stateless).
+BLEND_ROOM = room.BlendRoom()
+
 
 def sync_op(
-    name: str,
+    default_name: str,
     owner_id: uuid.UUID,
     settings: schemas.BlendSettings,
     members: Sequence[schemas.Member],
+    *,
+    name: str | None = None,
 ) -> room.Sync:
     return room.Sync(
         name=name,
+        default_name=default_name,
         owner_id=owner_id,
         settings=settings,
         members=[
@@ -45,15 +53,15 @@ def sync_op(
 
 async def submit(services: Services, blend_id: uuid.UUID, ops: list[room.BlendOp]) -> None:
     try:
-        from rooms import submit as rooms_submit  # type: ignore[attr-defined]
-
-        await rooms_submit(services, room.KIND, blend_id, ops, f"blend-{uuid.uuid4().hex}")
+        await api.submit(services, BLEND_ROOM, blend_id, ops, f"blend-{uuid.uuid4().hex}")
+    except RoomGone:
+        pass  # the blend was deleted meanwhile
     except Exception:
         _log.exception("could not deliver a server batch to blend room %s", blend_id)
 
 
-async def publish_sync(services: Services, blend_id: uuid.UUID) -> None:
-    """Send the blend's current name, settings and members to its room."""
+async def publish_sync(services: Services, blend_id: uuid.UUID, *, with_name: bool = False) -> None:
+    """Send the blend's settings and members (and, ``with_name``, its name) to its room."""
     async with services.pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
@@ -61,9 +69,9 @@ async def publish_sync(services: Services, blend_id: uuid.UUID) -> None:
         if row is None:
             return
         members = await queries.members(conn, blend_id)
-    op = sync_op(
-        row["name"], row["created_by"], queries.decode_settings(row["blend_settings"]), members
-    )
+    settings = queries.decode_settings(row["blend_settings"])
+    name = row["name"] if with_name else None
+    op = sync_op(row["name"], row["created_by"], settings, members, name=name)
     await submit(services, blend_id, [op])
 
 
@@ -83,3 +91,13 @@ async def publish_weave(
         room.woven_op(result, generation),
     ]
     await submit(services, blend_id, ops)
+
+
+async def room_name(services: Services, blend_id: uuid.UUID) -> str | None:
+    """The name the blend has in its room (members rename it there), if the room has one."""
+    try:
+        _, state = await api.read_state(services, BLEND_ROOM, blend_id)
+    except RoomGone:
+        return None
+    name: str = state.name
+    return name or None

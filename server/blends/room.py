@@ -115,9 +115,14 @@ class Rename(_Op, frozen=True, tag="rename"):
 
 
 class Sync(_Op, frozen=True, tag="sync"):
-    """Server only: the blend's name, owner, settings and accepted members."""
+    """Server only: the blend's owner, settings and accepted members, and maybe its name.
 
-    name: str
+    ``name`` is set when the name changed over REST (and on creation); otherwise the room keeps
+    its own (members rename in the room), and ``default_name`` only fills an empty one.
+    """
+
+    name: str | None
+    default_name: str
     owner_id: uuid.UUID
     settings: BlendSettings
     members: list[RoomMember]
@@ -230,7 +235,7 @@ def _apply_server(state: BlendRoomState, op: Sync | Woven) -> BlendRoomState:
     if isinstance(op, Sync):
         return msgspec.structs.replace(
             state,
-            name=op.name,
+            name=op.name if op.name is not None else (state.name or op.default_name),
             owner_id=op.owner_id,
             settings=op.settings,
             members=op.members,
