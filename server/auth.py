@@ -18,8 +18,9 @@ import msgspec
 from litestar import Request, get
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 
-from server.problems import Problem
+from server.problems import PROBLEM_JSON, Problem, ProblemDetail
 from server.services import Services
 
 SESSION_COOKIE = "bt_session"
@@ -91,17 +92,32 @@ async def authenticate(services: Services, token: str | None) -> Principal | Non
     )
 
 
+def _unauthenticated() -> Problem:
+    return Problem(
+        401,
+        "unauthenticated",
+        "A valid session is required.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    # A role guard and the ``principal`` dependency both need the caller: look it up once per
+    # request and keep it in the request's state.
+    state = connection.state
+    if "principal" not in state:
+        services: Services = connection.app.state.services
+        token = token_from_headers(connection.headers, connection.cookies)
+        state["principal"] = await authenticate(services, token)
+    principal: Principal | None = state["principal"]
+    return principal
+
+
 async def current_principal(request: Request[Any, Any, Any], services: Services) -> Principal:
     """Litestar dependency: the caller, or 401."""
-    token = token_from_headers(request.headers, request.cookies)
-    principal = await authenticate(services, token)
+    principal = await _principal_of(request)
     if principal is None:
-        raise Problem(
-            401,
-            "unauthenticated",
-            "A valid session is required.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthenticated()
     return principal
 
 
@@ -109,11 +125,9 @@ def require_role(*roles: str) -> Any:
     """A guard for role-only endpoints; use together with the ``principal`` dependency."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        services: Services = connection.app.state.services
-        token = token_from_headers(connection.headers, connection.cookies)
-        principal = await authenticate(services, token)
+        principal = await _principal_of(connection)
         if principal is None:
-            raise Problem(401, "unauthenticated", "A valid session is required.")
+            raise _unauthenticated()
         if not principal.has_role(*roles):
             raise Problem(403, "forbidden", f"This needs one of the roles: {', '.join(roles)}.")
 
@@ -127,7 +141,19 @@ class WhoAmI(msgspec.Struct):
     email_verified: bool
 
 
-@get("/auth/whoami", tags=["accounts"], sync_to_thread=False)
+@get(
+    "/auth/whoami",
+    tags=["accounts"],
+    sync_to_thread=False,
+    responses={
+        401: ResponseSpec(
+            data_container=ProblemDetail,
+            description="`unauthenticated`: no valid session token (Bearer header or cookie).",
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+    },
+)
 def whoami(principal: Principal) -> WhoAmI:
     """The user and session behind the presented token (401 without one)."""
     return WhoAmI(
