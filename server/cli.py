@@ -136,6 +136,16 @@ def migrate(rollback: bool) -> None:
     click.echo(f"{verb} {len(done)} migration(s)" + "".join(f"\n  {m}" for m in done))
 
 
+def _register_loadtest() -> None:
+    from loadtest.cli import loadtest, loadtest_seed
+
+    main.add_command(loadtest)
+    main.add_command(loadtest_seed)
+
+
+_register_loadtest()
+
+
 def _register_dsp() -> None:
     from dsp.cli import analyze, render
 

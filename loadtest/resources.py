@@ -1,0 +1,115 @@
+"""Server CPU and memory while a run is under way, where this machine can see them.
+
+For every URL whose host is this machine, the processes listening on its port (and their
+children: uvicorn workers) are sampled with psutil once a second; ``watch_ports`` adds
+others (Redis). Processes of other users or machines are simply not reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import msgspec
+import psutil
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
+
+
+class ProcessUsage(msgspec.Struct, frozen=True):
+    pid: int
+    name: str
+    port: int
+    cpu_mean_pct: float  # percent of one core, averaged over the run
+    cpu_max_pct: float
+    rss_max_mib: float
+    rss_start_mib: float
+
+
+def local_port(url: str) -> int | None:
+    parts = urlsplit(url)
+    if (parts.hostname or "") not in LOCAL_HOSTS:
+        return None
+    return parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+
+
+def listeners(port: int) -> list[psutil.Process]:
+    """Processes listening on ``port`` here, plus their children."""
+    found: dict[int, psutil.Process] = {}
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return []
+    for c in connections:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(c.pid)
+                found[process.pid] = process
+                for child in process.children(recursive=True):
+                    found[child.pid] = child
+    return list(found.values())
+
+
+class Sampler:
+    """Samples CPU and RSS of the server processes on a background thread."""
+
+    def __init__(self, urls: Iterable[str], watch_ports: Iterable[int] = ()) -> None:
+        ports = {p for p in (local_port(u) for u in urls) if p is not None}
+        ports.update(watch_ports)
+        self.procs: list[tuple[int, psutil.Process]] = []
+        seen: set[int] = set()
+        for port in sorted(ports):
+            for process in listeners(port):
+                if process.pid not in seen:
+                    seen.add(process.pid)
+                    self.procs.append((port, process))
+        self.cpu: dict[int, list[float]] = {p.pid: [] for _, p in self.procs}
+        self.rss: dict[int, list[float]] = {p.pid: [] for _, p in self.procs}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._rss_start: dict[int, float] = {}
+
+    def start(self) -> None:
+        for _, process in self.procs:
+            with contextlib.suppress(psutil.Error):
+                process.cpu_percent(None)  # prime: the next call measures from now
+                self._rss_start[process.pid] = process.memory_info().rss / 2**20
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            for _, process in self.procs:
+                with contextlib.suppress(psutil.Error):
+                    self.cpu[process.pid].append(process.cpu_percent(None))
+                    self.rss[process.pid].append(process.memory_info().rss / 2**20)
+
+    def stop(self) -> list[ProcessUsage]:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=3)
+        usage = []
+        for port, process in self.procs:
+            cpu = self.cpu[process.pid]
+            rss = self.rss[process.pid]
+            try:
+                name = " ".join(process.cmdline()[:4])[:80] or process.name()
+            except psutil.Error:
+                name = "?"
+            usage.append(
+                ProcessUsage(
+                    pid=process.pid,
+                    name=name,
+                    port=port,
+                    cpu_mean_pct=round(sum(cpu) / len(cpu), 1) if cpu else 0.0,
+                    cpu_max_pct=round(max(cpu), 1) if cpu else 0.0,
+                    rss_max_mib=round(max(rss), 1) if rss else 0.0,
+                    rss_start_mib=round(self._rss_start.get(process.pid, 0.0), 1),
+                )
+            )
+        return usage
+
+    @property
+    def found(self) -> int:
+        return len(self.procs)

@@ -1,0 +1,537 @@
+"""One load-generating process: its share of the members, an open-loop timetable, counters.
+
+The parent (``loadtest.runner``) starts several of these with multiprocessing (one Python
+process cannot generate the load) and merges what they report. A worker:
+
+1. opens its members' connections (bounded concurrency) and joins their rooms;
+2. reports ready and waits for the common start time;
+3. sends presence and op batches on a fixed timetable per member (a random phase each, so
+   sends spread evenly): a send due at time T carries T, and every latency is measured from
+   T, so a server that stalls is charged for the whole stall (no coordinated omission);
+4. after the run, keeps receiving for a drain period, then closes and reports.
+
+All clocks are ``time.time()``: the processes of one machine share it, which is what lets a
+receiver in one process measure a send made by another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import multiprocessing.synchronize
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from loadtest import modes
+from loadtest.client import WsClient, connect
+from loadtest.stats import Counters, Histogram, SparseHistogram, Timeline
+
+PRESENCE_KIND = 0
+OP_KIND = 1
+
+
+class WorkerPlan(msgspec.Struct, kw_only=True):
+    index: int
+    mode: str
+    kind: str = "loadtest"  # room kind (blendtune mode)
+    members: list[modes.Member]
+    presence_rate: float  # Hz per member
+    op_rate: float  # Hz per member
+    duration: float  # seconds of sending
+    drain: float = 2.0  # seconds of receiving after the last send
+    payload_bytes: int = 178
+    compression: bool = False
+    connect_concurrency: int = 64
+    connect_timeout: float = 30.0
+    churn_rate: float = 0.0  # reconnects per second (this worker's share)
+    progress_interval: float = 0.5
+
+
+class Progress(msgspec.Struct, tag="progress", kw_only=True):
+    worker: int
+    phase: str
+    counters: Counters
+    presence: SparseHistogram  # latencies since the previous progress message
+    ops: SparseHistogram
+    acks: SparseHistogram
+
+
+class Result(msgspec.Struct, tag="result", kw_only=True):
+    worker: int
+    counters: Counters
+    close_codes: dict[str, int]
+    presence: SparseHistogram
+    ops: SparseHistogram
+    acks: SparseHistogram
+    connect: SparseHistogram
+    lag: SparseHistogram
+    presence_timeline: dict[int, SparseHistogram]
+    ops_timeline: dict[int, SparseHistogram]
+    acks_timeline: dict[int, SparseHistogram]
+    # Per whole second since the start: counts, for throughput over time.
+    presence_sent_per_s: dict[int, int]
+    presence_received_per_s: dict[int, int]
+    ops_acked_per_s: dict[int, int]
+    held_at_end: int  # connections open when sending stopped
+    errors: list[str]
+
+
+class Failed(msgspec.Struct, tag="failed", kw_only=True):
+    worker: int
+    error: str
+
+
+Message = Progress | Result | Failed
+
+
+def make_mode(plan: WorkerPlan) -> modes.Mode:
+    if plan.mode == "simple":
+        return modes.SimpleMode(plan.payload_bytes)
+    from loadtest.blendtune import BlendtuneMode
+
+    return BlendtuneMode(plan.kind, plan.payload_bytes)
+
+
+class Samples:
+    """Latency samples since the last flush, folded into histograms in bulk (numpy)."""
+
+    __slots__ = ("at", "interval", "latency", "timeline", "total")
+
+    def __init__(self) -> None:
+        self.latency: list[float] = []
+        self.at: list[float] = []
+        self.total = Histogram()
+        self.interval = Histogram()
+        self.timeline = Timeline()
+
+    def flush(self) -> None:
+        if not self.latency:
+            return
+        self.total.record_many(self.latency)
+        self.interval.record_many(self.latency)
+        self.timeline.record_many(self.at, self.latency)
+        self.latency = []
+        self.at = []
+
+    def take_interval(self) -> SparseHistogram:
+        sparse = self.interval.to_sparse()
+        self.interval = Histogram()
+        return sparse
+
+
+class Conn:
+    """The generator's side of one member: its connection and what it has seen."""
+
+    __slots__ = (
+        "client",
+        "closing",
+        "joined",
+        "last_seq",
+        "member",
+        "n_op",
+        "n_presence",
+        "pending_ops",
+        "ready",
+        "seen_presence",
+        "worker",
+    )
+
+    def __init__(self, worker: Worker, member: modes.Member) -> None:
+        self.worker = worker
+        self.member = member
+        self.client: WsClient | None = None
+        self.ready: asyncio.Future[None] | None = None
+        self.joined = False
+        self.closing = False
+        self.last_seq = -1  # last op seq seen in this member's room (-1: not joined yet)
+        self.n_presence = 0
+        self.n_op = 0
+        self.pending_ops: dict[int, float] = {}  # batch number -> scheduled send time
+        # Last presence counter seen from each other member of the room.
+        self.seen_presence = [-1] * member.room_size
+
+    def on_text(self, data: bytes) -> None:
+        self.worker.on_event(self, self.worker.mode.parse(data))
+
+    def on_close(self, code: int | None) -> None:
+        self.worker.on_close(self, code)
+
+
+class Worker:
+    def __init__(self, plan: WorkerPlan, send: Callable[[Message], None]) -> None:
+        self.plan = plan
+        self.send_message = send
+        self.mode = make_mode(plan)
+        self.conns = [Conn(self, m) for m in plan.members]
+        self.counters = Counters()
+        self.close_codes: dict[str, int] = {}
+        self.presence = Samples()
+        self.ops = Samples()
+        self.acks = Samples()
+        self.connect_hist = Histogram()
+        self.lag = Histogram()
+        self.lag_samples: list[float] = []
+        self.presence_sent_per_s: dict[int, int] = {}
+        self.presence_received_per_s: dict[int, int] = {}
+        self.ops_acked_per_s: dict[int, int] = {}
+        self.errors: list[str] = []
+        self.start = 0.0  # the common start time (unix seconds)
+        self.running = False
+        self.held_at_end = 0
+        self.phase = "connecting"
+
+    # Receiving (called from data_received: keep it lean).
+
+    def on_event(self, conn: Conn, event: modes.Event) -> None:
+        kind = event[0]
+        now = time.time()
+        if kind == modes.PRESENCE:
+            sender = event[1]
+            assert isinstance(sender, int)
+            if sender == conn.member.index:
+                return  # our own update echoed back: not a delivery
+            n = event[2]
+            t = event[3]
+            assert isinstance(n, int) and isinstance(t, float)
+            seen = conn.seen_presence
+            if 0 <= sender < len(seen):
+                last = seen[sender]
+                if n <= last:
+                    self.counters.presence_duplicates += 1
+                    return
+                if last >= 0 and n > last + 1:
+                    self.counters.presence_skipped += n - last - 1
+                seen[sender] = n
+            self.counters.presence_received += 1
+            if self.running:
+                self.presence.latency.append(now - t)
+                self.presence.at.append(now - self.start)
+                second = int(now - self.start)
+                per_s = self.presence_received_per_s
+                per_s[second] = per_s.get(second, 0) + 1
+        elif kind == modes.OP:
+            seq = event[1]
+            assert isinstance(seq, int)
+            self._see_seq(conn, seq)
+            if event[2] == conn.member.index:
+                return
+            self.counters.ops_received += 1
+            t = event[3]
+            if self.running and isinstance(t, float):
+                self.ops.latency.append(now - t)
+                self.ops.at.append(now - self.start)
+        elif kind == modes.ACK:
+            n = event[1]
+            assert isinstance(n, int)
+            sent_at = conn.pending_ops.pop(n, None)
+            seq = event[2]
+            if isinstance(seq, int):
+                self._see_seq(conn, seq)
+            if sent_at is None:
+                return
+            self.counters.ops_acked += 1
+            self.counters.expected_op_deliveries += conn.member.room_size - 1
+            if self.running:
+                self.acks.latency.append(now - sent_at)
+                self.acks.at.append(now - self.start)
+                second = int(now - self.start)
+                self.ops_acked_per_s[second] = self.ops_acked_per_s.get(second, 0) + 1
+        elif kind == modes.READY:
+            seq = event[1]
+            assert isinstance(seq, int)
+            conn.last_seq = seq
+            conn.joined = True
+            if conn.ready is not None and not conn.ready.done():
+                conn.ready.set_result(None)
+        elif kind == modes.RESYNC:
+            seq = event[1]
+            assert isinstance(seq, int)
+            conn.last_seq = seq
+        elif kind == modes.REJECT:
+            n = event[1]
+            if isinstance(n, int) and conn.pending_ops.pop(n, None) is not None:
+                self.counters.ops_rejected += 1
+            self._note(f"op rejected: {event[2]}")
+        elif kind == modes.ERROR:
+            self._note(f"server error: {event[1]}")
+        elif kind == modes.REPLY:
+            frame = event[1]
+            if conn.client is not None and isinstance(frame, bytes):
+                conn.client.send_text(frame)
+
+    def _see_seq(self, conn: Conn, seq: int) -> None:
+        last = conn.last_seq
+        if last < 0:
+            conn.last_seq = seq
+            return
+        if seq <= last:
+            self.counters.ops_duplicates += 1
+            return
+        if seq > last + 1:
+            self.counters.ops_gaps += seq - last - 1
+        conn.last_seq = seq
+
+    def on_close(self, conn: Conn, code: int | None) -> None:
+        if conn.joined:
+            self.counters.connections_held -= 1
+        conn.joined = False
+        conn.client = None
+        if conn.ready is not None and not conn.ready.done():
+            conn.ready.set_exception(ConnectionError(f"closed with {code} before joining"))
+        if not conn.closing:
+            self.counters.disconnects += 1
+            key = str(code)
+            self.close_codes[key] = self.close_codes.get(key, 0) + 1
+
+    def _note(self, error: str) -> None:
+        if len(self.errors) < 20 and error not in self.errors:
+            self.errors.append(error)
+
+    # Connecting.
+
+    async def open(self, conn: Conn) -> bool:
+        member = conn.member
+        began = time.perf_counter()
+        conn.closing = False
+        conn.joined = False
+        conn.last_seq = -1
+        conn.ready = asyncio.get_running_loop().create_future()
+        try:
+            conn.client = await connect(
+                self.mode.url(member),
+                conn.on_text,
+                conn.on_close,
+                compression=self.plan.compression,
+                headers=self.mode.headers(member),
+                open_timeout=self.plan.connect_timeout,
+            )
+            for frame in self.mode.hello(member):
+                conn.client.send_text(frame)
+            await asyncio.wait_for(conn.ready, self.plan.connect_timeout)
+        except (TimeoutError, OSError, ConnectionError, Exception) as exc:
+            self.counters.connect_failures += 1
+            self._note(f"connect: {type(exc).__name__}: {exc}"[:300])
+            if conn.client is not None:
+                conn.closing = True
+                conn.client.abort()
+                conn.client = None
+            return False
+        self.counters.connections_opened += 1
+        self.counters.connections_held += 1
+        self.connect_hist.record_many([time.perf_counter() - began])
+        return True
+
+    async def open_all(self) -> None:
+        gate = asyncio.Semaphore(self.plan.connect_concurrency)
+
+        async def one(conn: Conn) -> None:
+            async with gate:
+                await self.open(conn)
+
+        await asyncio.gather(*(one(c) for c in self.conns))
+
+    # Sending.
+
+    async def schedule(self, until: float) -> None:
+        """Send everything on the timetable from ``self.start`` to ``until``."""
+        plan = self.plan
+        rng = random.Random(plan.index)
+        heap: list[tuple[float, int, int]] = []
+        for i in range(len(self.conns)):
+            if plan.presence_rate > 0:
+                heap.append((self.start + rng.random() / plan.presence_rate, PRESENCE_KIND, i))
+            if plan.op_rate > 0:
+                heap.append((self.start + rng.random() / plan.op_rate, OP_KIND, i))
+        heapq.heapify(heap)
+        presence_period = 1.0 / plan.presence_rate if plan.presence_rate > 0 else 0.0
+        op_period = 1.0 / plan.op_rate if plan.op_rate > 0 else 0.0
+        mode = self.mode
+        counters = self.counters
+        lag_samples = self.lag_samples
+        sent_per_s = self.presence_sent_per_s
+        while heap:
+            now = time.time()
+            due = heap[0][0]
+            if due > now:
+                await asyncio.sleep(due - now)
+                continue
+            # Everything already due goes out now, in timetable order.
+            while heap and heap[0][0] <= now:
+                due, kind, i = heapq.heappop(heap)
+                if due >= until:
+                    continue  # past the end: drop it, do not reschedule
+                conn = self.conns[i]
+                client = conn.client
+                lag_samples.append(now - due)
+                if kind == PRESENCE_KIND:
+                    heapq.heappush(heap, (due + presence_period, kind, i))
+                    if client is None or not conn.joined:
+                        continue
+                    conn.n_presence += 1
+                    client.send_text(mode.presence(conn.member, conn.n_presence, due))
+                    counters.presence_sent += 1
+                    counters.expected_presence_deliveries += conn.member.room_size - 1
+                    second = int(due - self.start)
+                    sent_per_s[second] = sent_per_s.get(second, 0) + 1
+                else:
+                    heapq.heappush(heap, (due + op_period, kind, i))
+                    if client is None or not conn.joined:
+                        continue
+                    conn.n_op += 1
+                    conn.pending_ops[conn.n_op] = due
+                    client.send_text(mode.op(conn.member, conn.n_op, due))
+                    counters.ops_sent += 1
+            # Let receiving run between bursts even when the timetable is behind.
+            await asyncio.sleep(0)
+
+    async def churn(self, until: float) -> None:
+        """Close and reopen random members at ``churn_rate`` per second (open loop)."""
+        period = 1.0 / self.plan.churn_rate
+        rng = random.Random(1000 + self.plan.index)
+        due = self.start + rng.random() * period
+        tasks: set[asyncio.Task[bool]] = set()
+        while due < until:
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due += period
+            conn = rng.choice(self.conns)
+            if conn.client is None:
+                continue
+            conn.closing = True
+            conn.client.close()
+            conn.client = None
+            if conn.joined:
+                conn.joined = False
+                self.counters.connections_held -= 1
+            task = asyncio.create_task(self.open(conn))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # Reporting.
+
+    def flush(self) -> None:
+        self.presence.flush()
+        self.ops.flush()
+        self.acks.flush()
+        if self.lag_samples:
+            self.lag.record_many(self.lag_samples)
+            self.counters.send_lag_max_us = self.lag.max_us
+            self.lag_samples = []
+
+    def progress(self) -> Progress:
+        self.flush()
+        return Progress(
+            worker=self.plan.index,
+            phase=self.phase,
+            counters=msgspec.structs.replace(self.counters),
+            presence=self.presence.take_interval(),
+            ops=self.ops.take_interval(),
+            acks=self.acks.take_interval(),
+        )
+
+    async def report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.plan.progress_interval)
+            self.send_message(self.progress())
+
+    def result(self) -> Result:
+        self.flush()
+        return Result(
+            worker=self.plan.index,
+            counters=self.counters,
+            close_codes=self.close_codes,
+            presence=self.presence.total.to_sparse(),
+            ops=self.ops.total.to_sparse(),
+            acks=self.acks.total.to_sparse(),
+            connect=self.connect_hist.to_sparse(),
+            lag=self.lag.to_sparse(),
+            presence_timeline=self.presence.timeline.to_sparse(),
+            ops_timeline=self.ops.timeline.to_sparse(),
+            acks_timeline=self.acks.timeline.to_sparse(),
+            presence_sent_per_s=self.presence_sent_per_s,
+            presence_received_per_s=self.presence_received_per_s,
+            ops_acked_per_s=self.ops_acked_per_s,
+            held_at_end=self.held_at_end,
+            errors=self.errors,
+        )
+
+    async def run(self, wait_for_start: Callable[[], float]) -> None:
+        reporter = asyncio.create_task(self.report_progress())
+        try:
+            await self.open_all()
+            self.phase = "ready"
+            self.send_message(self.progress())
+            self.start = await asyncio.to_thread(wait_for_start)
+            delay = self.start - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.phase = "running"
+            self.running = True
+            until = self.start + self.plan.duration
+            jobs = [self.schedule(until)]
+            if self.plan.churn_rate > 0:
+                jobs.append(self.churn(until))
+            else:
+                jobs.append(asyncio.sleep(max(0.0, until - time.time())))
+            await asyncio.gather(*jobs)
+            self.held_at_end = self.counters.connections_held
+            self.phase = "draining"
+            await self.drain(until + self.plan.drain)
+            self.running = False
+            self.phase = "done"
+            for conn in self.conns:
+                if conn.client is not None:
+                    conn.closing = True
+                    conn.client.close()
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+        self.send_message(self.result())
+
+    async def drain(self, deadline: float) -> None:
+        """Keep receiving until the deadline: deliveries of the last sends are in flight.
+
+        A worker cannot know what other processes still expect, so it waits the whole drain.
+        """
+        delay = deadline - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def worker_main(
+    plan_bytes: bytes,
+    queue: Any,
+    go: multiprocessing.synchronize.Event,
+    start_at: Any,
+) -> None:
+    """Process entry point (spawned by the runner)."""
+    plan = msgspec.msgpack.decode(plan_bytes, type=WorkerPlan)
+    encoder = msgspec.msgpack.Encoder()
+
+    def send(message: Message) -> None:
+        queue.put(encoder.encode(message))
+
+    def wait_for_start() -> float:
+        go.wait()
+        return float(start_at.value)
+
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        runner = asyncio.run
+    try:
+        runner(Worker(plan, send).run(wait_for_start))
+    except Exception as exc:
+        send(Failed(worker=plan.index, error=f"{type(exc).__name__}: {exc}"))
+        raise
