@@ -1,0 +1,84 @@
+"""A process killed in the middle of moving an upload: another process finishes the job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from tests.catalog.helpers import audio_bytes, make_user
+from tests.conftest import StartServer
+from tests.support import ServerProcess
+
+
+async def wait_until(db: asyncpg.Connection, sql: str, *args: object, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not await db.fetchval(sql, *args):
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        await asyncio.sleep(0.1)
+
+
+async def test_upload_killed_mid_move_completes_after_restart(
+    start_server: StartServer, server: ServerProcess, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # Both processes share the incoming directory (as processes on one host do) and the
+    # storage directory (shared with the session server, which may run the analysis).
+    storage = Path(server.data_dir) / "storage"
+    env = {
+        "BLENDTUNE_DATA_DIR": str(tmp_path),
+        "BLENDTUNE_STORAGE_DIR": str(storage),
+        "BLENDTUNE_UPLOAD_LEASE_SECONDS": "2",
+        "BLENDTUNE_UPLOAD_POLL_SECONDS": "0.1",
+    }
+    first = await start_server(env={**env, "BLENDTUNE_STORAGE_FAULT": "hang"})
+    user = await make_user(db)
+    data = audio_bytes("flac", seconds=2.0)
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+        response = await http.post(
+            "/uploads", files={"file": ("take.flac", data)}, headers=user.headers
+        )
+    assert response.status_code == 202, response.text
+    upload_id = uuid.UUID(response.json()["id"])
+
+    # The move has started (and hangs) when the process is killed.
+    await wait_until(
+        db, "SELECT status = 'uploading' FROM upload_jobs WHERE uploaded_track_id = $1", upload_id
+    )
+    first.kill()
+    incoming = tmp_path / "incoming"
+    assert [p.read_bytes() for p in incoming.iterdir()] == [data]
+    assert (
+        await db.fetchval(
+            "SELECT upload_status::text FROM uploaded_tracks WHERE id = $1", upload_id
+        )
+        == "uploading"
+    )
+
+    second = await start_server(env=env)
+    await wait_until(
+        db,
+        "SELECT analysis_status = 'completed' FROM uploaded_tracks WHERE id = $1",
+        upload_id,
+    )
+    job = await db.fetchrow(
+        "SELECT status::text, retry_count, error_log FROM upload_jobs WHERE uploaded_track_id = $1",
+        upload_id,
+    )
+    assert job["status"] == "completed"
+    assert job["retry_count"] == 1 and "worker lost" in job["error_log"]
+    row = await db.fetchrow(
+        "SELECT upload_status::text, storage_key, duration_seconds FROM uploaded_tracks"
+        " WHERE id = $1",
+        upload_id,
+    )
+    assert row["upload_status"] == "uploaded"
+    assert (storage / row["storage_key"]).read_bytes() == data
+    assert abs(float(row["duration_seconds"]) - 2.0) < 0.1
+    assert list(incoming.iterdir()) == []
+    async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+        seen = (await http.get(f"/uploads/{upload_id}", headers=user.headers)).json()
+    assert seen["upload_status"] == "uploaded" and seen["job_status"] == "completed"
