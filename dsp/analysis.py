@@ -217,7 +217,8 @@ def estimate_tempo(audio: Audio) -> Tempo:
     lo, hi = int(60.0 * fps / TEMPO_MAX_BPM), int(60.0 * fps / TEMPO_MIN_BPM)
     floor = float(np.median(acf[lo : min(hi, len(acf))])) if hi < len(acf) else 0.0
     confidence = float(np.clip((peak - floor) / (1.0 - floor + 1e-12), 0.0, 1.0))
-    return Tempo(round(fitted, 3), round(confidence, 3), tuple(round(t, 4) for t in times))
+    beats = tuple(round(float(t), 4) for t in times)
+    return Tempo(round(float(fitted), 3), round(confidence, 3), beats)
 
 
 def _refine(envelope: Floats, frame: int) -> float:

@@ -143,14 +143,19 @@ def true_peak(samples: Samples) -> float:
     return float(peak_envelope(samples).max())
 
 
-def true_peak_in(samples: Samples, frames: npt.NDArray[np.bool_], block: int = 4096) -> float:
-    """True peak measured only in blocks holding a flagged frame (cheap re-checks)."""
-    peak = 0.0
+def peak_envelope_in(samples: Samples, frames: npt.NDArray[np.bool_], block: int = 4096) -> Samples:
+    """:func:`peak_envelope` computed only in blocks holding a flagged frame (zero
+    elsewhere): cheap re-checks of the few places near a ceiling."""
     total = samples.shape[-1]
+    envelope = np.zeros(total, dtype=np.float32)
+    if total == 0:
+        return envelope
     flagged = np.flatnonzero(np.add.reduceat(frames, np.arange(0, total, block)) > 0)
     pad = _TAPS_PER_PHASE
     for b in flagged:
         start = int(b) * block
-        lo, hi = max(0, start - pad), min(total, start + block + pad)
-        peak = max(peak, float(peak_envelope(samples[:, lo:hi], block=hi - lo).max()))
-    return peak
+        stop = min(total, start + block)
+        lo, hi = max(0, start - pad), min(total, stop + pad)
+        local = peak_envelope(samples[:, lo:hi], block=hi - lo)
+        envelope[start:stop] = local[start - lo : stop - lo]
+    return envelope

@@ -48,7 +48,7 @@ Progress = Callable[[int, int], None]
 DEFAULT_TARGET_LUFS: Final = -14.0
 DEFAULT_CEILING_DBTP: Final = -1.0
 DEFAULT_MAX_RENDER_SECONDS: Final = 20 * 60.0
-MAX_GAIN_DB: Final = 40.0
+MAX_GAIN_DB: Final = 50.0
 """Normalisation never raises the level more than this (near-silent mixes stay quiet)."""
 
 _LIMITER_WINDOW_SECONDS: Final = 0.008
@@ -183,36 +183,57 @@ def normalize(
         return samples, None, None
     # Margin: a 4x meter reads inter-sample peaks up to ~0.2 dB low on dense material.
     ceiling = 10 ** ((ceiling_dbtp - 0.2) / 20)
+    limit = 10 ** (ceiling_dbtp / 20)
     stride = loudness.block_stride(rate)
     width = max(3, round(_LIMITER_WINDOW_SECONDS * rate / stride) | 1)
     envelope = loudness.peak_envelope(samples)
     peaks = _grouped(envelope, stride, "max")
     power = _grouped(loudness.frame_powers(loudness.k_weighted(samples, rate)), stride, "sum")
-    measured = loudness.gated_loudness(loudness.block_powers(power, rate, frames, stride))
-    gain_db = 0.0 if measured is None else min(target_lufs - measured, MAX_GAIN_DB)
-    gains = _limiter_gain(peaks, 10 ** (gain_db / 20), ceiling, width)
-    for _ in range(8):
-        if measured is None:
-            break
-        estimate = loudness.gated_loudness(
+
+    def estimate(gain_db: float) -> tuple[Floats, float | None]:
+        gains = _limiter_gain(peaks, 10 ** (gain_db / 20), ceiling, width)
+        level = loudness.gated_loudness(
             loudness.block_powers(power * gains**2, rate, frames, stride)
         )
-        if estimate is None or abs(estimate - target_lufs) < 0.02:
+        return gains, level
+
+    measured = loudness.gated_loudness(loudness.block_powers(power, rate, frames, stride))
+    gain_db = 0.0 if measured is None else min(target_lufs - measured, MAX_GAIN_DB)
+    gains, level = estimate(gain_db)
+    # Secant search: limiting makes loudness grow ever more slowly with gain.
+    previous: tuple[float, float] | None = None
+    for _ in range(10):
+        if level is None or abs(level - target_lufs) < 0.02 or gain_db >= MAX_GAIN_DB:
             break
-        gain_db = min(gain_db + target_lufs - estimate, MAX_GAIN_DB)
-        gains = _limiter_gain(peaks, 10 ** (gain_db / 20), ceiling, width)
+        slope = 1.0
+        if previous is not None and gain_db != previous[0]:
+            slope = float(np.clip((level - previous[1]) / (gain_db - previous[0]), 0.05, 1.0))
+        previous = (gain_db, level)
+        gain_db = min(gain_db + (target_lufs - level) / slope, MAX_GAIN_DB)
+        gains, level = estimate(gain_db)
     # Back to one gain per frame: interpolating between group gains stays under
     # each frame's need because every group's gain already holds its neighbours'.
     centres = np.arange(len(gains)) * stride + (stride - 1) / 2
     per_frame = np.interp(np.arange(frames), centres, gains).astype(np.float32)
     per_frame = np.minimum(per_frame, ceiling / np.maximum(envelope, 1e-12))
     out = np.ascontiguousarray(samples * per_frame, dtype=np.float32)
-    # Exact check where the estimate comes near the ceiling: the smoothed gain
-    # can let an interpolated peak creep over by a fraction of a dB.
-    near = envelope * per_frame > ceiling * 10 ** (-1.0 / 20)
-    peak = loudness.true_peak_in(out, near) if near.any() else float((envelope * per_frame).max())
-    limit = 10 ** (ceiling_dbtp / 20)
-    if peak > limit:
+    # Where the gain moves fast, the gained signal's inter-sample peaks can
+    # exceed the estimate: measure them exactly near the ceiling and pull those
+    # spots down locally (the loudness barely moves).
+    width_frames = width * stride | 1
+    peak = 0.0
+    for _ in range(3):
+        near = envelope * per_frame > ceiling * 10 ** (-1.0 / 20)
+        exact = loudness.peak_envelope_in(out, near)
+        peak = float(max(exact.max(initial=0.0), (envelope * per_frame)[~near].max(initial=0.0)))
+        if peak <= limit:
+            break
+        need = np.minimum(1.0, ceiling / np.maximum(exact, 1e-12))
+        held = minimum_filter1d(need, size=2 * width_frames + 1, mode="nearest")
+        extra = np.minimum(uniform_filter1d(held, size=width_frames, mode="nearest"), need)
+        per_frame = per_frame * extra.astype(np.float32)
+        out = np.ascontiguousarray(samples * per_frame, dtype=np.float32)
+    if peak > limit:  # last resort, never expected: scale the whole thing
         out *= np.float32(limit / peak * 0.999)
         peak = limit * 0.999
     final = loudness.integrated_loudness(out, rate)
