@@ -1,10 +1,11 @@
 """The email outbox: every message is a row first, then a background sender delivers it.
 
 Handlers call ``enqueue`` inside their own transaction, so a message exists exactly when the
-change that caused it was committed. Each server process runs one sender (``lifespan``); it
-claims one due message at a time with ``FOR UPDATE SKIP LOCKED`` and keeps that row locked
-while sending, so two processes never send the same message, and a process that dies
-mid-send leaves the row pending for the next one (delivery is at least once).
+change that caused it was committed. Each server process runs one sender (``run_sender``,
+started by background.py); it claims one due message at a time with ``FOR UPDATE SKIP
+LOCKED`` and keeps that row locked while sending, so two processes never send the same
+message, and a process that dies mid-send leaves the row pending for the next one (delivery
+is at least once).
 
 With ``BLENDTUNE_SMTP_HOST`` set, messages go out over SMTP (aiosmtplib). Without it they are
 written to the log (logger ``blendtune.outbox``) and marked sent, so a developer can copy the
@@ -15,17 +16,13 @@ marked ``failed`` after ``MAX_ATTEMPTS``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 import aiosmtplib
-from litestar import Litestar
 
 from server.services import Services
 from server.settings import Settings
@@ -137,16 +134,3 @@ async def run_sender(services: Services) -> None:
             # The database may be away; the next round tries again.
             _log.exception("email outbox round failed")
         await asyncio.sleep(POLL_SECONDS)
-
-
-@asynccontextmanager
-async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Run this process's outbox sender for the life of the app."""
-    services: Services = app.state.services
-    task = asyncio.create_task(run_sender(services), name="email-outbox")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
