@@ -133,20 +133,21 @@ class Conn:
     def _after_append(self) -> None:
         if len(self.queue) > self.max_queue:
             self.hub.metrics.slow_consumers.inc()
-            self.close(p.Close.RESYNC, "too slow: resync")
+            self.close(p.Close.RESYNC, "too slow: resync", flush=False)
             return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after what is being sent now; queued messages are dropped."""
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Close once the queued messages are sent (or, with ``flush=False``, dropped)."""
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason
         self.hub.metrics.closes.labels(str(code)).inc()
-        self.queue.clear()
-        self.presence.clear()
+        if not flush:
+            self.queue.clear()
+            self.presence.clear()
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -162,7 +163,7 @@ class Conn:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                while queue and self.close_code is None:
+                while queue:
                     item = queue.popleft()
                     if type(item) is _Slot:
                         text = self.presence.pop(item.member_id)
@@ -290,7 +291,7 @@ class Room:
         if had_members:
             # The log no longer reaches back to what they saw: they must start over.
             for conn in list(self.members.values()):
-                conn.close(p.Close.RESYNC, "history unavailable: resync")
+                conn.close(p.Close.RESYNC, "history unavailable: resync", flush=False)
         self._drain()
 
     async def _reload(self) -> None:
@@ -302,7 +303,7 @@ class Room:
         self.loaded = True
         self.reset(seq, state)
         for conn in list(self.members.values()):
-            conn.close(p.Close.RESYNC, "state reloaded: resync")
+            conn.close(p.Close.RESYNC, "state reloaded: resync", flush=False)
 
     # ---------------------------------------------------------------- ordered delivery
 

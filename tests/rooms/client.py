@@ -105,7 +105,12 @@ async def join(
     await ws.send(json.dumps(hello))
     welcome = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
     assert welcome["type"] == "welcome", welcome
-    return Client(ws, welcome)
+    client = Client(ws, welcome)
+    if welcome["resumed"]:
+        # The batches after last_seq follow the welcome.
+        assert last_seq is not None
+        client.seq = last_seq
+    return client
 
 
 async def close_code(ws: ClientConnection, within: float = TIMEOUT) -> int | None:
