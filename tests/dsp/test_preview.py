@@ -1,0 +1,168 @@
+"""The async preview API: caching, supersession, back-pressure and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import numpy as np
+import pytest
+
+import dsp
+from dsp import (
+    Audio,
+    Clip,
+    InvalidTimeline,
+    MissingSource,
+    PreviewBusy,
+    Previewer,
+    Superseded,
+    Timeline,
+)
+from dsp.effects import Chorus, Reverb
+
+
+class Library:
+    """A source loader over in-memory tracks that counts its calls."""
+
+    def __init__(self, tracks: dict[str, Audio]) -> None:
+        self.tracks = tracks
+        self.calls: list[str] = []
+
+    async def __call__(self, track_id: str) -> Audio:
+        self.calls.append(track_id)
+        await asyncio.sleep(0)
+        return self.tracks[track_id]
+
+
+@pytest.fixture
+def library(drums: Audio, chords: Audio) -> Library:
+    return Library({"drums": drums, "chords": chords})
+
+
+def timeline(gain_db: float = 0.0) -> Timeline:
+    return Timeline(
+        bpm=126,
+        key="C major",
+        clips=(
+            Clip("a", "drums", 0.0, 4.0, 0.0, source_bpm=120.0, gain_db=gain_db),
+            Clip(
+                "b",
+                "chords",
+                0.0,
+                4.0,
+                4.0,
+                source_key="A minor",
+                pitch_shift_semitones=1.0,
+                effects=(Chorus(), Reverb(room_size=0.3)),
+            ),
+        ),
+    )
+
+
+async def test_preview_renders_a_decodable_window(library: Library) -> None:
+    async with Previewer(library, format="wav") as previewer:
+        result = await previewer.render(timeline(), start_seconds=1.0, duration_seconds=3.0)
+    assert result.format == "wav" and result.mime_type == "audio/wav"
+    audio = dsp.decode(result.data)
+    assert audio.frames == 3 * 44100
+    assert result.duration_seconds == pytest.approx(3.0)
+    assert result.loudness_lufs == pytest.approx(-14.0, abs=0.5)
+    assert result.true_peak_dbtp is not None and result.true_peak_dbtp <= -1.0
+
+
+async def test_mp3_preview_by_default(library: Library) -> None:
+    async with Previewer(library) as previewer:
+        result = await previewer.render(timeline(), duration_seconds=2.0)
+    assert result.mime_type == "audio/mpeg"
+    assert dsp.probe(result.data).format == "mp3"
+
+
+async def test_warm_cache_reuses_sources_and_stretched_clips(library: Library) -> None:
+    async with Previewer(library, format="wav") as previewer:
+        first = await previewer.render(timeline(), duration_seconds=4.0)
+        entries = previewer.cache_stats().entries
+        assert entries == 6  # per clip: source, stretched, finished
+        hits = previewer.cache_stats().hits
+        # A gain change reuses the stretched audio; only the finished clip is new.
+        second = await previewer.render(timeline(gain_db=-6.0), duration_seconds=4.0)
+        stats = previewer.cache_stats()
+    assert sorted(library.calls) == ["chords", "drums"]
+    assert stats.entries == entries + 1
+    assert stats.hits > hits
+    assert first.data != second.data
+
+
+async def test_cache_is_bounded_by_bytes(library: Library) -> None:
+    one_clip = 4 * 44100 * 2 * 4  # 4 s of stereo float32
+    async with Previewer(library, format="wav", cache_bytes=3 * one_clip) as previewer:
+        await previewer.render(timeline(), duration_seconds=4.0)
+        stats = previewer.cache_stats()
+    assert stats.bytes <= stats.max_bytes
+    assert stats.entries < 6
+
+
+async def test_newer_render_for_the_same_key_supersedes_the_older(library: Library) -> None:
+    async with Previewer(library, format="wav") as previewer:
+        older = asyncio.create_task(previewer.render(timeline(), key="room-1"))
+        newer = asyncio.create_task(previewer.render(timeline(gain_db=-3.0), key="room-1"))
+        other = asyncio.create_task(previewer.render(timeline(), key="room-2"))
+        results = await asyncio.gather(older, newer, other, return_exceptions=True)
+    assert isinstance(results[0], Superseded)
+    assert isinstance(results[1], dsp.PreviewResult)
+    assert isinstance(results[2], dsp.PreviewResult)
+    # The work was shared: each track was loaded once for all three renders.
+    assert sorted(library.calls) == ["chords", "drums"]
+
+
+async def test_too_many_waiting_renders_are_refused(library: Library) -> None:
+    async with Previewer(library, format="wav", max_pending=1) as previewer:
+        first = asyncio.create_task(previewer.render(timeline()))
+        await asyncio.sleep(0)
+        with pytest.raises(PreviewBusy):
+            await previewer.render(timeline())
+        await first
+
+
+async def test_unknown_track_is_a_missing_source(library: Library) -> None:
+    bad = Timeline(clips=(Clip("x", "nope", 0.0, 1.0, 0.0),))
+    async with Previewer(library) as previewer:
+        with pytest.raises(MissingSource):
+            await previewer.render(bad)
+        # The failure is not cached: it is raised again, and good renders still work.
+        with pytest.raises(MissingSource):
+            await previewer.render(bad)
+        await previewer.render(timeline(), duration_seconds=1.0)
+
+
+async def test_loader_must_return_project_audio(drums: Audio) -> None:
+    mono = Audio(drums.samples[:1].copy(), 44100)
+    async with Previewer(Library({"drums": mono})) as previewer:
+        with pytest.raises(InvalidTimeline, match="stereo"):
+            await previewer.render(Timeline(clips=(Clip("a", "drums", 0.0, 1.0, 0.0),)))
+
+
+@pytest.mark.parametrize(("start", "duration"), [(-1.0, 5.0), (0.0, 0.0), (0.0, 1e9)])
+async def test_bad_windows_are_refused(library: Library, start: float, duration: float) -> None:
+    async with Previewer(library) as previewer:
+        with pytest.raises(InvalidTimeline):
+            await previewer.render(timeline(), start_seconds=start, duration_seconds=duration)
+
+
+async def test_invalid_timeline_from_a_room_is_refused(library: Library) -> None:
+    document = msgspec.to_builtins(timeline())
+    document["clips"][0]["effects"] = [{"type": "reverb", "room_size": 7}]
+    with pytest.raises(InvalidTimeline):
+        dsp.timeline_from_builtins(document)
+    forged = Timeline(clips=(Clip("a", "drums", 0.0, 1.0, 0.0, gain_db=float("inf")),))
+    async with Previewer(library) as previewer:
+        with pytest.raises(InvalidTimeline):
+            await previewer.render(forged)
+
+
+async def test_empty_timeline_previews_silence(library: Library) -> None:
+    async with Previewer(library, format="wav") as previewer:
+        result = await previewer.render(Timeline(), duration_seconds=2.0)
+    audio = dsp.decode(result.data)
+    assert audio.frames == 2 * 44100 and not np.any(audio.samples)
+    assert result.loudness_lufs is None
