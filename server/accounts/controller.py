@@ -19,6 +19,7 @@ from server.accounts.schemas import (
     LoginRequest,
     LoginResponse,
     Me,
+    PasswordChange,
     ProfilePatch,
     RegisterRequest,
     ResetConfirm,
@@ -299,6 +300,29 @@ class MeController(Controller):
     async def patch_me(self, services: Services, principal: Principal, data: ProfilePatch) -> Me:
         """Change profile fields: only those present change; `null` clears one."""
         return await service.update_profile(services, principal.user_id, data)
+
+    @put(
+        "/password",
+        status_code=204,
+        responses=_problems(
+            e400=BAD_BODY + " `weak_password`: the new password breaks the password policy.",
+            e401=UNAUTHENTICATED,
+            e403="`wrong_password`: the current password is wrong.",
+            e413=TOO_LARGE,
+            e429=LIMITED,
+            e503=NO_REDIS,
+        ),
+    )
+    async def change_password(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        principal: Principal,
+        data: PasswordChange,
+    ) -> None:
+        """Change the password; every other session of the caller is signed out."""
+        await ratelimit.check(services, address=_address(request), account=str(principal.user_id))
+        await service.change_password(services, principal, data.current_password, data.new_password)
 
     @delete(
         "/",

@@ -191,6 +191,11 @@ class ProfilePatch(msgspec.Struct, forbid_unknown_fields=True):
     language: Language | msgspec.UnsetType = msgspec.UNSET
 
 
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Password
+    new_password: NewPassword
+
+
 class DeleteAccount(msgspec.Struct, forbid_unknown_fields=True):
     password: Password
 

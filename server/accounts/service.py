@@ -466,6 +466,46 @@ async def update_profile(services: Services, user_id: uuid.UUID, patch: ProfileP
     return await get_me(services, user_id)
 
 
+async def change_password(services: Services, principal: Principal, current: str, new: str) -> None:
+    row = await services.pool.fetchrow(
+        "SELECT email, username, password_hash FROM users WHERE id = $1", principal.user_id
+    )
+    if row is None:
+        raise Problem(401, "unauthenticated", "A valid session is required.")
+    if not await passwords.verify_password(row["password_hash"], current):
+        raise Problem(403, "wrong_password", "The current password is wrong.")
+    violation = passwords.policy_violation(new, email=row["email"], username=row["username"])
+    if violation:
+        raise Problem(400, "weak_password", violation)
+    password_hash = await passwords.hash_password(new)
+    async with services.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
+            principal.user_id,
+            password_hash,
+        )
+        # Whoever else holds a session (or a reset link) loses it; this session stays.
+        await conn.execute(
+            "DELETE FROM sessions WHERE user_id = $1 AND id <> $2",
+            principal.user_id,
+            principal.session_id,
+        )
+        await conn.execute(
+            "UPDATE password_resets SET used_at = now() WHERE user_id = $1 AND used_at IS NULL",
+            principal.user_id,
+        )
+        await outbox.enqueue(
+            conn,
+            user_id=principal.user_id,
+            to_address=row["email"],
+            subject="Your Blendtune password was changed",
+            body=(
+                "Your password was changed and your other sessions were signed out.\n\n"
+                "If this was not you, reset your password right away.\n"
+            ),
+        )
+
+
 async def delete_account(services: Services, principal: Principal, password: str) -> None:
     password_hash = await services.pool.fetchval(
         "SELECT password_hash FROM users WHERE id = $1", principal.user_id

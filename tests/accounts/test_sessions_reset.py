@@ -170,3 +170,42 @@ async def test_expired_and_forged_reset_tokens(
             == password_hash
         )
         assert await _status(server, session) == 200
+
+
+async def test_change_password_signs_out_other_sessions(
+    server: ServerProcess, db: asyncpg.Connection
+) -> None:
+    async with client_for(server.url) as client:
+        account = await register(client)
+        tokens = [await login(client, account.email) for _ in range(2)]
+        client.cookies.clear()
+        before = await counts(db)
+        wrong = await client.put(
+            "/me/password",
+            json={"current_password": "not it at all", "new_password": NEW_PASSWORD},
+            headers=bearer(tokens[0]),
+        )
+        assert_problem(wrong, 403, "wrong_password")
+        weak = await client.put(
+            "/me/password",
+            json={"current_password": PASSWORD, "new_password": "1234567890"},
+            headers=bearer(tokens[0]),
+        )
+        assert_problem(weak, 400, "weak_password")
+        assert await counts(db) == before
+        assert [await _status(server, t) for t in tokens] == [200, 200]
+
+        changed = await client.put(
+            "/me/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+            headers=bearer(tokens[0]),
+        )
+        assert changed.status_code == 204, changed.text
+        assert [await _status(server, t) for t in tokens] == [200, 401]
+        await wait_for_email(db, account.email, "password was changed")
+        assert_problem(
+            await client.post("/auth/login", json={"email": account.email, "password": PASSWORD}),
+            401,
+            "invalid_credentials",
+        )
+        assert await login(client, account.email, NEW_PASSWORD)
