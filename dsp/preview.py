@@ -168,7 +168,7 @@ class Previewer:
         self._loader = loader
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsp-preview")
         self._cache = ByteLRU(cache_bytes)
-        self._inflight: dict[Hashable, asyncio.Future[object]] = {}
+        self._inflight: dict[Hashable, asyncio.Task[object]] = {}
         self._latest: dict[Hashable, int] = {}
         self._counter = itertools.count(1)
         self._pending = 0
@@ -341,28 +341,31 @@ class Previewer:
         return await self._once(("source", track_id), load)
 
     async def _once(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
-        """Return the cached value for ``key`` or make it, once however many ask."""
+        """Return the cached value for ``key`` or make it, once however many ask.
+
+        The making runs in its own task: a requester that is cancelled or
+        superseded stops waiting, but the work finishes for the others (and
+        for the cache).
+        """
         cached = self._cache.get(key)
         if cached is not None:
             return cast(T, cached)
-        running = self._inflight.get(key)
-        if running is not None:
-            return cast(T, await asyncio.shield(running))
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fill(key, make))
+            # Nobody may be left to read a failure: mark it retrieved.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._inflight[key] = task
+        return cast(T, await asyncio.shield(task))
+
+    async def _fill(self, key: Hashable, make: Callable[[], Awaitable[object]]) -> object:
         try:
             value = await make()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        else:
-            future.set_result(value)
-            size = value.nbytes if isinstance(value, (np.ndarray, Audio)) else 0
-            self._cache.put(key, value, size)
-            return value
         finally:
             del self._inflight[key]
+        size = value.nbytes if isinstance(value, (np.ndarray, Audio)) else 0
+        self._cache.put(key, value, size)
+        return value
 
     async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         loop = asyncio.get_running_loop()

@@ -166,3 +166,27 @@ async def test_empty_timeline_previews_silence(library: Library) -> None:
     audio = dsp.decode(result.data)
     assert audio.frames == 2 * 44100 and not np.any(audio.samples)
     assert result.loudness_lufs is None
+
+
+async def test_cancelled_request_does_not_spoil_shared_work(library: Library) -> None:
+    async with Previewer(library, format="wav") as previewer:
+        first = asyncio.create_task(previewer.render(timeline()))
+        second = asyncio.create_task(previewer.render(timeline()))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        result = await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    assert dsp.decode(result.data).frames == 15 * 44100
+    assert sorted(library.calls) == ["chords", "drums"]
+
+
+async def test_forget_track_drops_everything_derived_from_it(library: Library) -> None:
+    async with Previewer(library, format="wav") as previewer:
+        await previewer.render(timeline(), duration_seconds=4.0)
+        before = previewer.cache_stats()
+        previewer.forget_track("drums")
+        after = previewer.cache_stats()
+        assert after.entries == before.entries - 3 and after.bytes < before.bytes
+        await previewer.render(timeline(), duration_seconds=4.0)
+    assert sorted(library.calls) == ["chords", "drums", "drums"]
