@@ -108,12 +108,16 @@ async def ensure_room(conn: Any, kind: str, room_id: uuid.UUID) -> bool:
     Domain code may call this in the transaction that creates the blend or mashup; the rooms
     core also calls it when the first member joins (after ``kind.exists``).
     """
-    found = await conn.fetchval(
-        "WITH ins AS (INSERT INTO rooms (id, kind) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
-        " RETURNING kind) SELECT kind FROM ins UNION ALL SELECT kind FROM rooms WHERE id = $1",
-        room_id,
-        kind,
-    )
+    select = "SELECT kind FROM rooms WHERE id = $1"
+    found = await conn.fetchval(select, room_id)
+    if found is None:
+        # Separate statements: a concurrent insert is visible to the second SELECT.
+        await conn.execute(
+            "INSERT INTO rooms (id, kind) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            room_id,
+            kind,
+        )
+        found = await conn.fetchval(select, room_id)
     return bool(found == kind)
 
 
