@@ -136,16 +136,19 @@ class PlaylistController(Controller):
         self,
         services: Services,
         principal: Principal,
-        scope: Annotated[
+        which: Annotated[
             Literal["mine", "public"],
-            Parameter(description="mine: owned or collaborating; public: everyone's public ones."),
+            Parameter(
+                query="scope",
+                description="mine: owned or collaborating; public: everyone's public ones.",
+            ),
         ] = "mine",
         limit: Limit = 20,
         cursor: CursorParam = None,
     ) -> schemas.PlaylistPage:
         """Playlists, newest first (without their tracks)."""
         args: list[Any] = [limit + 1]
-        if scope == "mine":
+        if which == "mine":
             args.append(principal.user_id)
             where = (
                 "(p.user_id = $2 OR EXISTS (SELECT 1 FROM playlist_collaborators c"

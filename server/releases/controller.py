@@ -77,19 +77,21 @@ class ReleaseController(Controller):
         self,
         services: Services,
         principal: Principal,
-        scope: Annotated[
+        which: Annotated[
             Literal["mine", "published", "review"],
-            Parameter(description="mine; published (everyone's); review (admins: pending)."),
+            Parameter(
+                query="scope", description="mine; published (everyone's); review (admins: pending)."
+            ),
         ] = "mine",
         limit: Limit = 20,
         cursor: CursorParam = None,
     ) -> schemas.ReleasePage:
         """My releases, the published ones, or (admins) the review queue; newest first."""
         args: list[Any] = [limit + 1]
-        if scope == "mine":
+        if which == "mine":
             args.append(principal.user_id)
             where = "r.artist_id = $2"
-        elif scope == "published":
+        elif which == "published":
             where = "r.status = 'published'"
         else:
             if not principal.has_role("admin"):
