@@ -217,8 +217,7 @@ class Worker:
         elif kind == modes.OP:
             seq = event[1]
             assert isinstance(seq, int)
-            self._see_seq(conn, seq)
-            if event[2] == conn.member.index:
+            if not self._see_seq(conn, seq) or event[2] == conn.member.index:
                 return
             self.counters.ops_received += 1
             t = event[3]
@@ -264,17 +263,19 @@ class Worker:
             if conn.client is not None and isinstance(frame, bytes):
                 conn.client.send_text(frame)
 
-    def _see_seq(self, conn: Conn, seq: int) -> None:
+    def _see_seq(self, conn: Conn, seq: int) -> bool:
+        """Track the room's order as this member sees it; False for a duplicate."""
         last = conn.last_seq
         if last < 0:
             conn.last_seq = seq
-            return
+            return True
         if seq <= last:
             self.counters.ops_duplicates += 1
-            return
+            return False
         if seq > last + 1:
             self.counters.ops_gaps += seq - last - 1
         conn.last_seq = seq
+        return True
 
     def on_close(self, conn: Conn, code: int | None) -> None:
         if conn.joined:
