@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -113,7 +114,35 @@ class UploadWorker:
 
     # -------------------------------------------------------------------- moving
 
+    async def sweep_orphans(self) -> int:
+        """Delete received files no job refers to (their process died before recording
+        them, so the client never got a 202). Only files older than the lease: a sibling
+        process sharing the directory may be about to record a fresh one."""
+        if not await asyncio.to_thread(self.incoming.is_dir):
+            return 0
+        known = {
+            r["local_path"]
+            for r in await self.services.pool.fetch(
+                "SELECT local_path FROM upload_jobs WHERE starts_with(local_path, $1)",
+                str(self.incoming) + os.sep,
+            )
+        }
+        cutoff = time.time() - self.settings.upload_lease_seconds
+        removed = 0
+        for path in await asyncio.to_thread(lambda: list(self.incoming.iterdir())):
+            with contextlib.suppress(FileNotFoundError):
+                if str(path) not in known and path.stat().st_mtime < cutoff:
+                    await asyncio.to_thread(path.unlink)
+                    removed += 1
+        if removed:
+            _log.warning("removed %d unrecorded file(s) from %s", removed, self.incoming)
+        return removed
+
     async def move_loop(self) -> None:
+        try:
+            await self.sweep_orphans()
+        except Exception:
+            _log.exception("upload worker: sweeping the incoming directory failed")
         while True:
             try:
                 job = await self.claim_job()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -282,3 +283,21 @@ async def test_exhausted_retries_fail_keep_the_file_and_can_be_retried(
         again = await http.post(f"/uploads/{created['id']}/retry", headers=user.headers)
         assert again.status_code == 202 and again.json()["retry_count"] == 0
         assert again.json()["upload_status"] in ("pending", "uploading", "failed")
+
+
+async def test_unrecorded_received_files_are_swept_at_start(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    orphan = incoming / f"{uuid.uuid4().hex}.wav"
+    orphan.write_bytes(audio_bytes("wav"))
+    os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    fresh = incoming / f"{uuid.uuid4().hex}.part"
+    fresh.write_bytes(b"still arriving")
+    await start_server(env={"BLENDTUNE_DATA_DIR": str(tmp_path)})
+    deadline = time.monotonic() + 30
+    while orphan.exists():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert fresh.exists()
