@@ -367,7 +367,12 @@ class RolesController(Controller):
 
     @get(
         "/{user_id:uuid}/roles",
-        responses=_problems(e401=UNAUTHENTICATED, e403=ADMIN_ONLY, e404="`user_not_found`."),
+        responses=_problems(
+            e400="`invalid_request`: the user id is not a UUID.",
+            e401=UNAUTHENTICATED,
+            e403=ADMIN_ONLY,
+            e404="`user_not_found`.",
+        ),
     )
     async def get_roles(self, services: Services, user_id: uuid.UUID) -> UserRoles:
         """A user's roles (admins only)."""
