@@ -75,7 +75,7 @@ class BlendJobs:
             SELECT id FROM blends
             WHERE status IN ('pending', 'processing')
                OR (status = 'completed'
-                   AND completed_at < now() - make_interval(hours => $1::float8))
+                   AND completed_at < now() - $1::float8 * interval '1 hour')
             ORDER BY status = 'completed', completed_at NULLS FIRST, created_at
             LIMIT $2
             """,
@@ -127,8 +127,13 @@ class BlendJobs:
                 return False
             try:
                 for _ in range(_MAX_ROUNDS):
-                    done = await self._weave_once(conn, blend_id)
-                    if done is None or done:
+                    if not await self._weave_once(conn, blend_id):
+                        break
+                    # A change may have landed while the room was being told: weave again.
+                    status = await conn.fetchval(
+                        "SELECT status::text FROM blends WHERE id = $1", blend_id
+                    )
+                    if status not in ("pending", "processing"):
                         break
             finally:
                 await conn.execute(
@@ -136,9 +141,8 @@ class BlendJobs:
                 )
         return True
 
-    async def _weave_once(self, conn: Any, blend_id: uuid.UUID) -> bool | None:
-        """One weave; True when the blend is completed, False when it changed meanwhile,
-        None when the blend is gone."""
+    async def _weave_once(self, conn: Any, blend_id: uuid.UUID) -> bool:
+        """One weave (and its delivery to the room); False when the blend is gone."""
         # Item ids in the room are g<generation>.<n>: a clock reading keeps them unique.
         generation = await conn.fetchval(
             """
@@ -148,22 +152,23 @@ class BlendJobs:
             blend_id,
         )
         if generation is None:
-            return None
+            return False
         async with conn.transaction():
             found = await conn.fetchrow(
                 "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
             )
             if found is None:
-                return None
+                return False
             settings = queries.decode_settings(found["blend_settings"])
             member_ids = await queries.accepted_members(conn, blend_id)
             tastes = await load_tastes(conn, member_ids)
             result = weave(tastes, settings.playlist_length)
             await queries.store_weave(conn, blend_id, result)
-            done = await conn.fetchval(
+            # A change committed meanwhile set 'pending' again: leave it so (see generate).
+            await conn.execute(
                 """
                 UPDATE blends SET status = 'completed', completed_at = now()
-                WHERE id = $1 AND status = 'processing' RETURNING true
+                WHERE id = $1 AND status = 'processing'
                 """,
                 blend_id,
             )
@@ -178,7 +183,7 @@ class BlendJobs:
             result=result,
             generation=generation,
         )
-        return bool(done)
+        return True
 
 
 @contextlib.asynccontextmanager
