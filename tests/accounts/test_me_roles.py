@@ -271,3 +271,15 @@ async def test_cli_grants_the_first_admin(
         assert (await client.get("/auth/whoami", headers=bearer(token))).json()["roles"] == ["user"]
         missing = await asyncio.to_thread(blendtune, "grant-role", new_email(), "admin")
         assert missing.returncode == 1 and "no account" in missing.stderr
+
+
+async def test_every_reference_to_users_lets_an_account_go(db: asyncpg.Connection) -> None:
+    # DELETE /me relies on this: a foreign key to users that neither cascades nor nulls
+    # would make account deletion fail once that table has a row for the user.
+    rows = await db.fetch(
+        "SELECT c.conrelid::regclass::text AS table_name, c.conname, c.confdeltype::text AS rule"
+        " FROM pg_constraint c WHERE c.contype = 'f' AND c.confrelid = 'users'::regclass"
+    )
+    assert rows
+    blocking = [(r["table_name"], r["conname"]) for r in rows if r["rule"] not in ("c", "n")]
+    assert blocking == []
