@@ -1,0 +1,265 @@
+"""Blendtune against the two baselines, same shape, same machine, back to back.
+
+    python -m bench.compare --shape small-rooms
+    python -m bench.compare --shape large-rooms --duration 15
+    python -m bench.compare --shape small-rooms --sweep 2,4,6,8,10
+    python -m bench.compare --shape ops --op-rate 2
+
+Starts a redis-server of its own, a fresh database, and two processes of each server on that
+one Redis: Blendtune (``blendtune serve`` with the load-test room kind), the bare ASGI
+broadcast (``bench.bare_broadcast``) and Litestar's ChannelsPlugin (``bench.channels_baseline``).
+Each gets the same load-tester run (presence only: the baselines have no ops; Blendtune in
+its own protocol, the baselines in the ``simple`` wire format), with a short warm-up first.
+Prints side-by-side figures and the ratios; ``--sweep`` runs each server at several presence
+rates and reports the highest publish rate each sustains with p99 <= --p99-ms and every
+update delivered (or coalesced, for Blendtune).
+
+The machine is shared and noisy: read the ratios, and run twice before believing a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import io
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import servers
+from loadtest import runner, seed
+from loadtest.report import Report
+from loadtest.shapes import SHAPES
+
+SERVERS = ("blendtune", "bare", "channels")
+LABELS = {"blendtune": "Blendtune", "bare": "bare ASGI", "channels": "ChannelsPlugin"}
+
+
+@dataclass
+class Target:
+    name: str
+    urls: list[str]
+    mode: str
+
+
+def run_shape(
+    target: Target,
+    args: argparse.Namespace,
+    seeded: seed.Seeded | None,
+    presence_rate: float,
+    op_rate: float,
+    duration: float,
+    watch: list[int],
+) -> Report:
+    shape = SHAPES[args.shape]
+    rooms = args.rooms or shape.rooms
+    members = args.members or shape.members
+    options = runner.RunOptions(
+        urls=target.urls,
+        shape=args.shape,
+        mode=target.mode,
+        rooms=rooms,
+        members=members,
+        presence_rate=presence_rate,
+        op_rate=op_rate if target.mode == "blendtune" else 0.0,
+        duration=duration,
+        processes=args.processes,
+        watch_ports=watch,
+        compression=args.compression,
+    )
+    if target.mode == "blendtune":
+        assert seeded is not None
+        options.room_ids = seeded.rooms[:rooms]
+        options.tokens = seeded.tokens[: rooms * members]
+    console = Console(stderr=True) if args.verbose else Console(file=io.StringIO())
+    report, _ = runner.run(options, console)
+    return report
+
+
+def figures(r: Report, redis_port: int) -> dict[str, float]:
+    p = r.presence
+    app_cpu = sum(x.cpu_mean_pct for x in r.server if x.port != redis_port)
+    redis_cpu = sum(x.cpu_mean_pct for x in r.server if x.port == redis_port)
+    app_rss = sum(x.rss_max_mib for x in r.server if x.port != redis_port)
+    # CPU percent is CPU milliseconds per 10 ms; per 1000 deliveries:
+    cpu_per_k = app_cpu * 10 * 1000 / p.deliveries_per_s if p.deliveries_per_s else 0.0
+    return {
+        "connections": r.connections.held_at_end,
+        "publishes/s": p.publishes_per_s,
+        "deliveries/s": p.deliveries_per_s,
+        "delivered %": p.delivered_pct,
+        "coalesced": p.skipped,
+        "p50 ms": p.latency.p50_ms,
+        "p90 ms": p.latency.p90_ms,
+        "p99 ms": p.latency.p99_ms,
+        "p99.9 ms": p.latency.p999_ms,
+        "max ms": p.latency.max_ms,
+        "server CPU % (sum)": round(app_cpu, 1),
+        "server CPU ms / 1k deliveries": round(cpu_per_k, 2),
+        "Redis CPU %": round(redis_cpu, 1),
+        "server RSS MiB (sum)": round(app_rss, 1),
+        "generator lag p99 ms": r.generator_lag.p99_ms,
+    }
+
+
+def side_by_side(title: str, results: dict[str, Report], redis_port: int) -> Table:
+    table = Table(title=title)
+    table.add_column("figure", style="bold")
+    for name in results:
+        table.add_column(LABELS[name], justify="right")
+    others = [n for n in results if n != "blendtune"]
+    if "blendtune" in results:
+        for name in others:
+            table.add_column(f"Blendtune / {LABELS[name]}", justify="right")
+    rows = {name: figures(r, redis_port) for name, r in results.items()}
+    for figure in next(iter(rows.values())):
+        cells = [f"{rows[name][figure]:,.2f}".rstrip("0").rstrip(".") for name in results]
+        if "blendtune" in results:
+            mine = rows["blendtune"][figure]
+            for name in others:
+                theirs = rows[name][figure]
+                cells.append(f"{mine / theirs:.2f}x" if theirs else "-")
+        table.add_row(figure, *cells)
+    return table
+
+
+def sustained(
+    points: list[tuple[float, Report]], p99_ms: float, min_delivered: float
+) -> tuple[float, float]:
+    """Highest publishes/s (and its p99) among the points that met the bar."""
+    best = (0.0, 0.0)
+    for _, r in points:
+        p = r.presence
+        # Coalesced presence counts as delivered: the newest state did arrive.
+        delivered = 100.0 * (p.received + p.skipped) / p.expected if p.expected else 100.0
+        ok = p.latency.p99_ms <= p99_ms and delivered >= min_delivered
+        ok = ok and r.connections.held_at_end == r.connections.target
+        if ok and p.publishes_per_s > best[0]:
+            best = (p.publishes_per_s, p.latency.p99_ms)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="small-rooms")
+    parser.add_argument("--rooms", type=int)
+    parser.add_argument("--members", type=int)
+    parser.add_argument("--presence-rate", type=float, help="per member (default: the shape's)")
+    parser.add_argument("--op-rate", type=float, help="Blendtune only (default: the shape's)")
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds; 0 to skip")
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--server-processes", type=int, default=2)
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    parser.add_argument("--sweep", help="comma-separated presence rates per member")
+    parser.add_argument("--p99-ms", type=float, default=30.0, help="latency bar for --sweep")
+    parser.add_argument("--min-delivered", type=float, default=99.9, help="percent, --sweep")
+    parser.add_argument("--compression", action="store_true")
+    parser.add_argument("--json", help="write every run's report here")
+    parser.add_argument("--verbose", action="store_true", help="show live progress")
+    args = parser.parse_args(argv)
+    shape = SHAPES[args.shape]
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    if args.shape == "ops" or (args.op_rate or 0) > 0:
+        names = ["blendtune"]  # the baselines have no ops
+    unknown = set(names) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    presence_rate = args.presence_rate if args.presence_rate is not None else shape.presence_rate
+    op_rate = args.op_rate if args.op_rate is not None else shape.op_rate
+    if names != ["blendtune"]:
+        op_rate = 0.0  # compare like with like: presence only
+    rates = [float(x) for x in args.sweep.split(",")] if args.sweep else [presence_rate]
+    rooms = args.rooms or shape.rooms
+    members = args.members or shape.members
+    out = Console() if sys.stdout.isatty() else Console(width=150)
+    err = Console(stderr=True)
+    out.print(
+        f"[bold]{args.shape}[/bold]: {rooms} rooms x {members} members, presence "
+        f"{', '.join(f'{r:g}' for r in rates)} Hz/member"
+        + (f", ops {op_rate:g} Hz/member" if op_rate else "")
+        + f", {args.duration:g} s per run, {args.server_processes} server processes each, "
+        f"{args.processes} client processes"
+    )
+    everything: dict[str, dict[str, Report]] = {}
+    points: dict[str, list[tuple[float, Report]]] = {n: [] for n in names}
+    extra_env = {"BLENDTUNE_WS_ROOM_MAX_MEMBERS": str(max(200, members))}
+    with servers.redis_server() as (redis_url, redis_port), servers.database() as database_url:
+        seeded = None
+        if "blendtune" in names:
+            seeded = asyncio.run(seed.seed(database_url, "loadtest", rooms, members))
+        started: dict[str, Target] = {}
+        procs = []
+        try:
+            for name in names:
+                err.print(f"starting {args.server_processes} x {LABELS[name]} ...")
+                if name == "blendtune":
+                    urls, ps = servers.start_blendtune(
+                        args.server_processes, database_url, redis_url, "bt:", extra_env
+                    )
+                    started[name] = Target(name, urls, "blendtune")
+                else:
+                    module = {"bare": "bench.bare_broadcast", "channels": "bench.channels_baseline"}
+                    urls, ps = servers.start_baseline(
+                        module[name], args.server_processes, redis_url, f"{name}:"
+                    )
+                    started[name] = Target(name, urls, "simple")
+                procs.extend(ps)
+            for rate in rates:
+                results: dict[str, Report] = {}
+                for name in names:
+                    target = started[name]
+                    run = functools.partial(
+                        run_shape, target, args, seeded, rate, op_rate, watch=[redis_port]
+                    )
+                    if args.warmup > 0:
+                        err.print(f"{LABELS[name]}: warm-up {args.warmup:g} s")
+                        run(duration=args.warmup)
+                    err.print(f"{LABELS[name]}: {rate:g} Hz/member for {args.duration:g} s")
+                    results[name] = run(duration=args.duration)
+                    points[name].append((rate, results[name]))
+                everything[f"{rate:g}"] = results
+                title = f"{args.shape} at {rate:g} Hz/member"
+                out.print(side_by_side(title, results, redis_port))
+                if op_rate and "blendtune" in results:
+                    o = results["blendtune"].ops
+                    out.print(
+                        f"Blendtune ops: {o.acked_per_s:,.0f} acked batches/s, ack p50 "
+                        f"{o.ack_latency.p50_ms} ms p99 {o.ack_latency.p99_ms} ms p99.9 "
+                        f"{o.ack_latency.p999_ms} ms, delivery p99 {o.latency.p99_ms} ms, "
+                        f"gaps {o.gaps}, duplicates {o.duplicates}, rejected {o.rejected}"
+                    )
+        finally:
+            servers.stop(procs)
+    if args.sweep:
+        table = Table(
+            title=f"highest publish rate with p99 <= {args.p99_ms:g} ms and "
+            f">= {args.min_delivered:g} % delivered ({args.shape})"
+        )
+        table.add_column("server", style="bold")
+        table.add_column("publishes/s", justify="right")
+        table.add_column("p99 ms there", justify="right")
+        table.add_column("Blendtune / this", justify="right")
+        best = {n: sustained(points[n], args.p99_ms, args.min_delivered) for n in names}
+        for name in names:
+            rate_, p99 = best[name]
+            mine = best.get("blendtune", (0.0, 0.0))[0]
+            ratio = f"{mine / rate_:.2f}x" if rate_ and "blendtune" in best else "-"
+            table.add_row(LABELS[name], f"{rate_:,.0f}", f"{p99:g}", ratio)
+        out.print(table)
+    if args.json:
+        import msgspec
+
+        with open(args.json, "wb") as f:
+            f.write(msgspec.json.format(msgspec.json.encode(everything), indent=2))
+        out.print(f"reports: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
