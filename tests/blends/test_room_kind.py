@@ -6,6 +6,8 @@ import uuid
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rooms import fractional
 from rooms.kinds import SERVER_ACTOR, Actor, OpRejected
@@ -170,3 +172,46 @@ def test_regeneration_keeps_reactions_and_hand_added_songs() -> None:
     assert [i.id for i in again.items[:4]] == [f"g2.{n}" for n in range(4)]
     assert again.items[-1].id == "mine"  # hand-added songs stay, after the woven ones
     assert next(i for i in again.items if i.song.key == kept_key).reactions == {str(FRIEND): "🎉"}
+
+
+@st.composite
+def op_sequences(draw: st.DrawFn) -> list[tuple[Actor, room.BlendOp]]:
+    base = woven_room()
+    ids = [i.id for i in base.items] + ["n1", "n2", "n3", "missing"]
+    songs = [s.song.key for lib in base.library.values() for s in lib] + ["no-such-song"]
+    keys = st.sampled_from(["0", "1", "V", "Vz", "a", "z", "zz", "", "a0", "!"])
+    actors = st.sampled_from([owner, friend, outsider])
+    op = st.one_of(
+        st.builds(Reorder, item=st.sampled_from(ids), index=keys),
+        st.builds(Remove, item=st.sampled_from(ids)),
+        st.builds(Add, item=st.sampled_from(ids), song=st.sampled_from(songs), index=keys),
+        st.builds(React, item=st.sampled_from(ids), emoji=st.sampled_from([None, "🔥", "x"])),
+        st.builds(Rename, name=st.sampled_from(["A", " ", "B b"])),
+    )
+    return draw(st.lists(st.tuples(actors, op), max_size=30))
+
+
+@settings(max_examples=200, deadline=None)
+@given(op_sequences())
+def test_random_edits_keep_the_playlist_sound(ops: list[tuple[Actor, room.BlendOp]]) -> None:
+    state = woven_room()
+    accepted: list[tuple[Actor, room.BlendOp]] = []
+    for actor, op in ops:
+        previous, before = state, msgspec.json.encode(state)
+        try:
+            state = KIND.apply(state, op, actor)
+            accepted.append((actor, op))
+        except OpRejected as exc:
+            assert exc.code in ("not_found", "forbidden", "conflict", "invalid", "duplicate")
+        # Pure: the previous state is never modified, whatever happened.
+        assert msgspec.json.encode(previous) == before
+        items = state.items
+        assert [(i.index, i.id) for i in items] == sorted((i.index, i.id) for i in items)
+        assert len({i.id for i in items}) == len(items)
+        assert len({i.song.key for i in items}) == len(items)
+        assert all(fractional.is_valid_key(i.index) for i in items)
+    # Deterministic: replaying the accepted ops gives the same state (as every process does).
+    replayed = woven_room()
+    for actor, op in accepted:
+        replayed = KIND.apply(replayed, op, actor)
+    assert replayed == state
