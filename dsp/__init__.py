@@ -18,6 +18,7 @@ from dsp.codec import (
     encode,
     encode_file,
     probe,
+    probe_file,
 )
 from dsp.effects import EFFECT_TYPES, Effect
 from dsp.errors import (
@@ -77,6 +78,7 @@ __all__ = [
     "encode_file",
     "parse_key",
     "probe",
+    "probe_file",
     "render_timeline",
     "semitones_between",
     "timeline_duration_seconds",

@@ -12,11 +12,12 @@ before handing bytes to it we check the container ourselves (see
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import BinaryIO, Final, Literal, get_args
 
 import msgspec
 import numpy as np
@@ -30,6 +31,9 @@ PROJECT_RATE: Final = 44100
 
 AudioFormat = Literal["wav", "flac", "mp3", "ogg"]
 FORMATS: Final[tuple[AudioFormat, ...]] = get_args(AudioFormat)
+
+Buffer = bytes | mmap.mmap
+"""What the container checks read: bytes, or a file mapped into memory."""
 
 MIME_TYPES: Final[dict[AudioFormat, str]] = {
     "wav": "audio/wav",
@@ -107,7 +111,7 @@ def format_from_name(filename: str) -> AudioFormat:
         ) from None
 
 
-def sniff_format(data: bytes) -> AudioFormat | None:
+def sniff_format(data: Buffer) -> AudioFormat | None:
     """Recognise a supported container from its first bytes, or return None."""
     if len(data) >= 12 and data[:4] in (b"RIFF", b"RF64") and data[8:12] == b"WAVE":
         return "wav"
@@ -123,7 +127,7 @@ def sniff_format(data: bytes) -> AudioFormat | None:
 # --------------------------------------------------------------------------- integrity
 
 
-def _check_integrity(data: bytes, fmt: AudioFormat) -> None:
+def _check_integrity(data: Buffer, fmt: AudioFormat) -> None:
     if fmt == "wav":
         _check_wav(data)
     elif fmt == "flac":
@@ -134,7 +138,7 @@ def _check_integrity(data: bytes, fmt: AudioFormat) -> None:
         _check_ogg(data)
 
 
-def _check_wav(data: bytes) -> None:
+def _check_wav(data: Buffer) -> None:
     if data[:4] == b"RF64":
         return  # sizes live in the ds64 chunk; pedalboard validates what it reads
     pos = 12
@@ -160,7 +164,7 @@ _MP3_RATES_BY_VERSION: Final = {
 }
 
 
-def _mp3_header(data: bytes, pos: int) -> tuple[int, int] | None:
+def _mp3_header(data: Buffer, pos: int) -> tuple[int, int] | None:
     """Parse an MPEG-1/2/2.5 Layer III frame header: (frame length, side info size)."""
     if pos + 4 > len(data):
         return None
@@ -185,7 +189,7 @@ def _mp3_header(data: bytes, pos: int) -> tuple[int, int] | None:
     return length, side_info
 
 
-def _check_mp3(data: bytes) -> None:
+def _check_mp3(data: Buffer) -> None:
     pos = 0
     if data[:3] == b"ID3" and len(data) >= 10:
         size = (data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]
@@ -215,7 +219,7 @@ def _check_mp3(data: bytes) -> None:
         raise CorruptAudio(f"truncated MP3: {frames} of {declared} frames present")
 
 
-def _check_ogg(data: bytes) -> None:
+def _check_ogg(data: Buffer) -> None:
     pos = 0
     saw_end = False
     first = True
@@ -273,7 +277,7 @@ def _crc16(data: bytes) -> int:
 _FLAC_BLOCK_SIZES: Final = {1: 192, 2: 576, 3: 1152, 4: 2304, 5: 4608}
 
 
-def _flac_frame_header(data: bytes, pos: int) -> tuple[int, int, bool] | None:
+def _flac_frame_header(data: Buffer, pos: int) -> tuple[int, int, bool] | None:
     """Parse a FLAC frame header at pos: (frame or sample number, block size, variable)."""
     if pos + 6 > len(data) or data[pos] != 0xFF or data[pos + 1] not in (0xF8, 0xF9):
         return None
@@ -320,7 +324,7 @@ def _flac_frame_header(data: bytes, pos: int) -> tuple[int, int, bool] | None:
     return number, block, variable
 
 
-def _check_flac(data: bytes) -> None:
+def _check_flac(data: Buffer) -> None:
     # STREAMINFO is the first metadata block: 4-byte block header then 34 bytes.
     if len(data) < 42:
         raise CorruptAudio("truncated FLAC: no STREAMINFO")
@@ -361,7 +365,7 @@ def _check_flac(data: bytes) -> None:
 # --------------------------------------------------------------------------- decoding
 
 
-def _prepare(data: bytes, filename: str | None) -> AudioFormat:
+def _prepare(data: Buffer, filename: str | None) -> AudioFormat:
     claimed = format_from_name(filename) if filename is not None else None
     if not data:
         raise CorruptAudio("empty input")
@@ -376,17 +380,49 @@ def _prepare(data: bytes, filename: str | None) -> AudioFormat:
     return actual
 
 
-def probe(data: bytes, *, filename: str | None = None) -> AudioInfo:
-    """Check that ``data`` is complete, supported audio and describe it, cheaply."""
-    fmt = _prepare(data, filename)
+def _describe(source: io.BytesIO | BinaryIO, fmt: AudioFormat) -> AudioInfo:
     try:
-        with AudioFile(io.BytesIO(data)) as f:
+        with AudioFile(source) as f:
             rate, channels, frames = int(f.samplerate), int(f.num_channels), int(f.frames)
-    except ValueError as exc:
+            if frames > 0 and rate > 0 and channels > 0:
+                f.read(min(frames, rate))  # the first second must decode, too
+    except (ValueError, RuntimeError) as exc:
         raise CorruptAudio(f"cannot decode {fmt}: {exc}") from None
     if frames <= 0 or rate <= 0 or channels <= 0:
         raise CorruptAudio(f"{fmt} file holds no audio frames")
     return AudioInfo(fmt, rate, channels, frames, frames / rate)
+
+
+def probe(data: bytes, *, filename: str | None = None) -> AudioInfo:
+    """Check that ``data`` is complete, supported audio and describe it, cheaply.
+
+    Raises what :func:`decode` raises, without decoding more than a second.
+    """
+    fmt = _prepare(data, filename)
+    return _describe(io.BytesIO(data), fmt)
+
+
+def probe_file(
+    path: str | os.PathLike[str],
+    *,
+    filename: str | None = None,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+) -> AudioInfo:
+    """:func:`probe` for a file on disk, mapped rather than read into memory.
+
+    ``filename`` is the name whose extension must match the content (e.g. the
+    one a client uploaded under); it defaults to the path itself.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise AudioTooLong(f"file is {size} bytes; the limit is {max_bytes}")
+        if size == 0:
+            raise CorruptAudio("empty input")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            fmt = _prepare(data, os.fspath(path) if filename is None else filename)
+        f.seek(0)
+        return _describe(f, fmt)
 
 
 def decode(

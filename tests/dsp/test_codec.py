@@ -141,3 +141,26 @@ def test_damaged_bytes_never_crash(
     except AudioError:
         return
     assert np.isfinite(audio.samples).all()
+
+
+@pytest.mark.parametrize("fmt", dsp.FORMATS)
+def test_probe_file_checks_files_without_reading_them_whole(
+    encoded: dict[str, bytes], tmp_path: Path, fmt: str
+) -> None:
+    whole = tmp_path / f"whole.{fmt}"
+    whole.write_bytes(encoded[fmt])
+    info = dsp.probe_file(whole)
+    assert info.format == fmt and info.duration_seconds == pytest.approx(2.0, abs=0.1)
+    # An upload stored under a temporary name is checked against the client's name.
+    stored = tmp_path / "upload.part"
+    stored.write_bytes(encoded[fmt][: len(encoded[fmt]) // 2])
+    with pytest.raises(CorruptAudio):
+        dsp.probe_file(stored, filename=f"song.{fmt}")
+    stored.write_bytes(encoded[fmt])
+    assert dsp.probe_file(stored, filename=f"song.{fmt}") == info
+    other = "flac" if fmt != "flac" else "wav"
+    with pytest.raises(UnsupportedFormat):
+        dsp.probe_file(stored, filename=f"song.{other}")
+    stored.write_bytes(b"")
+    with pytest.raises(CorruptAudio):
+        dsp.probe_file(stored, filename=f"song.{fmt}")
