@@ -90,11 +90,15 @@ Message = Progress | Result | Failed
 
 
 def make_mode(plan: WorkerPlan) -> modes.Mode:
-    if plan.mode == "simple":
-        return modes.SimpleMode(plan.payload_bytes)
+    return make_mode_named(plan.mode, plan.kind, plan.payload_bytes)
+
+
+def make_mode_named(name: str, kind: str = "loadtest", payload_bytes: int = 178) -> modes.Mode:
+    if name == "simple":
+        return modes.SimpleMode(payload_bytes)
     from loadtest.blendtune import BlendtuneMode
 
-    return BlendtuneMode(plan.kind, plan.payload_bytes)
+    return BlendtuneMode(kind, payload_bytes)
 
 
 class Samples:
