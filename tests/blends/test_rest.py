@@ -133,26 +133,42 @@ async def test_wrong_expired_and_revoked_codes_get_one_error(
 
 
 async def test_full_blend_refuses_joins(http: httpx.AsyncClient, db: asyncpg.Connection) -> None:
-    owner, first, late = await make_user(db), await make_user(db), await make_user(db)
-    blend = await create_blend(http, owner, member_limit=2)
-    code = blend["share_code"]["code"]
+    owner, first, second, late = [await make_user(db) for _ in range(4)]
+    blend = await create_blend(http, owner, member_limit=3)
+    blend_id, code = blend["id"], blend["share_code"]["code"]
     assert (await join(http, first, code)).status_code == 200
-    full = await join(http, late, code)
-    assert full.status_code == 409 and full.json()["code"] == "blend_full"
-    # Invitations count against the limit too, and so does accepting one.
+    # An invitation holds a slot until it is answered ...
     invite = await http.post(
-        f"/blends/{blend['id']}/invites", json={"user_id": str(late.id)}, headers=owner.headers
+        f"/blends/{blend_id}/invites", json={"user_id": str(second.id)}, headers=owner.headers
     )
-    assert invite.status_code == 409 and invite.json()["code"] == "blend_full"
-    # Lowering the limit below the members present is refused.
-    patch = await http.patch(
-        f"/blends/{blend['id']}", json={"settings": {"member_limit": 2}}, headers=owner.headers
+    assert invite.status_code == 201
+    reserved = await http.post(
+        f"/blends/{blend_id}/invites", json={"user_id": str(late.id)}, headers=owner.headers
     )
-    assert patch.status_code == 200
-    members = await db.fetchval(
-        "SELECT count(*) FROM blend_participants WHERE blend_id = $1", uuid.UUID(blend["id"])
+    assert reserved.status_code == 409 and reserved.json()["code"] == "blend_full"
+    # ... but a join by code only needs an accepted slot, and then the invitee is too late.
+    assert (await join(http, late, code)).status_code == 200
+    full = await http.post(f"/blends/{blend_id}/accept", headers=second.headers)
+    assert full.status_code == 409 and full.json()["code"] == "blend_full"
+    refused = await join(http, second, code)
+    assert refused.status_code == 409 and refused.json()["code"] == "blend_full"
+    # The limit cannot drop below the members present.
+    lower = await http.patch(
+        f"/blends/{blend_id}", json={"settings": {"member_limit": 2}}, headers=owner.headers
     )
-    assert members == 2
+    assert lower.status_code == 409 and lower.json()["code"] == "member_limit_too_low"
+    statuses = dict(
+        await db.fetch(
+            "SELECT user_id, status::text FROM blend_participants WHERE blend_id = $1",
+            uuid.UUID(blend_id),
+        )
+    )
+    assert statuses == {
+        owner.id: "accepted",
+        first.id: "accepted",
+        late.id: "accepted",
+        second.id: "pending",
+    }
 
 
 async def test_only_the_owner_manages_the_blend(
