@@ -685,6 +685,8 @@ class Hub:
                         room.catch_up(await store.fetch_entries(db, room_id, room.seq))
                 if last_seq <= room.seq:
                     missed = await room.missed_since(last_seq)
+                if missed is not None and len(missed) > self.settings.ws_send_queue_max // 2:
+                    missed = None  # more than the send queue should hold: a snapshot is cheaper
         except BaseException:
             room.joining -= 1
             if not room.members and room.writer is None:

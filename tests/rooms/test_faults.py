@@ -1,0 +1,130 @@
+"""Faults: a Redis restart, a client that stops reading."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests import support
+from tests.rooms.client import join
+from tests.rooms.conftest import Rooms, StartRoomServer
+from tests.rooms.notes import members_key
+from tests.support import Backends, RedisProcess
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisProcess]:
+    process = RedisProcess()
+    process.start()
+    yield process
+    process.stop()
+
+
+async def set_members(url: str, prefix: str, room: object, *users: support.TestUser) -> None:
+    client = aioredis.from_url(url)
+    mapping = {"-": "-", **{str(user.id): "editor" for user in users}}
+    await client.hset(members_key(prefix, room), mapping=mapping)
+    await client.aclose()
+
+
+def add(note_id: str) -> list[dict[str, str]]:
+    return [{"op": "add", "id": note_id, "index": "V", "text": note_id}]
+
+
+async def test_redis_restart_is_survived(
+    own_redis: RedisProcess, start_room_server: StartRoomServer, notes: Rooms, backends: Backends
+):
+    env = {"BLENDTUNE_REDIS_URL": own_redis.url}
+    a = await start_room_server(env=env)
+    b = await start_room_server(env=env)
+    alice, bob = await notes.user(), await notes.user()
+    room = await notes.create()  # (in the shared Redis; membership here lives in ours)
+    await set_members(own_redis.url, backends.redis_prefix, room, alice, bob)
+    wa = await join(a.ws_url, room, alice.token)
+    wb = await join(b.ws_url, room, bob.token)
+    acked: list[str] = []
+    for i in range(3):
+        acked.append(await wa.ops(add(f"before-a{i}")))
+        acked.append(await wb.ops(add(f"before-b{i}")))
+    await asyncio.gather(*(c.until_seq(6) for c in (wa, wb)))
+
+    own_redis.stop()
+    notice = await wa.until(lambda m: m["type"] == "notice")
+    assert notice["code"] == "degraded"
+    # PostgreSQL is the source of truth: edits are still accepted and acknowledged.
+    during = await wa.ops(add("during-a"))
+    ack = await wa.ack(during)
+    assert ack["type"] == "ack"
+
+    own_redis.start()
+    await set_members(own_redis.url, backends.redis_prefix, room, alice, bob)
+    # Both processes tell their clients to resynchronise...
+    assert await wa.closed(30) == 4409
+    assert await wb.closed(30) == 4409
+    # ...who resume where they were and get exactly what they missed.
+    ra = await join(a.ws_url, room, alice.token, last_seq=wa.seq)
+    rb = await join(b.ws_url, room, bob.token, last_seq=wb.seq)
+    assert rb.welcome["resumed"] is True
+    await rb.until_seq(7)
+    assert rb.batches[-1]["op_id"] == during
+    after = await rb.ops(add("after-b"))
+    assert (await rb.ack(after))["seq"] == 8
+    await ra.until_seq(8)
+    assert ra.batches[-1]["op_id"] == after
+    fresh = await join(a.ws_url, room, alice.token)
+    names = set(fresh.welcome["state"]["notes"])
+    assert names == {
+        *(f"before-a{i}" for i in range(3)),
+        *(f"before-b{i}" for i in range(3)),
+        "during-a",
+        "after-b",
+    }
+    assert [r["seq"] for r in await notes.ops(room)] == list(range(1, 9))
+    for client in (ra, rb, fresh):
+        await client.close()
+
+
+async def test_slow_reader_is_closed_with_resync(start_room_server: StartRoomServer, notes: Rooms):
+    server = await start_room_server(
+        env={"BLENDTUNE_WS_SEND_QUEUE_MAX": "16", "BLENDTUNE_WS_OPS_PER_SECOND": "1000"}
+    )
+    alice, bob, carol = await notes.user(), await notes.user(), await notes.user()
+    room = await notes.create((alice, "editor"), (bob, "editor"), (carol, "editor"))
+    writer = await join(server.ws_url, room, alice.token)
+    reader = await join(server.ws_url, room, bob.token)
+    # The slow one: a tiny receive buffer, and it stops reading.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    slow = await join(server.ws_url, room, carol.token, sock=sock, max_queue=1)
+
+    # Enough to fill the kernel's socket buffers (they grow to 4 MiB on loopback) and then
+    # the 16-message queue.
+    text = "z" * 14000
+    count = 450
+
+    async def write() -> None:
+        for i in range(count):
+            await writer.ops([{"op": "add", "id": f"n{i}", "index": "V", "text": text}], f"n{i}")
+            if i % 10 == 9:
+                await writer.ack(f"n{i}")
+        await writer.until_seq(count)
+
+    # The others are unaffected: every batch reaches the reader, who keeps reading.
+    await asyncio.gather(write(), reader.until_seq(count))
+    assert reader.seen == list(range(1, count + 1))
+    # The slow reader, reading again, finds the resync close after what had been sent.
+    assert await slow.closed(30) == 4409
+    assert len(slow.seen) < count
+    assert slow.seen == list(range(1, len(slow.seen) + 1))
+    # And can come back with last_seq to catch up.
+    # (More missed batches than half the send queue: a snapshot instead.)
+    back = await join(server.ws_url, room, carol.token, last_seq=slow.seq, max_size=None)
+    assert back.welcome["resumed"] is False and back.welcome["seq"] == count
+    assert len(back.welcome["state"]["notes"]) == count
+    for client in (writer, reader, back):
+        await client.close()
