@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
+from tests.catalog.helpers import audio_bytes
 from tests.conftest import StartServer
 from tests.support import make_user
 
@@ -40,9 +43,58 @@ async def test_fuzzing_the_openapi_schema_finds_no_server_errors(
 ) -> None:
     server = await start_server(env={"BLENDTUNE_LOG_LEVEL": "warning"})
     user = await make_user(db, roles=("artist", "admin", "moderator"))
+    friend = await make_user(db)
+    # Real resources of the fuzzing user, so that generated requests also reach the logic
+    # behind "does it exist / may I" instead of stopping at 404.
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=user.headers) as http:
+        track = await http.post(
+            "/tracks",
+            json={
+                "title": "Fuzz",
+                "duration": 60,
+                "audio_filename": f"fuzz-{uuid.uuid4().hex}.wav",
+                "sections": [{"section_name": "intro", "start_time": 0, "end_time": 8}],
+                "creators": [{"creator_name": "A", "split_percentage": 50}],
+            },
+        )
+        release = await http.post("/releases", json={"title": "Fuzz EP", "genre": "House"})
+        playlist = await http.post("/playlists", json={"name": "Fuzz", "is_collaborative": True})
+        upload = await http.post("/uploads", files={"file": ("f.wav", audio_bytes("wav"))})
+        # Deleting the resources above would leave the rest of the run with 404s: the
+        # DELETE operations get spares of their own.
+        spare_track = await http.post(
+            "/tracks",
+            json={"title": "Spare", "duration": 1, "audio_filename": f"s-{uuid.uuid4().hex}"},
+        )
+        spare_release = await http.post("/releases", json={"title": "Spare", "genre": "x"})
+        spare_playlist = await http.post("/playlists", json={"name": "Spare"})
+    ids = {
+        "track_id": track.json()["id"],
+        "release_id": release.json()["id"],
+        "playlist_id": playlist.json()["id"],
+        "upload_id": upload.json()["id"],
+        "user_id": str(friend.id),
+    }
+    config = tmp_path / "schemathesis.toml"
+    spares = {
+        "DELETE /tracks/{track_id}": ("track_id", spare_track.json()["id"]),
+        "DELETE /releases/{release_id}": ("release_id", spare_release.json()["id"]),
+        "DELETE /playlists/{playlist_id}": ("playlist_id", spare_playlist.json()["id"]),
+    }
+    config.write_text(
+        "[parameters]\n"
+        + "".join(f'"path.{name}" = "{value}"\n' for name, value in ids.items())
+        + "".join(
+            f'\n[[operations]]\ninclude-name = "{op}"\n'
+            f'parameters = {{ "path.{name}" = "{value}" }}\n'
+            for op, (name, value) in spares.items()
+        )
+    )
     report = tmp_path / "schemathesis.txt"
     process = await asyncio.create_subprocess_exec(
         _st(),
+        "--config-file",
+        str(config),
         "run",
         f"{server.url}/schema/openapi.json",
         "--checks",
