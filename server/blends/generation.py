@@ -100,7 +100,8 @@ class BlendJobs:
 
     async def _kicked(self, blend_id: uuid.UUID) -> None:
         # Another process (or task) may hold the blend's lock; it re-checks the status before
-        # letting go, but retry briefly in case it is just letting go.
+        # letting go, but retry briefly in case it is just letting go. A blend that needs
+        # nothing (say, only its name changed) is left alone.
         try:
             for _ in range(10):
                 if await self.generate(blend_id):
@@ -118,7 +119,8 @@ class BlendJobs:
         return status in ("pending", "processing")
 
     async def generate(self, blend_id: uuid.UUID) -> bool:
-        """Weave the blend if no one else is; returns whether this call wove it."""
+        """Weave the blend if it needs it and no one else is at it; whether this call wove."""
+        woven = False
         async with self.services.pool.acquire() as conn:
             locked = await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
@@ -129,6 +131,7 @@ class BlendJobs:
                 for _ in range(_MAX_ROUNDS):
                     if not await self._weave_once(conn, blend_id):
                         break
+                    woven = True
                     # A change may have landed while the room was being told: weave again.
                     status = await conn.fetchval(
                         "SELECT status::text FROM blends WHERE id = $1", blend_id
@@ -139,17 +142,21 @@ class BlendJobs:
                 await conn.execute(
                     "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
                 )
-        return True
+        return woven
 
     async def _weave_once(self, conn: Any, blend_id: uuid.UUID) -> bool:
-        """One weave (and its delivery to the room); False when the blend is gone."""
+        """One weave (and its delivery to the room); False when there is nothing to do (the
+        blend is gone, or completed recently enough)."""
         # Item ids in the room are g<generation>.<n>: a clock reading keeps them unique.
         generation = await conn.fetchval(
             """
-            UPDATE blends SET status = 'processing' WHERE id = $1
+            UPDATE blends SET status = 'processing'
+            WHERE id = $1 AND (status IN ('pending', 'processing') OR completed_at IS NULL
+                               OR completed_at < now() - $2::float8 * interval '1 hour')
             RETURNING (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
             """,
             blend_id,
+            self.services.settings.blend_regenerate_hours,
         )
         if generation is None:
             return False

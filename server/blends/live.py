@@ -99,5 +99,9 @@ async def room_name(services: Services, blend_id: uuid.UUID) -> str | None:
         _, state = await api.read_state(services, BLEND_ROOM, blend_id)
     except RoomGone:
         return None
+    except Exception:
+        # The stored name serves; the room's catches up on a later read.
+        _log.warning("could not read blend room %s", blend_id, exc_info=True)
+        return None
     name: str = state.name
     return name or None
