@@ -3,16 +3,14 @@
 The body is parsed as it arrives (the same ``multipart`` parser Litestar uses) and the file
 part is written to the incoming directory in chunks, so a 100 MB upload never sits in
 memory. The size limit is enforced on the bytes actually received. The file is then checked
-off the event loop: the container must be complete (dsp's truncation checks, read through
-mmap) and pedalboard must decode its first second.
+off the event loop by ``dsp.codec.probe_file``: the container must be complete (dsp's
+truncation checks, through mmap) and pedalboard must decode its first second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import mmap
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -27,10 +25,9 @@ from multipart import (  # type: ignore[import-untyped]
     ParserLimitReached,
     PushMultipartParser,
 )
-from pedalboard.io import AudioFile
 
 from dsp import codec
-from dsp.errors import AudioError, CorruptAudio, UnsupportedFormat
+from dsp.errors import AudioError, UnsupportedFormat
 from server.problems import Problem
 
 # Room for the multipart framing and a few small form fields around the file.
@@ -155,40 +152,28 @@ async def _stream_to_disk(
 
 
 def _probe(path: Path, filename: str) -> tuple[codec.AudioFormat, codec.AudioInfo]:
-    """Check the stored file is complete audio of an allowed format (runs in a thread)."""
+    """Check the received file is complete audio of an allowed format (runs in a thread).
+
+    dsp's ``probe_file`` maps the file (no read into memory), runs the container checks
+    that catch truncation (pedalboard would zero-fill it) and decodes the first second.
+    Content decides the format; a known extension that disagrees is refused.
+    """
     try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            fmt = codec.sniff_format(data[:64])
-            if fmt is None:
-                raise UnsupportedFormat("the file is not wav, flac, mp3 or ogg audio")
-            suffix = Path(filename).suffix.lower()
-            claimed = codec.EXTENSIONS.get(suffix)
-            if claimed is not None and claimed != fmt:
-                raise UnsupportedFormat(f"the file is named {suffix} but holds {fmt} data")
-            # dsp's container checks catch truncation, which pedalboard would zero-fill.
-            codec._check_integrity(data, fmt)  # type: ignore[arg-type]
-        # pedalboard picks its decoder by extension: probe under the real one.
-        named = path.with_suffix(f".{fmt}")
-        os.link(path, named)
-        try:
-            with AudioFile(str(named)) as audio:
-                rate, channels, frames = (
-                    int(audio.samplerate),
-                    int(audio.num_channels),
-                    audio.frames,
-                )
-                if frames <= 0 or rate <= 0 or channels <= 0:
-                    raise CorruptAudio(f"the {fmt} file holds no audio")
-                audio.read(min(frames, rate))
-        finally:
-            named.unlink()
+        with open(path, "rb") as f:
+            sniffed = codec.sniff_format(f.read(64))
+        if sniffed is None:
+            raise UnsupportedFormat("the file is not wav, flac, mp3 or ogg audio")
+        known = Path(filename).suffix.lower() in codec.EXTENSIONS
+        info = codec.probe_file(
+            path, filename=filename if known else f"upload.{sniffed}", max_bytes=None
+        )
     except UnsupportedFormat as exc:
         raise Problem(415, "unsupported_format", str(exc)) from None
     except AudioError as exc:
         raise Problem(422, "invalid_audio", str(exc)) from None
     except (ValueError, RuntimeError, OSError) as exc:
         raise Problem(422, "invalid_audio", f"The file does not decode as audio: {exc}") from None
-    return fmt, codec.AudioInfo(fmt, rate, channels, int(frames), frames / rate)
+    return info.format, info
 
 
 def _too_large(max_bytes: int) -> Problem:

@@ -301,3 +301,17 @@ async def test_unrecorded_received_files_are_swept_at_start(
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     assert fresh.exists()
+
+
+async def test_content_decides_the_format(http: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    user = await make_user(db)
+    for name in ("recording", "take.dat", "../../etc/passwd"):
+        response = await upload(http, user, audio_bytes("flac"), name)
+        assert response.status_code == 202, (name, response.text)
+        assert response.json()["format"] == "flac"
+    names = await db.fetch(
+        "SELECT original_filename FROM uploaded_tracks WHERE user_id = $1 ORDER BY created_at",
+        user.id,
+    )
+    # The client's name is metadata only, and kept without directories.
+    assert [r[0] for r in names] == ["recording", "take.dat", "passwd"]
