@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Litestar
+from prometheus_client import Counter, Histogram
 
 from server.blends import live, queries
 from server.blends.taste import load_tastes
@@ -45,6 +47,22 @@ class BlendJobs:
         self.services = services
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        registry = services.metrics.registry
+        self.weaves = Counter(
+            "blendtune_blend_weaves_total",
+            "Blend playlists woven by this process.",
+            registry=registry,
+        )
+        self.failures = Counter(
+            "blendtune_blend_weave_failures_total",
+            "Blend weaves that failed (retried later).",
+            registry=registry,
+        )
+        self.weave_seconds = Histogram(
+            "blendtune_blend_weave_seconds",
+            "Time to weave and store one blend playlist (room delivery excluded).",
+            registry=registry,
+        )
 
     # ------------------------------------------------------------------ entry points
 
@@ -65,6 +83,7 @@ class BlendJobs:
                 raise
             except Exception:
                 # PostgreSQL down, say: log and try again next round.
+                self.failures.inc()
                 _log.exception("blend scan failed")
             await asyncio.sleep(interval)
 
@@ -110,6 +129,7 @@ class BlendJobs:
                     return
                 await asyncio.sleep(0.3)
         except Exception:
+            self.failures.inc()
             _log.exception("weaving blend %s failed", blend_id)
 
     async def _needs_work(self, blend_id: uuid.UUID) -> bool:
@@ -160,6 +180,7 @@ class BlendJobs:
         )
         if generation is None:
             return False
+        started = time.perf_counter()
         async with conn.transaction():
             found = await conn.fetchrow(
                 "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
@@ -180,6 +201,8 @@ class BlendJobs:
                 blend_id,
             )
             members = await queries.members(conn, blend_id)
+        self.weaves.inc()
+        self.weave_seconds.observe(time.perf_counter() - started)
         await live.publish_weave(
             self.services,
             blend_id,

@@ -117,3 +117,13 @@ async def test_daily_regeneration_by_the_scheduler(
         assert time.monotonic() < deadline, "the scheduler did not regenerate the blend"
         await asyncio.sleep(0.1)
     assert await db.fetchval("SELECT count(*) FROM blend_tracks WHERE blend_id = $1", blend_id) == 5
+    # Weaves are counted (this process wove the blend on creation; the daily one may have
+    # been done by any process of the run).
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        metrics = (await client.get("/metrics")).text
+    woven = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("blendtune_blend_weaves_total ")
+    )
+    assert woven >= 1
