@@ -64,6 +64,12 @@ from loadtest.shapes import SHAPES
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="JSON report.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="PNG plot.")
 @click.option(
+    "--profile",
+    "profile_prefix",
+    help="Profile the local server processes with py-spy while the run lasts; raw stacks "
+    "go to PREFIX-<port>-<pid>.txt and a summary is printed.",
+)
+@click.option(
     "--watch-port",
     "watch_ports",
     multiple=True,
@@ -89,6 +95,7 @@ def loadtest(
     report_path: str | None,
     plot_path: str | None,
     watch_ports: tuple[int, ...],
+    profile_prefix: str | None,
 ) -> None:
     """Simulate many concurrent rooms against one or several server processes.
 
@@ -114,6 +121,7 @@ def loadtest(
         churn_rate=churn_rate if churn_rate is not None else preset.churn_rate,
         payload_bytes=payload_bytes,
         watch_ports=list(watch_ports),
+        profile=profile_prefix or "",
     )
     if mode == "simple" and options.op_rate:
         raise click.UsageError("the simple mode has presence only: add --op-rate 0")
@@ -145,8 +153,27 @@ def loadtest(
     if plot_path:
         reporting.plot(report, dists, plot_path)
         console.print(f"plot: {plot_path}")
+    for path in report.profiles:
+        _print_profile(path, console)
     if report.connections.opened == 0:
         sys.exit(1)
+
+
+def _print_profile(path: str, console: Console) -> None:
+    from loadtest import flame
+
+    try:
+        with open(path) as f:
+            total, self_time, inclusive = flame.summarise(f.readlines(), "rooms/")
+    except OSError:
+        console.print(f"profile {path}: not written")
+        return
+    console.print(f"profile {path}: {total} samples; top self time:")
+    for frame, count in self_time.most_common(12):
+        console.print(f"  {100 * count / max(total, 1):5.1f} %  {frame}")
+    console.print("  rooms/ inclusive:")
+    for frame, count in inclusive.most_common(8):
+        console.print(f"  {100 * count / max(total, 1):5.1f} %  {frame}")
 
 
 def _seed(kind: str, rooms: int, members: int) -> seed.Seeded:

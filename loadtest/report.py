@@ -112,6 +112,7 @@ class Report(msgspec.Struct, kw_only=True):
     timeline: list[Second]
     warnings: list[str]
     errors: list[str]
+    profiles: list[str] = []  # py-spy outputs (--profile)
 
 
 @dataclass

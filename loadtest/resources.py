@@ -8,6 +8,10 @@ others (Redis). Processes of other users or machines are simply not reported.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -57,6 +61,7 @@ class Sampler:
 
     def __init__(self, urls: Iterable[str], watch_ports: Iterable[int] = ()) -> None:
         ports = {p for p in (local_port(u) for u in urls) if p is not None}
+        self.watch_ports = set(watch_ports) - ports
         ports.update(watch_ports)
         self.procs: list[tuple[int, psutil.Process]] = []
         seen: set[int] = set()
@@ -113,3 +118,25 @@ class Sampler:
     @property
     def found(self) -> int:
         return len(self.procs)
+
+    def profile(self, prefix: str, seconds: float) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        """Start ``py-spy record`` on every server process (not on watched extras such as
+        Redis, which py-spy cannot read); returns (output path, py-spy process) pairs."""
+        exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+        if not os.path.exists(exe):
+            return []
+        started = []
+        for port, process in self.procs:
+            if port in self.watch_ports:
+                continue
+            path = f"{prefix}-{port}-{process.pid}.txt"
+            command = [exe, "record", "--pid", str(process.pid), "--duration"]
+            command += [str(max(1, int(seconds))), "--format", "raw", "--output", path]
+            command += ["--nonblocking", "--rate", "100"]
+            started.append(
+                (
+                    path,
+                    subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                )
+            )
+        return started

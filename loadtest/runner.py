@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,9 @@ class RunOptions:
     room_ids: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     kind: str = "loadtest"
+    # py-spy the local server processes during the run: raw profiles written to
+    # <profile>-<port>-<pid>.txt (summarise with ``python -m loadtest.flame``).
+    profile: str = ""
     run_name: str = ""
 
 
@@ -163,6 +167,7 @@ def run(
     failures: dict[int, str] = {}
     started: float | None = None
     sampler: Sampler | None = None
+    profilers: list[tuple[str, subprocess.Popen[bytes]]] = []
     started_at = ""
     with Live(_table(options, live, None), console=console, refresh_per_second=4) as display:
         while len(results) + len(failures) < len(procs):
@@ -193,6 +198,8 @@ def run(
                 # Everyone is connected: start together, a moment from now.
                 sampler = Sampler(options.urls, options.watch_ports)
                 sampler.start()
+                if options.profile:
+                    profilers = sampler.profile(options.profile, options.duration)
                 started = time.time() + 0.5
                 started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
                 start_at.value = started
@@ -216,6 +223,11 @@ def run(
         if proc.is_alive():
             proc.kill()
     server = sampler.stop() if sampler is not None else []
+    for _, profiler in profilers:
+        try:
+            profiler.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
     if failures and not results:
         raise RuntimeError("every client process failed: " + "; ".join(failures.values()))
     config = reporting.RunConfig(
@@ -241,6 +253,9 @@ def run(
     )
     for error in failures.values():
         outcome[0].errors.append(f"client process failed: {error}")
+    outcome[0].profiles.extend(path for path, _ in profilers)
+    if options.profile and not profilers:
+        outcome[0].warnings.append("--profile: py-spy not found or no local server process")
     return outcome
 
 
