@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar
+from prometheus_client import Counter
 
 from dsp.analysis import analyze_file
 from dsp.errors import AudioError
@@ -102,6 +103,19 @@ class UploadWorker:
         self.incoming = Path(self.settings.effective_upload_dir).absolute()
         self._move_wake = asyncio.Event()
         self._analysis_wake = asyncio.Event()
+        registry = services.metrics.registry
+        self.moves = Counter(
+            "blendtune_upload_moves_total",
+            "Upload moves into storage by result (stored, retry, failed).",
+            ["result"],
+            registry=registry,
+        )
+        self.analyses = Counter(
+            "blendtune_upload_analyses_total",
+            "Upload analyses by result (completed, failed).",
+            ["result"],
+            registry=registry,
+        )
 
     def wake(self) -> None:
         """A new job was recorded by this process: look now instead of at the next poll."""
@@ -199,6 +213,7 @@ class UploadWorker:
             await self.storage.delete(key)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(job.local_path.unlink)
+        self.moves.labels("stored").inc()
         _log.info("upload %s stored as %s", job.upload_id, key)
         self._analysis_wake.set()
 
@@ -208,6 +223,7 @@ class UploadWorker:
             _FAIL_JOB, job.id, self.settings.upload_max_attempts, delay, message[:1000]
         )
         upload_status = "failed" if status == "failed" else "pending"
+        self.moves.labels("failed" if status == "failed" else "retry").inc()
         await self.services.pool.execute(
             "UPDATE uploaded_tracks SET upload_status = $2, updated_at = now() WHERE id = $1",
             job.upload_id,
@@ -289,6 +305,7 @@ class UploadWorker:
                 duration,
             )
             await promote_processing_releases(conn, upload_id)
+        self.analyses.labels(status).inc()
         _log.info("upload %s: analysis %s", upload_id, status)
 
     async def _sleep(self, event: asyncio.Event) -> None:

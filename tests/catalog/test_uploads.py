@@ -255,6 +255,14 @@ async def test_failed_moves_retry_with_backoff_then_succeed(
         blocker.mkdir()
         done = await wait_for(http, user, created["id"], analysed)
         assert done["upload_status"] == "uploaded" and done["job_status"] == "completed"
+        metrics = (await http.get("/metrics")).text
+    assert 'blendtune_upload_moves_total{result="stored"} 1.0' in metrics
+    retries = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('blendtune_upload_moves_total{result="retry"}')
+    ]
+    assert float(retries[0].split()[-1]) >= 2
     key = await db.fetchval(
         "SELECT storage_key FROM uploaded_tracks WHERE id = $1", uuid.UUID(created["id"])
     )
