@@ -164,3 +164,32 @@ async def test_username_taken_regardless_of_case(
         )
         assert_problem(second, 409, "username_taken")
         assert await counts(db) == before
+
+
+async def test_concurrent_failures_all_count_and_lock_once(
+    server: ServerProcess, db: asyncpg.Connection
+) -> None:
+    async with client_for(server.url) as client:
+        account = await register(client)
+
+    async def fail() -> int:
+        async with client_for(server.url) as client:
+            response = await client.post(
+                "/auth/login", json={"email": account.email, "password": "wrong password!!"}
+            )
+            return response.status_code
+
+    statuses = await asyncio.gather(*(fail() for _ in range(8)))
+    assert statuses == [401] * 8
+    row = await db.fetchrow(
+        "SELECT failed_login_attempts, locked_until > now() AS locked FROM users WHERE id = $1",
+        account.user_id,
+    )
+    # Five failures locked the account (and restarted the count); the ones that landed while
+    # it was locked neither counted nor extended the lock; its owner got one email.
+    assert row["locked"] and row["failed_login_attempts"] == 0
+    mails = await db.fetchval(
+        "SELECT count(*) FROM email_outbox WHERE user_id = $1 AND subject ILIKE '%locked%'",
+        account.user_id,
+    )
+    assert mails == 1

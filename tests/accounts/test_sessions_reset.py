@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -209,3 +210,28 @@ async def test_change_password_signs_out_other_sessions(
             "invalid_credentials",
         )
         assert await login(client, account.email, NEW_PASSWORD)
+
+
+async def test_concurrent_confirmations_of_one_reset_token(
+    server: ServerProcess, db: asyncpg.Connection
+) -> None:
+    async with client_for(server.url) as client:
+        account = await register(client)
+        await client.post("/auth/password-reset", json={"email": account.email})
+        token = reset_token((await wait_for_email(db, account.email, "Reset"))["body"])
+
+    async def confirm(password: str) -> httpx.Response:
+        async with client_for(server.url) as client:
+            return await client.post(
+                "/auth/password-reset/confirm", json={"token": token, "password": password}
+            )
+
+    first, second = await asyncio.gather(
+        confirm("first new passphrase"), confirm("second new passphrase")
+    )
+    assert sorted([first.status_code, second.status_code]) == [204, 400]
+    loser = first if first.status_code == 400 else second
+    assert_problem(loser, 400, "token_used")
+    winner = "first new passphrase" if first.status_code == 204 else "second new passphrase"
+    async with client_for(server.url) as client:
+        assert await login(client, account.email, winner)
