@@ -36,16 +36,20 @@ import numpy as np
 import numpy.typing as npt
 
 from dsp.codec import MIME_TYPES, PROJECT_RATE, Audio, AudioFormat, encode
+from dsp.effects import tail_seconds
 from dsp.errors import AudioError, InvalidTimeline, MissingSource, PreviewBusy, Superseded
 from dsp.render import (
+    CHUNK_FRAMES,
     DEFAULT_CEILING_DBTP,
     DEFAULT_TARGET_LUFS,
     clip_first_frame,
+    clip_frames,
     clips_in_window,
-    finish_clip,
+    finish_span,
+    join_chunks,
     master,
     mix_window,
-    stretch_clip,
+    stretch_chunk,
 )
 from dsp.timeline import (
     Clip,
@@ -244,19 +248,20 @@ class Previewer:
         try:
             quality = self._high_quality if high_quality is None else high_quality
             clips = clips_in_window(timeline, start_seconds, end)
+            master_preroll = min(start_seconds, 2.0) if timeline.master else 0.0
+            window = (
+                round((start_seconds - master_preroll) * PROJECT_RATE),
+                round(end * PROJECT_RATE),
+            )
             outcomes = await asyncio.gather(
-                *(self._clip_audio(clip, timeline, quality, check) for clip in clips),
+                *(self._clip_audio(clip, timeline, quality, window, check) for clip in clips),
                 return_exceptions=True,
             )
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            finished = [o for o in outcomes if not isinstance(o, BaseException)]
+            placed = [o for o in outcomes if not isinstance(o, BaseException)]
             check()
-            placed = [
-                (clip_first_frame(clip, timeline, PROJECT_RATE), audio)
-                for clip, audio in zip(clips, finished, strict=True)
-            ]
             fmt = format or self._format
             result = await self._run(self._finish, timeline, placed, start_seconds, end, fmt, check)
             check()
@@ -279,47 +284,80 @@ class Previewer:
     # ------------------------------------------------------------------ steps
 
     async def _clip_audio(
-        self, clip: Clip, timeline: Timeline, quality: bool, check: Callable[[], None]
-    ) -> Samples:
-        factor = stretch_factor(clip, timeline)
-        shift = pitch_shift(clip, timeline)
-        stretch_key = (
-            "stretch",
-            clip.track_id,
-            clip.in_seconds,
-            clip.out_seconds,
-            factor,
-            shift,
-            quality,
+        self,
+        clip: Clip,
+        timeline: Timeline,
+        quality: bool,
+        window: tuple[int, int],
+        check: Callable[[], None],
+    ) -> tuple[int, Samples]:
+        """The finished audio of the part of ``clip`` that sounds in ``window``
+        (timeline frames), and the timeline frame where it starts.
+
+        Draft previews stretch in chunks of :data:`CHUNK_FRAMES`, so a window
+        costs only the chunks it touches; high quality stretches whole clips.
+        """
+        rate = PROJECT_RATE
+        # The makers run on behalf of every render waiting for the same key, so
+        # they never call ``check``: only the requester decides to give up.
+        check()
+        source = await self.source(clip.track_id)
+        total = clip_frames(source, clip, timeline)
+        chunk = total if quality else CHUNK_FRAMES
+        factor, shift = stretch_factor(clip, timeline), pitch_shift(clip, timeline)
+        base = ("stretch", clip.track_id, clip.in_seconds, clip.out_seconds, factor, shift, chunk)
+        # Effects start a little before the window so reverbs and compressors are warm.
+        preroll = (
+            round(min(max(tail_seconds(clip.effects), 0.5), 3.0) * rate) if clip.effects else 0
         )
-        clip_key = (
+        start = clip_first_frame(clip, timeline, rate)
+        lo = min(max(window[0] - start - preroll, 0), max(total - preroll, 0))
+        hi = min(max(window[1] - start, lo + 1), total)
+        first, last = lo // chunk, (hi - 1) // chunk
+        finished_key = (
             "clip",
             clip.track_id,
-            stretch_key,
+            base,
+            first,
+            last,
             clip.fade_in_seconds,
             clip.fade_out_seconds,
             clip.gain_db,
             msgspec.json.encode(clip.effects),
         )
-        cached = self._cache.get(clip_key)
+        cached = self._cache.get(finished_key)
         if cached is not None:
-            return cast(Samples, cached)
+            return first * chunk + start, cast(Samples, cached)
 
-        # The makers run on behalf of every render waiting for the same key, so
-        # they never call ``check``: only the requester decides to give up.
-        async def make_stretched() -> Samples:
-            source = await self.source(clip.track_id)
-            stretched = await self._run(stretch_clip, source, clip, timeline, high_quality=quality)
-            return _frozen(stretched)
+        def stretch(index: int) -> Callable[[], Awaitable[Samples]]:
+            async def make() -> Samples:
+                return _frozen(
+                    await self._run(
+                        stretch_chunk,
+                        source,
+                        clip,
+                        timeline,
+                        index,
+                        high_quality=quality,
+                        chunk_frames=chunk,
+                    )
+                )
 
+            return make
+
+        chunks = await asyncio.gather(
+            *(self._once((*base, i), stretch(i)) for i in range(first, last + 1))
+        )
         check()
-        stretched = await self._once(stretch_key, make_stretched)
+
+        def finish() -> Samples:
+            joined = join_chunks(list(chunks), first, total, chunk)
+            return finish_span(joined, first * chunk, total, clip, rate)
 
         async def make_finished() -> Samples:
-            return _frozen(await self._run(finish_clip, stretched, clip, PROJECT_RATE))
+            return _frozen(await self._run(finish))
 
-        check()
-        return await self._once(clip_key, make_finished)
+        return first * chunk + start, await self._once(finished_key, make_finished)
 
     async def source(self, track_id: str) -> Audio:
         """The decoded track, from the cache or the loader."""
@@ -381,7 +419,7 @@ class Previewer:
         check: Callable[[], None],
     ) -> tuple[bytes, float, float, float | None, float | None]:
         rate = PROJECT_RATE
-        preroll = min(start_seconds, 2.0) if timeline.master else 0.0
+        preroll = min(start_seconds, 2.0) if timeline.master else 0.0  # as in render()
         window_start = round((start_seconds - preroll) * rate)
         frames = max(1, round(end_seconds * rate) - window_start)
         mix = mix_window(placed, window_start, frames)

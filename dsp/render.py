@@ -53,6 +53,11 @@ MAX_GAIN_DB: Final = 50.0
 
 _LIMITER_WINDOW_SECONDS: Final = 0.008
 
+CHUNK_FRAMES: Final = 6 * PROJECT_RATE
+"""Previews stretch clips in chunks of this many output frames."""
+CHUNK_CROSSFADE: Final = 512
+_CHUNK_MARGIN_SECONDS: Final = 0.5
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Rendered:
@@ -67,10 +72,8 @@ class Rendered:
 # --------------------------------------------------------------------------- clips
 
 
-def stretch_clip(
-    source: Audio, clip: Clip, timeline: Timeline, *, high_quality: bool = True
-) -> Samples:
-    """Cut the clip from its source, then stretch to tempo and shift to key in one pass."""
+def _source_span(source: Audio, clip: Clip) -> tuple[int, int]:
+    """The clip's first and last (exclusive) source frames, refusing an empty span."""
     rate = source.sample_rate
     first = round(clip.in_seconds * rate)
     last = min(round(clip.out_seconds * rate), source.frames)
@@ -79,9 +82,10 @@ def stretch_clip(
             f"clip {clip.id!r} starts at {clip.in_seconds:.3f} s, after the end of track "
             f"{clip.track_id!r} ({source.duration_seconds:.3f} s)"
         )
-    segment = source.samples[:, first:last]
-    factor = stretch_factor(clip, timeline)
-    shift = pitch_shift(clip, timeline)
+    return first, last
+
+
+def _stretch(segment: Samples, rate: int, factor: float, shift: float, hq: bool) -> Samples:
     if factor == 1.0 and shift == 0.0:
         return np.array(segment, dtype=np.float32)  # a copy: sources stay untouched
     out = time_stretch(
@@ -89,39 +93,136 @@ def stretch_clip(
         rate,
         stretch_factor=factor,
         pitch_shift_in_semitones=shift,
-        high_quality=high_quality,
+        high_quality=hq,
         # Draft mode also takes the short FFT window: ~1.6x faster, a little
         # less clean on sustained tones; fine for a preview.
-        use_long_fft_window=None if high_quality else False,
+        use_long_fft_window=None if hq else False,
     )
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _fade(samples: Samples, frames: int, *, out: bool) -> None:
-    frames = min(frames, samples.shape[1])
-    if frames <= 0:
-        return
-    # Equal-power (sine) ramp: crossfading clips keep a steady level.
-    ramp = np.sin(0.5 * np.pi * (np.arange(frames, dtype=np.float32) + 0.5) / frames)
-    if out:
-        samples[:, -frames:] *= ramp[::-1]
-    else:
-        samples[:, :frames] *= ramp
+def stretch_clip(
+    source: Audio, clip: Clip, timeline: Timeline, *, high_quality: bool = True
+) -> Samples:
+    """Cut the clip from its source, then stretch to tempo and shift to key in one pass."""
+    first, last = _source_span(source, clip)
+    factor, shift = stretch_factor(clip, timeline), pitch_shift(clip, timeline)
+    return _stretch(source.samples[:, first:last], source.sample_rate, factor, shift, high_quality)
 
 
-def finish_clip(stretched: Samples, clip: Clip, rate: int = PROJECT_RATE) -> Samples:
-    """Fades, then the clip's effect chain (ringing out its tail), then its gain."""
-    out = np.array(stretched, dtype=np.float32)
-    _fade(out, round(clip.fade_in_seconds * rate), out=False)
-    _fade(out, round(clip.fade_out_seconds * rate), out=True)
+def clip_frames(source: Audio, clip: Clip, timeline: Timeline) -> int:
+    """How many frames the stretched clip lasts (before effect tails)."""
+    first, last = _source_span(source, clip)
+    return round((last - first) / stretch_factor(clip, timeline))
+
+
+def stretch_chunk(
+    source: Audio,
+    clip: Clip,
+    timeline: Timeline,
+    index: int,
+    *,
+    high_quality: bool = False,
+    chunk_frames: int = CHUNK_FRAMES,
+) -> Samples:
+    """Frames ``[index * chunk_frames, next chunk + crossfade)`` of the stretched clip.
+
+    Previews stretch clips chunk by chunk so that a window of a long clip
+    costs only the chunks it touches, and two workers can share one clip.
+    Each chunk is stretched with some source context on either side (then
+    dropped) and runs ``CHUNK_CROSSFADE`` frames into the next one, so
+    :func:`join_chunks` can crossfade the seam. The first chunk starts at the
+    clip's first sample, exactly as :func:`stretch_clip` does.
+    """
+    rate = source.sample_rate
+    first, last = _source_span(source, clip)
+    factor, shift = stretch_factor(clip, timeline), pitch_shift(clip, timeline)
+    total = round((last - first) / factor)
+    begin = index * chunk_frames
+    end = min(begin + chunk_frames + CHUNK_CROSSFADE, total)
+    if begin >= end:
+        raise ValueError(f"chunk {index} is past the end of clip {clip.id!r}")
+    wanted_from = first + round(begin * factor)
+    wanted_to = min(last, first + round(end * factor))
+    margin = round(_CHUNK_MARGIN_SECONDS * rate)
+    from_ = max(first, wanted_from - margin)
+    to = min(last, wanted_to + margin)
+    out = _stretch(source.samples[:, from_:to], rate, factor, shift, high_quality)
+    skip = round((wanted_from - from_) / factor)
+    out = out[:, skip : skip + end - begin]
+    if out.shape[1] < end - begin:  # the stretcher may come up a frame or two short
+        out = np.pad(out, ((0, 0), (0, end - begin - out.shape[1])))
+    return np.ascontiguousarray(out)
+
+
+def join_chunks(
+    chunks: list[Samples], first_index: int, total: int, chunk_frames: int = CHUNK_FRAMES
+) -> Samples:
+    """Join consecutive chunks from :func:`stretch_chunk`, crossfading the seams.
+
+    The result covers clip frames ``[first_index * chunk_frames, ...)`` up to
+    the end of the last chunk (its run into the next chunk is dropped).
+    """
+    begin = first_index * chunk_frames
+    end = min((first_index + len(chunks)) * chunk_frames, total)
+    out = np.zeros((chunks[0].shape[0], end - begin), dtype=np.float32)
+    ramp = np.linspace(0.0, 1.0, CHUNK_CROSSFADE, endpoint=False, dtype=np.float32)
+    for n, chunk in enumerate(chunks):
+        piece = np.array(chunk[:, : end - begin - n * chunk_frames], dtype=np.float32)
+        if n > 0:  # fade in over the previous chunk's run-on, which fades out
+            fade = min(CHUNK_CROSSFADE, piece.shape[1])
+            piece[:, :fade] *= ramp[:fade]
+        if n < len(chunks) - 1:
+            run_on = piece.shape[1] - chunk_frames
+            if run_on > 0:
+                piece[:, chunk_frames:] *= 1.0 - ramp[:run_on]
+        out[:, n * chunk_frames : n * chunk_frames + piece.shape[1]] += piece
+    return out
+
+
+def _fade_span(samples: Samples, offset: int, total: int, fade_in: int, fade_out: int) -> None:
+    """Apply the clip's fades to ``samples``, which hold clip frames from ``offset``."""
+    frames = samples.shape[1]
+    # Equal-power (sine) ramps: crossfading clips keep a steady level.
+    if fade_in > 0 and offset < fade_in:
+        idx = np.arange(offset, min(offset + frames, fade_in), dtype=np.float32)
+        samples[:, : len(idx)] *= np.sin(0.5 * np.pi * (idx + 0.5) / fade_in)
+    fade_out = min(fade_out, total)
+    if fade_out > 0 and offset + frames > total - fade_out:
+        lo = max(offset, total - fade_out)
+        idx = np.arange(lo, min(offset + frames, total), dtype=np.float32)
+        ramp = np.sin(0.5 * np.pi * (total - idx - 0.5) / fade_out)
+        samples[:, lo - offset : lo - offset + len(idx)] *= ramp
+
+
+def finish_span(
+    span: Samples, offset: int, total: int, clip: Clip, rate: int = PROJECT_RATE
+) -> Samples:
+    """Fades, effects and gain for clip frames ``[offset, offset + len)`` of ``total``.
+
+    When the span reaches the clip's end, the effect chain rings out its tail.
+    """
+    out = np.array(span, dtype=np.float32)
+    _fade_span(
+        out,
+        offset,
+        total,
+        round(clip.fade_in_seconds * rate),
+        round(clip.fade_out_seconds * rate),
+    )
     if clip.effects:
-        tail = round(tail_seconds(clip.effects) * rate)
+        tail = round(tail_seconds(clip.effects) * rate) if offset + out.shape[1] >= total else 0
         if tail:
             out = np.concatenate([out, np.zeros((out.shape[0], tail), np.float32)], axis=1)
         out = np.asarray(build_board(clip.effects)(out, rate), dtype=np.float32)
     if clip.gain_db:
         out *= np.float32(10 ** (clip.gain_db / 20))
     return out
+
+
+def finish_clip(stretched: Samples, clip: Clip, rate: int = PROJECT_RATE) -> Samples:
+    """Fades, then the clip's effect chain (ringing out its tail), then its gain."""
+    return finish_span(stretched, 0, stretched.shape[1], clip, rate)
 
 
 # --------------------------------------------------------------------------- mixing

@@ -190,3 +190,59 @@ async def test_forget_track_drops_everything_derived_from_it(library: Library) -
         assert after.entries == before.entries - 3 and after.bytes < before.bytes
         await previewer.render(timeline(), duration_seconds=4.0)
     assert sorted(library.calls) == ["chords", "drums", "drums"]
+
+
+def long_tone(seconds: float = 30.0) -> Audio:
+    """A chord that changes every second, so any misplaced chunk shows."""
+    t = np.arange(int(seconds * 44100)) / 44100
+    freqs = 220.0 * 2 ** (np.floor(t) % 5 / 12)
+    wave = 0.3 * np.sin(2 * np.pi * np.cumsum(freqs) / 44100)
+    return Audio(np.stack([wave, wave]).astype(np.float32), 44100)
+
+
+async def test_chunked_window_matches_the_whole_clip_render() -> None:
+    tracks = {"long": long_tone()}
+    plain = Timeline(bpm=120, clips=(Clip("a", "long", 0.0, 30.0, 2.0),))
+    async with Previewer(Library(tracks), format="wav", target_lufs=None) as previewer:
+        result = await previewer.render(plain, start_seconds=10.0, duration_seconds=9.0)
+    whole = dsp.render_timeline(plain, tracks, target_lufs=None).audio.samples
+    window = dsp.decode(result.data).samples
+    np.testing.assert_allclose(window, whole[:, 10 * 44100 : 19 * 44100], atol=1e-4)
+
+
+def spectra(samples: np.ndarray) -> np.ndarray:
+    return np.abs(np.fft.rfft(samples.reshape(5, -1), axis=1)).ravel()
+
+
+async def test_a_window_stretches_only_the_chunks_it_needs() -> None:
+    tracks = {"long": long_tone()}
+    stretched = Timeline(
+        bpm=120,
+        clips=(Clip("a", "long", 0.0, 30.0, 0.0, source_bpm=100.0, pitch_shift_semitones=2.0),),
+    )
+    library = Library(tracks)
+    async with Previewer(library, format="wav", target_lufs=None) as previewer:
+        result = await previewer.render(stretched, start_seconds=8.0, duration_seconds=5.0)
+        chunks = previewer.cache_stats().entries - 2  # minus the source and the finished span
+    # 25 s of stretched clip is 5 chunks of 6 s; the window touches 2.
+    assert chunks == 2
+    window = dsp.decode(result.data).samples[0]
+    whole = dsp.render_timeline(stretched, tracks, target_lufs=None, high_quality=False)
+    reference = whole.audio.samples[0, 8 * 44100 : 13 * 44100]
+    # Same notes at the same times: per-second spectra of both renders correlate.
+    correlation = np.corrcoef(spectra(window), spectra(reference))[0, 1]
+    assert correlation > 0.9
+
+
+async def test_preview_places_a_stretched_clip_on_its_beat() -> None:
+    t = np.arange(4 * 44100) / 44100
+    burst = np.where(t >= 1.0, 0.5 * np.sin(2 * np.pi * 330 * (t - 1.0)), 0.0)
+    tracks = {"b": Audio(np.stack([burst, burst]).astype(np.float32), 44100)}
+    timeline = Timeline(
+        bpm=120, clips=(Clip("a", "b", 1.0, 4.0, 5.0, source_bpm=110.0, pitch_shift_semitones=-2),)
+    )
+    async with Previewer(Library(tracks), format="wav") as previewer:
+        result = await previewer.render(timeline, start_seconds=2.0, duration_seconds=2.0)
+    envelope = np.abs(dsp.decode(result.data).samples).max(axis=0)
+    onset = np.argmax(envelope > 0.05 * envelope.max()) / 44100
+    assert abs(onset - 0.5) < 0.001  # beat 5 at 120 BPM is 2.5 s; the window starts at 2 s
