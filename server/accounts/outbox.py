@@ -24,6 +24,7 @@ from typing import Any
 
 import aiosmtplib
 
+from server.accounts.metrics import account_metrics
 from server.services import Services
 from server.settings import Settings
 
@@ -102,6 +103,7 @@ async def send_one(services: Services) -> bool:
         try:
             await deliver(services.settings, row["to_address"], row["subject"], row["body"])
         except Exception as exc:
+            account_metrics(services.metrics).emails.labels("failed").inc()
             attempts = row["attempts"] + 1
             _log.warning("sending email %s failed (attempt %d): %s", row["id"], attempts, exc)
             await conn.execute(
@@ -115,6 +117,8 @@ async def send_one(services: Services) -> bool:
                 MAX_ATTEMPTS,
             )
         else:
+            result = "sent" if services.settings.smtp_host else "logged"
+            account_metrics(services.metrics).emails.labels(result).inc()
             await conn.execute(
                 "UPDATE email_outbox SET attempts = attempts + 1, status = 'sent',"
                 " sent_at = now(), last_error = NULL WHERE id = $1",

@@ -13,6 +13,7 @@ import hashlib
 
 from redis.exceptions import RedisError
 
+from server.accounts.metrics import account_metrics
 from server.problems import Problem
 from server.services import Services
 
@@ -51,6 +52,7 @@ async def check(services: Services, *, address: str, account: str | None = None)
         if count > limit:
             retry_after = max(retry_after, ttl if ttl > 0 else WINDOW_SECONDS)
     if retry_after:
+        account_metrics(services.metrics).rate_limited.inc()
         raise Problem(
             429,
             "rate_limited",

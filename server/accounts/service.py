@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from server.accounts import outbox, passwords
+from server.accounts.metrics import account_metrics
 from server.accounts.schemas import (
     Account,
     Me,
@@ -89,6 +90,7 @@ async def register(services: Services, request: RegisterRequest) -> Account:
         user_id: uuid.UUID = row["id"]
         await conn.execute("INSERT INTO profiles (user_id) VALUES ($1)", user_id)
         await _queue_verification(services, conn, user_id, request.email, token)
+    account_metrics(services.metrics).registrations.inc()
     return Account(
         user_id=user_id,
         email=row["email"],
@@ -193,12 +195,15 @@ async def login(
         " FROM users WHERE lower(email) = lower($1)",
         email,
     )
+    counters = account_metrics(services.metrics)
     if row is None or row["locked"]:
         # Same work and same answer as a wrong password: no way to tell what was wrong.
         await passwords.verify_dummy(password)
+        counters.logins.labels("failed").inc()
         raise _invalid_credentials()
     if not await passwords.verify_password(row["password_hash"], password):
         await _record_failure(services, row["id"], row["email"])
+        counters.logins.labels("failed").inc()
         raise _invalid_credentials()
     token = new_token()
     ttl = timedelta(hours=settings.session_ttl_hours)
@@ -223,6 +228,7 @@ async def login(
             (user_agent or None) and user_agent[:USER_AGENT_MAX],
             ttl,
         )
+    counters.logins.labels("ok").inc()
     return NewSession(
         token=token,
         session_id=session["id"],
@@ -251,6 +257,7 @@ async def _record_failure(services: Services, user_id: uuid.UUID, email: str) ->
         )
         if locked_until is not None:
             _log.warning("account %s locked after failed sign-ins", user_id)
+            account_metrics(services.metrics).lockouts.inc()
             await outbox.enqueue(
                 conn,
                 user_id=user_id,

@@ -14,6 +14,7 @@ from email.message import Message
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -97,6 +98,8 @@ async def test_verification_email_is_sent_over_smtp(
         await _wait(marked_sent)
     finally:
         await conn.close()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        assert 'blendtune_emails_total{result="sent"} 1.0' in (await client.get("/metrics")).text
 
 
 async def test_failed_send_is_kept_for_retry(own_db: str, start_server: StartServer) -> None:
@@ -137,3 +140,6 @@ async def test_failed_send_is_kept_for_retry(own_db: str, start_server: StartSer
         )
     finally:
         await conn.close()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'blendtune_emails_total{result="failed"} 1.0' in metrics
