@@ -33,7 +33,10 @@ MAX_ITEM_ID = 64
 # Songs per member the room offers for ``add``: the member's best-loved ones.
 LIBRARY_SIZE = 30
 
-ItemId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ITEM_ID)]
+# Letters, digits and . _ : - (a UUID fits), so ids are safe to log, store and show.
+ItemId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_ITEM_ID, pattern=r"^[A-Za-z0-9._:-]+$")
+]
 
 
 class Song(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,8 +168,8 @@ def _replace(items: list[Item], n: int, item: Item) -> list[Item]:
 
 def _clean_name(name: str) -> str:
     cleaned = " ".join(name.split())
-    if not 1 <= len(cleaned) <= 100:
-        raise OpRejected("invalid", "a blend name has 1 to 100 characters")
+    if not 1 <= len(cleaned) <= 100 or not cleaned.isprintable():
+        raise OpRejected("invalid", "a blend name has 1 to 100 printable characters")
     return cleaned
 
 

@@ -10,10 +10,19 @@ import msgspec
 
 from server.blends.weave import Source, TasteMatch, TimeRange
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
+PLAIN = r"^[^\x00-\x1f\x7f]*$"
+
+
+def text(min_length: int, max_length: int) -> msgspec.Meta:
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=PLAIN)
+
+
+Name = Annotated[str, text(1, 100)]
 MemberLimit = Annotated[int, msgspec.Meta(ge=2, le=50)]
 PlaylistLength = Annotated[int, msgspec.Meta(ge=1, le=200)]
-Text500 = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Text500 = Annotated[str, text(1, 500)]
+OptText500 = Annotated[str, text(0, 500)]
 Provider = Literal["spotify", "apple"]
 ParticipantStatus = Literal["pending", "accepted", "declined"]
 BlendStatus = Literal["pending", "processing", "completed"]
@@ -116,11 +125,13 @@ class BlendDetail(msgspec.Struct, frozen=True, kw_only=True):
 class ConnectProvider(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Tokens the client obtained from the provider; stored encrypted, never returned."""
 
-    provider_user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    access_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    provider_user_id: Annotated[str, text(1, 255)]
+    access_token: Annotated[str, text(1, 4096)]
+    refresh_token: Annotated[str, text(1, 4096)] | None = None
     token_expires_at: datetime | None = None
-    metadata: dict[Annotated[str, msgspec.Meta(max_length=64)], str] = {}
+    metadata: Annotated[
+        dict[Annotated[str, text(1, 64)], OptText500], msgspec.Meta(max_length=50)
+    ] = {}
 
 
 class Connection(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,13 +146,13 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TopTrackIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    track_id: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    track_id: Annotated[str, text(1, 255)]
     name: Text500
     artist: Text500
-    album: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-    album_art_url: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-    duration_ms: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    isrc: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    album: OptText500 | None = None
+    album_art_url: OptText500 | None = None
+    duration_ms: Annotated[int, msgspec.Meta(gt=0, le=2**31 - 1)] | None = None
+    isrc: Annotated[str, text(0, 20)] | None = None
 
 
 class ImportTopTracks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -57,6 +57,8 @@ async def test_bad_bodies_are_refused(http: httpx.AsyncClient, db: asyncpg.Conne
         {"name": "ok", "settings": {"playlist_length": 0}},
         {"name": "ok", "settings": {"playlist_length": 201}},
         {"name": "ok", "colour": "red"},
+        {"name": "nul\u0000byte"},
+        {"name": "bell\u0007"},
     ):
         response = await http.post("/blends", json=body, headers=owner.headers)
         assert response.status_code == 400, (body, response.text)
@@ -365,6 +367,18 @@ async def test_taste_import_validation(http: httpx.AsyncClient, db: asyncpg.Conn
         headers=user.headers,
     )
     assert no_name.status_code == 400
+    nul = await http.put(
+        "/taste/connections/spotify/top-tracks/short_term",
+        json={"tracks": [{"track_id": "x", "name": "a\u0000", "artist": "a"}]},
+        headers=user.headers,
+    )
+    assert nul.status_code == 400
+    bad_meta = await http.put(
+        "/taste/connections/apple",
+        json={"provider_user_id": "x", "access_token": "y", "metadata": {"k": "\u0000"}},
+        headers=user.headers,
+    )
+    assert bad_meta.status_code == 400 and bad_meta.json()["code"] == "invalid_request"
     stored = await http.get(
         "/taste/connections/spotify/top-tracks/medium_term", headers=user.headers
     )

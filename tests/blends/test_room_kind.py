@@ -80,6 +80,13 @@ def test_the_kind_is_registered_and_round_trips() -> None:
         type=list[KIND.op_type],  # type: ignore[name-defined]
     )
     assert ops == [Reorder(item="g1.0", index="z"), React(item="g1.0", emoji=None)]
+    # New item ids are plain (letters, digits, . _ : -); anything else fails to decode.
+    for bad in ('"item":"a b"', '"item":""', '"item":"nul\\u0000"', f'"item":"{"x" * 65}"'):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.json.decode(
+                ('[{"op":"add","song":"s","index":"V",' + bad + "}]").encode(),
+                type=list[KIND.op_type],  # type: ignore[name-defined]
+            )
 
 
 def test_woven_playlist_arrives_ordered_and_attributed() -> None:
@@ -120,6 +127,8 @@ def test_reorder_remove_react_and_rename() -> None:
     assert renamed.name == "Late night"
     assert rejected(renamed, Rename(name="Mine"), friend) == "forbidden"
     assert rejected(renamed, Rename(name="   "), owner) == "invalid"
+    assert rejected(renamed, Rename(name="nul\x00"), owner) == "invalid"
+    assert rejected(renamed, Rename(name="x" * 101), owner) == "invalid"
 
 
 def test_add_only_from_your_own_library() -> None:
