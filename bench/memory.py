@@ -66,7 +66,7 @@ async def open_members(
 
         async with gate:
             client = await connect(
-                mode.url(member), on_text, lambda code: None, compression=compression
+                mode.url(member), on_text, lambda code, reason: None, compression=compression
             )
             holder.append(client)
             for frame in mode.hello(member):

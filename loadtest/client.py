@@ -21,7 +21,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 TextHandler = Callable[[bytes], None]
-CloseHandler = Callable[[int | None], None]
+CloseHandler = Callable[[int | None, str], None]  # the server's close code and reason
 
 
 class HandshakeFailed(Exception):
@@ -83,7 +83,12 @@ class WsClient(asyncio.Protocol):
             self.opened.set_exception(HandshakeFailed(str(exc or "connection closed")))
         if not self.closed:
             self.closed = True
-            self.on_close(self.protocol.close_code)
+            # close_code is only set once the protocol saw EOF; what the server said is here.
+            received = self.protocol.close_rcvd
+            if received is None:
+                self.on_close(None, str(exc or ""))
+            else:
+                self.on_close(received.code, received.reason)
 
     # API
 

@@ -53,7 +53,8 @@ class Connections(msgspec.Struct, frozen=True, kw_only=True):
     connect_failures: int
     disconnects: int
     close_codes: dict[str, int]
-    connect_latency: LatencySummary
+    connect_latency: LatencySummary  # TCP + WebSocket handshake + join, until the welcome
+    reconnect_latency: LatencySummary  # the same, for connects made during the run (churn)
 
 
 class PresenceFigures(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,7 +184,7 @@ def build(
     counters: Counters = merge_counters(r.counters for r in results)
     hist = {
         name: _merge([Histogram.from_sparse(getattr(r, name)) for r in results])
-        for name in ("presence", "ops", "acks", "connect", "lag")
+        for name in ("presence", "ops", "acks", "connect", "reconnect", "lag")
     }
     timelines = {
         name: _merge_timelines([Timeline.from_sparse(getattr(r, name)) for r in results])
@@ -254,6 +255,7 @@ def build(
             disconnects=c.disconnects,
             close_codes=close_codes,
             connect_latency=summarize(hist["connect"]),
+            reconnect_latency=summarize(hist["reconnect"]),
         ),
         presence=PresenceFigures(
             sent=c.presence_sent,
@@ -331,7 +333,8 @@ def plot(report: Report, dists: Distributions, path: str) -> None:
     ax_time.set_ylabel("latency (ms)")
     ax_time.set_title("publish-to-receive latency per second")
     ax_time.grid(True, which="both", alpha=0.3)
-    ax_time.legend(loc="upper left", fontsize="small")
+    if ax_time.get_legend_handles_labels()[0]:
+        ax_time.legend(loc="upper left", fontsize="small")
 
     ax_rate.plot(t, [s.presence_sent for s in report.timeline], label="presence publishes/s")
     ax_rate.plot(t, [s.presence_received for s in report.timeline], label="presence deliveries/s")
@@ -341,7 +344,8 @@ def plot(report: Report, dists: Distributions, path: str) -> None:
     ax_rate.set_ylabel("per second")
     ax_rate.set_title("throughput")
     ax_rate.grid(True, alpha=0.3)
-    ax_rate.legend(loc="upper left", fontsize="small")
+    if ax_rate.get_legend_handles_labels()[0]:
+        ax_rate.legend(loc="upper left", fontsize="small")
 
     presence, ops, acks = dists.presence, dists.ops, dists.acks
     quantiles = 100.0 - 100.0 / np.logspace(0, 5, 200)  # 0 .. 99.999
@@ -358,7 +362,8 @@ def plot(report: Report, dists: Distributions, path: str) -> None:
     ax_dist.set_ylabel("latency (ms)")
     ax_dist.set_title("latency distribution (whole run)")
     ax_dist.grid(True, which="both", alpha=0.3)
-    ax_dist.legend(loc="upper left", fontsize="small")
+    if ax_dist.get_legend_handles_labels()[0]:
+        ax_dist.legend(loc="upper left", fontsize="small")
 
     fig.tight_layout()
     fig.savefig(path, dpi=100)

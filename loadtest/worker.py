@@ -69,6 +69,7 @@ class Result(msgspec.Struct, tag="result", kw_only=True):
     ops: SparseHistogram
     acks: SparseHistogram
     connect: SparseHistogram
+    reconnect: SparseHistogram
     lag: SparseHistogram
     presence_timeline: dict[int, SparseHistogram]
     ops_timeline: dict[int, SparseHistogram]
@@ -134,6 +135,8 @@ class Conn:
     __slots__ = (
         "client",
         "closing",
+        "generation",
+        "held",
         "joined",
         "last_seq",
         "member",
@@ -151,6 +154,8 @@ class Conn:
         self.client: WsClient | None = None
         self.ready: asyncio.Future[None] | None = None
         self.joined = False
+        self.held = False  # counted in connections_held
+        self.generation = 0  # which connection of this member is current (churn reconnects)
         self.closing = False
         self.last_seq = -1  # last op seq seen in this member's room (-1: not joined yet)
         self.n_presence = 0
@@ -162,8 +167,8 @@ class Conn:
     def on_text(self, data: bytes) -> None:
         self.worker.on_event(self, self.worker.mode.parse(data))
 
-    def on_close(self, code: int | None) -> None:
-        self.worker.on_close(self, code)
+    def on_close(self, code: int | None, reason: str) -> None:
+        self.worker.on_close(self, code, reason)
 
 
 class Worker:
@@ -178,6 +183,7 @@ class Worker:
         self.ops = Samples()
         self.acks = Samples()
         self.connect_hist = Histogram()
+        self.reconnect_hist = Histogram()  # connects during the run (churn)
         self.lag = Histogram()
         self.lag_samples: list[float] = []
         self.presence_sent_per_s: dict[int, int] = {}
@@ -281,17 +287,21 @@ class Worker:
         conn.last_seq = seq
         return True
 
-    def on_close(self, conn: Conn, code: int | None) -> None:
-        if conn.joined:
+    def on_close(self, conn: Conn, code: int | None, reason: str) -> None:
+        was_held = conn.held
+        if was_held:
             self.counters.connections_held -= 1
-        conn.joined = False
+        conn.held = conn.joined = False
         conn.client = None
         if conn.ready is not None and not conn.ready.done():
-            conn.ready.set_exception(ConnectionError(f"closed with {code} before joining"))
-        if not conn.closing:
+            conn.ready.set_exception(
+                ConnectionError(f"closed with {code} {reason!r} before joining")
+            )
+        if was_held and not conn.closing:
             self.counters.disconnects += 1
             key = str(code)
             self.close_codes[key] = self.close_codes.get(key, 0) + 1
+            self._note(f"closed by the server: {code} {reason}"[:200])
 
     def _note(self, error: str) -> None:
         if len(self.errors) < 20 and error not in self.errors:
@@ -306,11 +316,22 @@ class Worker:
         conn.joined = False
         conn.last_seq = -1
         conn.ready = asyncio.get_running_loop().create_future()
+        generation = conn.generation = conn.generation + 1
+
+        # Frames and closes of a connection the member has replaced are ignored.
+        def on_text(data: bytes) -> None:
+            if conn.generation == generation:
+                conn.on_text(data)
+
+        def on_close(code: int | None, reason: str) -> None:
+            if conn.generation == generation:
+                conn.on_close(code, reason)
+
         try:
             conn.client = await connect(
                 self.mode.url(member),
-                conn.on_text,
-                conn.on_close,
+                on_text,
+                on_close,
                 compression=self.plan.compression,
                 headers=self.mode.headers(member),
                 open_timeout=self.plan.connect_timeout,
@@ -328,7 +349,11 @@ class Worker:
             return False
         self.counters.connections_opened += 1
         self.counters.connections_held += 1
-        self.connect_hist.record_many([time.perf_counter() - began])
+        conn.held = True
+        took = [time.perf_counter() - began]
+        self.connect_hist.record_many(took)
+        if self.running:
+            self.reconnect_hist.record_many(took)
         return True
 
     async def open_all(self) -> None:
@@ -411,8 +436,8 @@ class Worker:
             conn.closing = True
             conn.client.close()
             conn.client = None
-            if conn.joined:
-                conn.joined = False
+            if conn.held:
+                conn.held = conn.joined = False
                 self.counters.connections_held -= 1
             task = asyncio.create_task(self.open(conn))
             tasks.add(task)
@@ -457,6 +482,7 @@ class Worker:
             ops=self.ops.total.to_sparse(),
             acks=self.acks.total.to_sparse(),
             connect=self.connect_hist.to_sparse(),
+            reconnect=self.reconnect_hist.to_sparse(),
             lag=self.lag.to_sparse(),
             presence_timeline=self.presence.timeline.to_sparse(),
             ops_timeline=self.ops.timeline.to_sparse(),
