@@ -270,6 +270,9 @@ def summary_table(report: reporting.Report, title: str | None = None) -> Table:
     table.add_row(
         "connect p50 / p99", f"{c.connect_latency.p50_ms} / {c.connect_latency.p99_ms} ms"
     )
+    if c.reconnect_latency.count:
+        table.add_row("reconnects during the run", f"{c.reconnect_latency.count:,}")
+        table.add_row("reconnect latency", _latency(c.reconnect_latency))
     p = report.presence
     if p.sent:
         table.add_row("presence publishes/s", f"{p.publishes_per_s:,.0f}")
