@@ -213,12 +213,18 @@ async def login(
         else None
     )
     async with services.pool.acquire() as conn, conn.transaction():
-        await conn.execute(
+        # Concurrent failures may have locked the account while the password was checked:
+        # the lock wins.
+        unlocked = await conn.fetchval(
             "UPDATE users SET failed_login_attempts = 0, locked_until = NULL,"
-            " password_hash = coalesce($2, password_hash) WHERE id = $1",
+            " password_hash = coalesce($2, password_hash)"
+            " WHERE id = $1 AND (locked_until IS NULL OR locked_until <= now()) RETURNING id",
             row["id"],
             new_hash,
         )
+        if unlocked is None:
+            counters.logins.labels("failed").inc()
+            raise _invalid_credentials()
         session = await conn.fetchrow(
             "INSERT INTO sessions (user_id, token_hash, ip_address, user_agent, expires_at)"
             " VALUES ($1, $2, $3::inet, $4, now() + $5::interval) RETURNING id, expires_at",
