@@ -5,10 +5,13 @@ the GIL, so two workers use two cores) and a cache bounded by bytes that
 keeps three kinds of audio, each keyed by everything that shapes it:
 
 * ``source``: a decoded track, as returned by the injected loader;
-* ``stretch``: a clip cut from its source, stretched and shifted (the
-  expensive step), keyed by track, in/out points, stretch factor, shift and
-  quality, so moving a clip or changing its gain or effects reuses it;
-* ``clip``: a stretched clip after fades, effects and gain.
+* ``stretch``: a chunk of a clip cut from its source, stretched and shifted
+  (the expensive step), keyed by track, in/out points, stretch factor, shift,
+  chunk size and index, so moving a clip or changing its gain or effects
+  reuses it. Draft previews stretch in 8-second chunks, so a window of a long
+  clip costs only the chunks it touches; high quality uses one whole chunk;
+* ``clip``: the stretched chunks a window needs, joined, after fades,
+  effects and gain.
 
 Renders that share a ``key`` (say, a room id) supersede one another: when a
 newer render with the same key arrives, the older one stops at its next step

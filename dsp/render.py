@@ -53,10 +53,10 @@ MAX_GAIN_DB: Final = 50.0
 
 _LIMITER_WINDOW_SECONDS: Final = 0.008
 
-CHUNK_FRAMES: Final = 6 * PROJECT_RATE
+CHUNK_FRAMES: Final = 8 * PROJECT_RATE
 """Previews stretch clips in chunks of this many output frames."""
 CHUNK_CROSSFADE: Final = 512
-_CHUNK_MARGIN_SECONDS: Final = 0.5
+_CHUNK_MARGIN_SECONDS: Final = 0.25
 
 
 @dataclass(frozen=True, slots=True, eq=False)
