@@ -36,14 +36,17 @@ async def submit(
 
     Idempotent by ``op_id`` (per actor): submitting the same op id again returns the seq the
     batch got the first time and changes nothing. Raises ``rooms.kinds.OpRejected`` when the
-    kind rejects the batch, ``rooms.store.RoomGone`` when the room does not exist (or is of
-    another kind), and database errors as they come (nothing was applied then).
+    kind rejects the batch, ``rooms.store.RoomGone`` when the kind says the room does not
+    exist (or the id belongs to a room of another kind), and database errors as they come
+    (nothing was applied then).
     """
     if not store.validate_op_id(op_id):
         raise ValueError("op_id must be 1 to 64 characters")
     ops = list(ops)
     pool = services.pool
-    if not await store.ensure_room(pool, kind.name, room_id):
+    if not await kind.exists(services, room_id) or not await store.ensure_room(
+        pool, kind.name, room_id
+    ):
         raise store.RoomGone(str(room_id))
     replica = store.Detached(kind, room_id)
     pending = store.Pending(actor, op_id, ops, store.encode_ops(ops))

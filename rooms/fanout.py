@@ -59,16 +59,23 @@ class Publisher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Off while the subscriber is down: what would be published then is stale by the
+        # time Redis is back (every client resyncs then), and queueing it would grow memory.
+        self.enabled = True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rooms-publisher")
 
     def publish(self, channel: str, data: bytes) -> None:
+        if not self.enabled:
+            return
         self.queue.append(("publish", (channel, data)))
         self._wakeup.set()
 
     def command(self, name: str, *args: Any) -> None:
         """Any other fire-and-forget command (HDEL, ...), sent in the same pipeline."""
+        if not self.enabled:
+            return
         self.queue.append((name, args))
         self._wakeup.set()
 

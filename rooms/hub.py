@@ -569,6 +569,8 @@ class Hub:
         self.closing = False
         self.fanout_ok = True
         self._next_member = 0
+        self.orphans: set[tuple[str, str]] = set()
+        self._registered = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         assert self.settings.redis_url is not None
@@ -742,7 +744,10 @@ class Hub:
             self.publisher.publish(
                 room.channel, pack("l", conn.id, self.proc_id, "-", p.encode(p.Left(id=conn.id)))
             )
-        self.publisher.command("hdel", room.members_key, conn.id)
+        if self.publisher.enabled:
+            self.publisher.command("hdel", room.members_key, conn.id)
+        else:
+            self.orphans.add((room.members_key, conn.id))  # removed when Redis is back
         if not room.members and room.writer is None:
             self.deactivate(room)
 
@@ -799,6 +804,8 @@ class Hub:
 
     def _fanout_down(self, exc: Exception) -> None:
         self.fanout_ok = False
+        self.publisher.enabled = False
+        self.publisher.queue.clear()
         text = p.encode(
             p.Notice(
                 code="degraded",
@@ -811,6 +818,10 @@ class Hub:
 
     def _fanout_up(self, was_down: bool) -> None:
         self.fanout_ok = True
+        self.publisher.enabled = True
+        orphans, self.orphans = self.orphans, set()
+        for key, member_id in orphans:
+            self.publisher.command("hdel", key, member_id)
         if not was_down:
             return
         # Whatever was published meanwhile is lost, presence included: start over.
@@ -821,9 +832,20 @@ class Hub:
     # ---------------------------------------------------------------- periodic work
 
     async def _heartbeat(self) -> None:
-        await self.services.redis.set(
-            self.proc_key, b"1", ex=max(1, int(self.settings.presence_ttl_seconds))
-        )
+        ttl = max(1, int(self.settings.presence_ttl_seconds))
+        previous = await self.services.redis.set(self.proc_key, b"1", ex=ttl, get=True)
+        if previous is None and self._registered:
+            # Our key expired (the loop was starved, or Redis lost it): the other processes
+            # have forgotten our members. Register and announce them again.
+            logger.warning("presence heartbeat lapsed; re-announcing local members")
+            pipe = self.services.redis.pipeline(transaction=False)
+            for room in self.rooms.values():
+                for conn in room.members.values():
+                    pipe.hset(room.members_key, conn.id, _encoder.encode(conn.member))
+                    joined = p.encode(p.Joined(member=conn.member))
+                    pipe.publish(room.channel, pack("j", conn.id, self.proc_id, "-", joined))
+            await pipe.execute()
+        self._registered = True
 
     async def _presence_loop(self) -> None:
         interval = max(0.25, self.settings.presence_ttl_seconds / 3)

@@ -17,7 +17,7 @@ from tests.support import Backends, ServerProcess, TestUser, make_user
 # Short timings so the suite stays fast; every test server gets these unless it overrides.
 ROOM_ENV = {
     "BLENDTUNE_ROOM_KINDS": "tests.rooms.notes:NotesKind",
-    "BLENDTUNE_PRESENCE_TTL_SECONDS": "2",
+    "BLENDTUNE_PRESENCE_TTL_SECONDS": "3",
     "BLENDTUNE_WS_AUTH_TIMEOUT_SECONDS": "1",
     "BLENDTUNE_WS_OPS_PER_SECOND": "100",
     "BLENDTUNE_ROOM_SNAPSHOT_EVERY": "10",
@@ -29,7 +29,7 @@ ROOM_ENV = {
 StartRoomServer = Callable[..., Awaitable[ServerProcess]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 async def pair(backends: Backends) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
     """Two independent server processes on one database and one Redis."""
     a, b = ServerProcess(backends, ROOM_ENV), ServerProcess(backends, ROOM_ENV)

@@ -1,0 +1,149 @@
+"""Heartbeats, idle timeouts, deleted rooms, server-side submissions, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from db import engine as db_engine
+from rooms import api
+from rooms.kinds import SERVER_USER_ID, OpRejected
+from rooms.store import RoomGone
+from server.services import Services, build_services
+from server.settings import Settings
+from tests.rooms.client import join
+from tests.rooms.conftest import Rooms, StartRoomServer
+from tests.rooms.notes import Add, Delete, NotesKind, Title, members_key
+from tests.support import Backends, ServerProcess
+
+
+@pytest.fixture
+async def services(backends: Backends) -> AsyncIterator[Services]:
+    services = build_services(
+        Settings(
+            database_url=backends.database_url,
+            redis_url=backends.redis_url,
+            redis_prefix=backends.redis_prefix,
+        )
+    )
+    await db_engine.start(services.engine, min_size=1, max_size=2)
+    yield services
+    await services.redis.aclose()
+    await db_engine.stop(services.engine)
+
+
+async def test_idle_connections_are_pinged_then_closed(
+    start_room_server: StartRoomServer, notes: Rooms
+):
+    server = await start_room_server(
+        env={"BLENDTUNE_WS_HEARTBEAT_SECONDS": "0.3", "BLENDTUNE_WS_IDLE_TIMEOUT_SECONDS": "1.5"}
+    )
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    silent = await join(server.ws_url, room, alice.token)
+    polite = await join(server.ws_url, room, alice.token)
+    assert (await silent.until(lambda m: m["type"] == "ping"))["type"] == "ping"
+
+    # One that answers every ping stays; one that does not is closed as idle.
+    async def answer() -> None:
+        while True:
+            message = await polite.recv()
+            if message["type"] == "ping":
+                await polite.send({"type": "pong"})
+
+    keeper = asyncio.create_task(answer())
+    assert await silent.closed() == 4408
+    assert not keeper.done()
+    keeper.cancel()
+    await polite.close()
+
+
+async def test_deleted_room_closes_its_members(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+):
+    a, _ = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    client = await join(a.ws_url, room, alice.token)
+    await client.ack(await client.ops([{"op": "title", "title": "soon gone"}]))
+    await notes.db.execute("DELETE FROM rooms WHERE id = $1", room)
+    await notes.redis.delete(members_key(notes.prefix, room))
+    doomed = await client.ops([{"op": "title", "title": "too late"}])
+    error = await client.ack(doomed)
+    assert error["type"] == "error" and error["code"] == "not_found"
+    assert await client.closed() == 4404
+    assert await notes.ops(room) == []
+    again = await _hello_close(a.ws_url, room, alice.token)
+    assert again == 4404
+
+
+async def _hello_close(base: str, room: uuid.UUID, token: str) -> int | None:
+    import websockets
+
+    async with websockets.connect(f"{base}/rooms/notes/{room}") as ws:
+        await ws.send(json.dumps({"type": "hello", "v": 1, "token": token}))
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+
+
+async def test_server_submissions_reach_members(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms, services: Services
+):
+    a, b = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    kind = NotesKind()
+    on_a = await join(a.ws_url, room, alice.token)
+    on_b = await join(b.ws_url, room, alice.token)
+    seq = await api.submit(
+        services, kind, room, [Title("from the server"), Add("s", "V", "t")], "job-1"
+    )
+    assert seq == 1
+    for client in (on_a, on_b):
+        await client.until_seq(1)
+        batch = client.batches[-1]
+        assert batch["author"] == str(SERVER_USER_ID) and batch["op_id"] == "job-1"
+        assert batch["ops"][0] == {"op": "title", "title": "from the server"}
+    # Idempotent by op id; kind rules apply to the server too (not_found).
+    assert await api.submit(services, kind, room, [Title("again")], "job-1") == 1
+    with pytest.raises(OpRejected) as rejected:
+        await api.submit(services, kind, room, [Delete("nope")], "job-2")
+    assert rejected.value.code == "not_found"
+    seq, state = await api.read_state(services, kind, room)
+    assert seq == 1 and state.title == "from the server" and set(state.notes) == {"s"}
+    # A member's edit after the server's continues the same sequence.
+    mine = await on_a.ops([{"op": "edit", "id": "s", "text": "mine"}])
+    assert (await on_a.ack(mine))["seq"] == 2
+    await on_b.until_seq(2)
+    with pytest.raises(RoomGone):
+        await api.submit(services, kind, uuid.uuid4(), [Title("x")], "job-3")
+    await on_a.close()
+    await on_b.close()
+
+
+async def test_metrics_are_exported(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
+    a, _ = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    client = await join(a.ws_url, room, alice.token)
+    await client.ack(await client.ops([{"op": "title", "title": "m"}]))
+    await client.send({"type": "nonsense"})
+    await client.until(lambda m: m["type"] == "error")
+    async with httpx.AsyncClient(base_url=a.url) as http:
+        text = (await http.get("/metrics")).text
+    assert "blendtune_room_connections " in text
+    assert "blendtune_rooms_active " in text
+    assert 'blendtune_room_messages_in_total{type="ops"}' in text
+    assert 'blendtune_room_messages_out_total{type="welcome"}' in text
+    assert 'blendtune_room_rejected_total{reason="unknown_type"}' in text
+    assert "blendtune_room_fanout_latency_seconds_bucket" in text
+    assert "blendtune_room_commit_seconds_count" in text
+    await client.close()
