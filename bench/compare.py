@@ -102,6 +102,7 @@ def figures(r: Report, redis_port: int) -> dict[str, float]:
         "Redis CPU %": round(redis_cpu, 1),
         "server RSS MiB (sum)": round(app_rss, 1),
         "generator lag p99 ms": r.generator_lag.p99_ms,
+        "generator CPU %": r.generator_cpu_pct,
     }
 
 

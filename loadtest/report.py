@@ -107,6 +107,7 @@ class Report(msgspec.Struct, kw_only=True):
     presence: PresenceFigures
     ops: OpFigures
     generator_lag: LatencySummary  # how late sends left against the timetable
+    generator_cpu_pct: float  # the client processes' CPU during the window (100 = one core)
     server: list[ProcessUsage]
     server_cpu_pct: float  # sum of the means over server processes (100 = one core)
     server_rss_mib: float
@@ -283,6 +284,9 @@ def build(
             ack_latency=summarize(hist["acks"]),
         ),
         generator_lag=lag,
+        generator_cpu_pct=round(
+            100 * sum(r.cpu_seconds for r in results) / window if window else 0.0, 1
+        ),
         server=server,
         server_cpu_pct=round(sum(p.cpu_mean_pct for p in server), 1),
         server_rss_mib=round(sum(p.rss_max_mib for p in server), 1),

@@ -289,7 +289,10 @@ def summary_table(report: reporting.Report, title: str | None = None) -> Table:
         table.add_row("op gaps / duplicates", f"{o.gaps} / {o.duplicates}")
         table.add_row("op latency", _latency(o.latency))
         table.add_row("ack latency", _latency(o.ack_latency))
-    table.add_row("generator lag p99", f"{report.generator_lag.p99_ms} ms")
+    table.add_row(
+        "generator lag p99 / CPU",
+        f"{report.generator_lag.p99_ms} ms / {report.generator_cpu_pct:.0f} % of a core",
+    )
     if report.server:
         table.add_row(
             "server CPU (sum of processes)",

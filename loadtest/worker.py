@@ -79,6 +79,7 @@ class Result(msgspec.Struct, tag="result", kw_only=True):
     presence_received_per_s: dict[int, int]
     ops_acked_per_s: dict[int, int]
     held_at_end: int  # connections open when sending stopped
+    cpu_seconds: float  # this process's CPU time during the sending window
     errors: list[str]
 
 
@@ -193,6 +194,7 @@ class Worker:
         self.start = 0.0  # the common start time (unix seconds)
         self.running = False
         self.held_at_end = 0
+        self.cpu_seconds = 0.0
         self.phase = "connecting"
 
     # Receiving (called from data_received: keep it lean).
@@ -491,6 +493,7 @@ class Worker:
             presence_received_per_s=self.presence_received_per_s,
             ops_acked_per_s=self.ops_acked_per_s,
             held_at_end=self.held_at_end,
+            cpu_seconds=self.cpu_seconds,
             errors=self.errors,
         )
 
@@ -506,6 +509,7 @@ class Worker:
                 await asyncio.sleep(delay)
             self.phase = "running"
             self.running = True
+            cpu_before = time.process_time()
             until = self.start + self.plan.duration
             jobs = [self.schedule(until)]
             if self.plan.churn_rate > 0:
@@ -514,6 +518,7 @@ class Worker:
                 jobs.append(asyncio.sleep(max(0.0, until - time.time())))
             await asyncio.gather(*jobs)
             self.held_at_end = self.counters.connections_held
+            self.cpu_seconds = time.process_time() - cpu_before
             self.phase = "draining"
             await self.drain(until + self.plan.drain)
             self.running = False
