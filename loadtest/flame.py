@@ -30,6 +30,25 @@ def short(frame: str) -> str:
     return f"{match.group('func')} ({path})"
 
 
+def package(frame: str) -> str:
+    """What a (shortened) frame belongs to: ``rooms``, ``uvicorn``, ``asyncio``, ..."""
+    match = re.search(r"\(([^)]*)\)$", frame)
+    where = match.group(1) if match else frame
+    head = where.split("/", 1)[0]
+    if head.endswith(".py"):
+        head = head[:-3]
+    return head or "?"
+
+
+def by_package(lines: list[str]) -> tuple[int, Counter[str]]:
+    """Self time per package of the innermost frame."""
+    total, self_time, _ = summarise(lines)
+    out: Counter[str] = Counter()
+    for frame, count in self_time.items():
+        out[package(frame)] += count
+    return total, out
+
+
 def summarise(lines: list[str], keep: str | None = None) -> tuple[int, Counter[str], Counter[str]]:
     total = 0
     self_time: Counter[str] = Counter()
@@ -59,12 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("profile")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--filter", help="inclusive table: only frames containing this")
+    parser.add_argument("--packages", action="store_true", help="self time per package")
     args = parser.parse_args(argv)
     with open(args.profile) as f:
         total, self_time, inclusive = summarise(f.readlines(), args.filter)
     if not total:
         print("no samples")
         return 1
+    if args.packages:
+        with open(args.profile) as f:
+            _, packages = by_package(f.readlines())
+        print(f"{total} samples\n\nself time by package:")
+        for name, count in packages.most_common(args.top):
+            print(f"{100 * count / total:6.1f} %  {name}")
+        return 0
     print(f"{total} samples\n\nself time:")
     for frame, count in self_time.most_common(args.top):
         print(f"{100 * count / total:6.1f} %  {frame}")
