@@ -179,19 +179,6 @@ async def top_tracks(conn: Any, connection: uuid.UUID, time_range: str) -> list[
     ]
 
 
-async def record_play(conn: Any, user_id: uuid.UUID, track_id: uuid.UUID) -> None:
-    """Count one play of a catalog track by a user (the catalog's play endpoint calls this)."""
-    await conn.execute(
-        """
-        INSERT INTO track_plays (user_id, track_id, play_count) VALUES ($1, $2, 1)
-        ON CONFLICT (user_id, track_id) DO UPDATE
-        SET play_count = track_plays.play_count + 1, last_played_at = now()
-        """,
-        user_id,
-        track_id,
-    )
-
-
 async def load_tastes(conn: Any, member_ids: Sequence[uuid.UUID]) -> list[MemberTaste]:
     """Every member's taste entries, in ``member_ids`` order."""
     entries: dict[uuid.UUID, list[TasteEntry]] = {m: [] for m in member_ids}

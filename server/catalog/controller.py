@@ -150,11 +150,8 @@ class TrackController(Controller):
     async def play_track(
         self, services: Services, principal: Principal, track_id: uuid.UUID
     ) -> schemas.PlayCount:
-        """Count one play (an atomic increment)."""
-        count = await services.pool.fetchval(
-            "UPDATE tracks SET play_count = play_count + 1 WHERE id = $1 RETURNING play_count",
-            track_id,
-        )
+        """Count one play: the track's total and the caller's own (a taste source for blends)."""
+        count = await queries.count_play(services.pool, principal.user_id, track_id)
         if count is None:
             raise Problem(404, "not_found", "No such track.")
         return schemas.PlayCount(id=track_id, play_count=count)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import asyncpg
 import msgspec
@@ -327,3 +327,25 @@ async def fetch_child(conn: Any, kind: str, child_id: uuid.UUID) -> msgspec.Stru
         f"SELECT to_jsonb(x) AS j FROM {child.table} x WHERE id = $1", child_id
     )
     return msgspec.json.decode(row["j"], type=child.outgoing)
+
+
+async def count_play(conn: Any, user_id: uuid.UUID, track_id: uuid.UUID) -> int | None:
+    """One play of a track by a user, in one statement; None if there is no such track."""
+    return cast(
+        "int | None",
+        await conn.fetchval(
+            """
+            WITH track AS (
+                UPDATE tracks SET play_count = play_count + 1 WHERE id = $2 RETURNING play_count
+            ), mine AS (
+                INSERT INTO track_plays (user_id, track_id, play_count)
+                SELECT $1, $2, 1 FROM track
+                ON CONFLICT (user_id, track_id) DO UPDATE
+                SET play_count = track_plays.play_count + 1, last_played_at = now()
+            )
+            SELECT play_count FROM track
+            """,
+            user_id,
+            track_id,
+        ),
+    )

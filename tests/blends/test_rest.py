@@ -398,10 +398,17 @@ async def test_generation_weaves_members_and_catalog_plays(
         " VALUES ('Catalog Tune', 'Local Band', 200, $1) RETURNING id",
         f"{uuid.uuid4()}.wav",
     )
-    from server.blends.taste import record_play
-
     for _ in range(3):
-        await record_play(db, bob.id, track_id)
+        played = await http.post(f"/tracks/{track_id}/play", headers=bob.headers)
+        assert played.status_code == 200
+    assert (
+        await db.fetchval(
+            "SELECT play_count FROM track_plays WHERE user_id = $1 AND track_id = $2",
+            bob.id,
+            track_id,
+        )
+        == 3
+    )
     mine = (await http.get("/taste/tracks", headers=bob.headers)).json()
     assert any(t["source"] == "catalog" and t["name"] == "Catalog Tune" for t in mine)
 
