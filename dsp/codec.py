@@ -56,6 +56,7 @@ DEFAULT_MAX_SECONDS: Final = 30 * 60.0
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
 
 _MP3_RATES: Final = (32000, 44100, 48000)
+_MAX_FRAMES_PER_BYTE: Final = 8192
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -146,8 +147,9 @@ def _check_wav(data: Buffer) -> None:
         chunk_id = data[pos : pos + 4]
         (size,) = struct.unpack_from("<I", data, pos + 4)
         if chunk_id == b"data":
-            # 0 and 0xFFFFFFFF mean "unknown length" (streamed writers).
-            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+            # Streaming writers that never finalised leave 0xFFFFFFFF here; pedalboard
+            # would then report a billion frames, so it counts as truncated too.
+            if pos + 8 + size > len(data):
                 missing = pos + 8 + size - len(data)
                 raise CorruptAudio(f"truncated WAV: {missing} bytes of audio data missing")
             return
@@ -380,10 +382,18 @@ def _prepare(data: Buffer, filename: str | None) -> AudioFormat:
     return actual
 
 
-def _describe(source: io.BytesIO | BinaryIO, fmt: AudioFormat) -> AudioInfo:
+def _check_plausible(frames: int, size: int, fmt: AudioFormat) -> None:
+    # Even digital silence costs the codecs a few bytes per thousand frames; a
+    # header promising more is forged, and decoding it would allocate gigabytes.
+    if frames > _MAX_FRAMES_PER_BYTE * size:
+        raise CorruptAudio(f"{fmt} header claims {frames} frames in {size} bytes")
+
+
+def _describe(source: io.BytesIO | BinaryIO, fmt: AudioFormat, size: int) -> AudioInfo:
     try:
         with AudioFile(source) as f:
             rate, channels, frames = int(f.samplerate), int(f.num_channels), int(f.frames)
+            _check_plausible(frames, size, fmt)
             if frames > 0 and rate > 0 and channels > 0:
                 f.read(min(frames, rate))  # the first second must decode, too
     except (ValueError, RuntimeError) as exc:
@@ -399,7 +409,7 @@ def probe(data: bytes, *, filename: str | None = None) -> AudioInfo:
     Raises what :func:`decode` raises, without decoding more than a second.
     """
     fmt = _prepare(data, filename)
-    return _describe(io.BytesIO(data), fmt)
+    return _describe(io.BytesIO(data), fmt, len(data))
 
 
 def probe_file(
@@ -422,7 +432,7 @@ def probe_file(
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             fmt = _prepare(data, os.fspath(path) if filename is None else filename)
         f.seek(0)
-        return _describe(f, fmt)
+        return _describe(f, fmt, size)
 
 
 def decode(
@@ -443,6 +453,7 @@ def decode(
         with AudioFile(io.BytesIO(data)) as f:
             if f.frames <= 0 or f.samplerate <= 0:
                 raise CorruptAudio(f"{fmt} file holds no audio frames")
+            _check_plausible(int(f.frames), len(data), fmt)
             if max_seconds is not None and f.frames / f.samplerate > max_seconds:
                 raise AudioTooLong(
                     f"audio lasts {f.frames / f.samplerate:.0f} s; the limit is {max_seconds:.0f} s"

@@ -164,3 +164,11 @@ def test_probe_file_checks_files_without_reading_them_whole(
     stored.write_bytes(b"")
     with pytest.raises(CorruptAudio):
         dsp.probe_file(stored, filename=f"song.{fmt}")
+
+
+def test_unfinalised_wav_size_is_refused(encoded: dict[str, bytes]) -> None:
+    data = bytearray(encoded["wav"])
+    size_at = data.find(b"data") + 4
+    data[size_at : size_at + 4] = b"\xff\xff\xff\xff"
+    with pytest.raises(CorruptAudio, match="truncated"):
+        dsp.decode(bytes(data), max_seconds=None)
