@@ -195,3 +195,33 @@ async def test_expired_and_forged_verification_tokens(
         assert (await client.post("/auth/verify", json={"token": fresh})).status_code == 200
         again = await client.post("/auth/verify/resend", headers=bearer(session))
         assert_problem(again, 409, "already_verified")
+
+
+async def test_secure_cookie_behind_a_tls_proxy(server: ServerProcess) -> None:
+    # The test client is a trusted proxy (loopback) saying the original request was https.
+    async with client_for(server.url) as client:
+        account = await register(client)
+        response = await client.post(
+            "/auth/login",
+            json={"email": account.email, "password": PASSWORD},
+            headers={"X-Forwarded-Proto": "https"},
+        )
+        assert response.status_code == 200
+        assert "secure" in response.headers["set-cookie"].lower()
+
+
+async def test_sessions_slide_on_use(server: ServerProcess, db: asyncpg.Connection) -> None:
+    async with client_for(server.url) as client:
+        account = await register(client)
+        token = await login(client, account.email)
+    await db.execute(
+        "UPDATE sessions SET last_activity = now() - interval '2 days',"
+        " expires_at = now() + interval '1 hour' WHERE user_id = $1",
+        account.user_id,
+    )
+    async with httpx.AsyncClient(base_url=server.url) as bare:
+        assert (await bare.get("/me", headers=bearer(token))).status_code == 200
+    left = await db.fetchval(
+        "SELECT expires_at - now() FROM sessions WHERE user_id = $1", account.user_id
+    )
+    assert left.total_seconds() > 6.9 * 24 * 3600
