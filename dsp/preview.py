@@ -314,7 +314,9 @@ class Previewer:
             round(min(max(tail_seconds(clip.effects), 0.5), 3.0) * rate) if clip.effects else 0
         )
         start = clip_first_frame(clip, timeline, rate)
-        lo = min(max(window[0] - start - preroll, 0), max(total - preroll, 0))
+        # At least the clip's last frame: a clip whose source ends before its
+        # out point may reach the window only on paper.
+        lo = min(max(window[0] - start - preroll, 0), max(total - preroll, 0), total - 1)
         hi = min(max(window[1] - start, lo + 1), total)
         first, last = lo // chunk, (hi - 1) // chunk
         finished_key = (

@@ -248,3 +248,17 @@ async def test_preview_places_a_stretched_clip_on_its_beat() -> None:
     envelope = np.abs(dsp.decode(result.data).samples).max(axis=0)
     onset = np.argmax(envelope > 0.05 * envelope.max()) / 44100
     assert abs(onset - 0.5) < 0.001  # beat 5 at 120 BPM is 2.5 s; the window starts at 2 s
+
+
+async def test_clip_running_past_its_source_end(drums: Audio) -> None:
+    # The source (exactly one chunk long) ends long before out_seconds: the
+    # window after it is silent.
+    source = Audio(np.tile(drums.samples, 2)[:, :CHUNK_FRAMES].copy(), 44100)
+    timeline = Timeline(bpm=120, clips=(Clip("a", "d", 0.0, 60.0, 0.0),))
+    async with Previewer(Library({"d": source}), format="wav") as previewer:
+        late = await previewer.render(timeline, start_seconds=20.0, duration_seconds=2.0)
+        early = await previewer.render(timeline, start_seconds=0.0, duration_seconds=10.0)
+    assert not np.any(dsp.decode(late.data).samples)
+    samples = dsp.decode(early.data).samples
+    assert np.any(samples[:, : 5 * 44100])
+    assert not np.any(samples[:, CHUNK_FRAMES + 100 :])
