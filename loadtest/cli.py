@@ -48,6 +48,14 @@ from loadtest.shapes import SHAPES
     help="blendtune: the room protocol (docs/protocol.md); simple: the baselines' wire format.",
 )
 @click.option(
+    "--placement",
+    type=click.Choice(["spread", "room"]),
+    default="spread",
+    show_default=True,
+    help="spread: every room has members on every --url; room: each room's members on one "
+    "URL (as a load balancer hashing on the room id would place them).",
+)
+@click.option(
     "--compression/--no-compression",
     default=False,
     show_default=True,
@@ -88,6 +96,7 @@ def loadtest(
     churn_rate: float | None,
     processes: int | None,
     mode: str,
+    placement: str,
     compression: bool,
     payload_bytes: int,
     seed_file: str | None,
@@ -120,6 +129,7 @@ def loadtest(
         compression=compression,
         churn_rate=churn_rate if churn_rate is not None else preset.churn_rate,
         payload_bytes=payload_bytes,
+        placement=placement,
         watch_ports=list(watch_ports),
         profile=profile_prefix or "",
     )

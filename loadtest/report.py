@@ -44,6 +44,7 @@ class RunConfig(msgspec.Struct, frozen=True, kw_only=True):
     compression: bool
     churn_rate: float
     payload_bytes: int
+    placement: str = "spread"
 
 
 class Connections(msgspec.Struct, frozen=True, kw_only=True):

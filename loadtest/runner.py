@@ -1,8 +1,9 @@
 """The parent process of a run: plans members, starts client processes, shows progress, merges.
 
-Members are spread so that every room has members in several client processes and on
-every server URL (member m of room r goes to process (r*M+m) mod P and to URL (r+m) mod U):
-fan-out across server processes and across client processes is always exercised.
+Members are spread so that every room has members in several client processes and, by
+default, on every server URL (member m of room r goes to process (r*M+m) mod P and to URL
+(r+m) mod U): fan-out across server processes and across client processes is exercised.
+With placement "room", room r's members all go to URL r mod U instead.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class RunOptions:
     room_ids: list[str] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     kind: str = "loadtest"
+    # "spread": every room has members on every URL (cross-process fan-out and sequencing);
+    # "room": all members of a room on one URL, as a load balancer hashing the room id would.
+    placement: str = "spread"
     # py-spy the local server processes during the run: raw profiles written to
     # <profile>-<port>-<pid>.txt (summarise with ``python -m loadtest.flame``).
     profile: str = ""
@@ -67,7 +71,9 @@ def plan_members(options: RunOptions) -> list[list[Member]]:
                     room_index=r,
                     index=m,
                     room_size=options.members,
-                    url=options.urls[(r + m) % len(options.urls)],
+                    url=options.urls[
+                        (r + m if options.placement == "spread" else r) % len(options.urls)
+                    ],
                     token=options.tokens[g] if options.tokens else "",
                 )
             )
@@ -243,6 +249,7 @@ def run(
         compression=options.compression,
         churn_rate=options.churn_rate,
         payload_bytes=options.payload_bytes,
+        placement=options.placement,
     )
     outcome = reporting.build(
         results=list(results.values()),
