@@ -234,7 +234,7 @@ class Room:
         self.pending: dict[int, Delivery] = {}
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT)
         self.queue: list[store.Pending] = []
-        self.writer: asyncio.Task[None] | None = None
+        self.busy = False  # a group with this room's batches is being committed
         self.activation: asyncio.Task[None] | None = None
         self.gap_task: asyncio.Task[None] | None = None
         self.snapshot_task: asyncio.Task[None] | None = None
@@ -401,39 +401,40 @@ class Room:
 
     def submit(self, pending: store.Pending) -> None:
         self.queue.append(pending)
-        if self.writer is None:
-            self.writer = self.hub.spawn(self._write())
+        if not self.busy:
+            self.hub.committer.ready(self)
 
-    async def _write(self) -> None:
-        hub = self.hub
-        try:
-            while self.queue and not self.gone:
-                batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
-                before = self.seq
-                started = time.perf_counter()
-                try:
-                    state, entries = await store.commit(hub.services.pool, self, batch)
-                except store.RoomGone:
-                    for pending in batch:
-                        _answer_error(pending, "not_found", "the room no longer exists")
-                    self.vanish()
-                    return
-                except Exception as exc:
-                    logger.warning("room %s: commit failed: %r", self.room_id, exc)
-                    for pending in batch:
-                        _answer_error(pending, p.UNAVAILABLE, "database unavailable: resend")
-                    continue
-                hub.metrics.commit_latency.observe(time.perf_counter() - started)
-                hub.metrics.commit_batches.observe(len(batch))
-                self._commit_local(entries, state, batch)
-                if entries and store.snapshot_due(
-                    before, self.seq, hub.settings.room_snapshot_every
-                ):
-                    self._snapshot()
-        finally:
-            self.writer = None
-            if not self.members:
-                hub.deactivate(self)
+    @property
+    def idle(self) -> bool:
+        return not self.busy and not self.queue
+
+    def take(self) -> list[store.Pending]:
+        batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+        self.busy = True
+        return batch
+
+    def committed(self, batch: list[store.Pending], outcome: store.Outcome, before: int) -> None:
+        """The committer's answer for ``batch``: acknowledge, deliver, publish."""
+        self.busy = False
+        if isinstance(outcome, store.RoomGone):
+            for pending in [*batch, *self.queue]:
+                _answer_error(pending, "not_found", "the room no longer exists")
+            self.queue.clear()
+            self.vanish()
+        elif isinstance(outcome, BaseException):
+            logger.warning("room %s: commit failed: %r", self.room_id, outcome)
+            for pending in batch:
+                _answer_error(pending, p.UNAVAILABLE, "database unavailable: resend")
+        else:
+            state, entries = outcome
+            self._commit_local(entries, state, batch)
+            every = self.hub.settings.room_snapshot_every
+            if entries and store.snapshot_due(before, self.seq, every):
+                self._snapshot()
+        if self.queue:
+            self.hub.committer.ready(self)
+        elif not self.members:
+            self.hub.deactivate(self)
 
     def _commit_local(
         self, entries: list[store.Entry], state: Any, batch: Sequence[store.Pending]
@@ -546,6 +547,79 @@ def _answer_error(pending: store.Pending, code: str, detail: str) -> None:
         conn.enqueue(p.encode(p.Error(code=code, detail=detail, op_id=pending.op_id)))
 
 
+class Committer:
+    """Group commit across rooms: one statement carries the queued batches of many rooms.
+
+    A room with queued batches is "ready"; at the end of the event-loop iteration the
+    committer takes the batches of every ready room that has no commit in flight and sends
+    them in one statement (``store.commit_many``), with up to ``MAX_INFLIGHT`` statements in
+    flight. At low load a batch goes out at once, alone; under load each statement (and each
+    WAL flush) carries many batches, which is what lets throughput grow with load.
+    """
+
+    MAX_INFLIGHT = 4
+    MAX_BATCHES = 1024  # per statement
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.ready_rooms: dict[uuid.UUID, Room] = {}
+        self.inflight = 0
+        self._scheduled = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def ready(self, room: Room) -> None:
+        self.ready_rooms[room.room_id] = room
+        self._idle.clear()
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._launch)
+
+    def _launch(self) -> None:
+        self._scheduled = False
+        while self.ready_rooms and self.inflight < self.MAX_INFLIGHT:
+            work: list[tuple[Room, list[store.Pending], int]] = []
+            count = 0
+            while self.ready_rooms and count < self.MAX_BATCHES:
+                room = self.ready_rooms.pop(next(iter(self.ready_rooms)))
+                if room.busy or not room.queue:
+                    continue
+                batch = room.take()
+                work.append((room, batch, room.seq))
+                count += len(batch)
+            if not work:
+                break
+            self.inflight += 1
+            self.hub.spawn(self._commit(work))
+        if not self.inflight and not self.ready_rooms:
+            self._idle.set()
+
+    async def _commit(self, work: list[tuple[Room, list[store.Pending], int]]) -> None:
+        metrics = self.hub.metrics
+        started = time.perf_counter()
+        try:
+            outcomes = await store.commit_many(
+                self.hub.services.pool, [(room, batch) for room, batch, _ in work]
+            )
+        except Exception as exc:  # the database is unreachable: nothing was committed
+            outcomes = [exc] * len(work)
+        finally:
+            self.inflight -= 1
+        metrics.commit_latency.observe(time.perf_counter() - started)
+        metrics.commit_batches.observe(sum(len(batch) for _, batch, _ in work))
+        for (room, batch, before), outcome in zip(work, outcomes, strict=True):
+            try:
+                room.committed(batch, outcome, before)
+            except Exception:
+                logger.exception("room %s: delivering a commit failed", room.room_id)
+        self._launch()
+
+    async def drain(self, within: float) -> None:
+        """Wait until everything queued is committed (at shutdown)."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), within)
+
+
 class JoinRefused(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -575,6 +649,7 @@ class Hub:
         self._loops: list[asyncio.Task[None]] = []
         assert self.settings.redis_url is not None
         self.publisher = Publisher(services.redis, self._publish_failed)
+        self.committer = Committer(self)
         self.listener = Listener(
             self.settings.redis_url,
             services.keys("rooms", "control"),
@@ -601,9 +676,7 @@ class Hub:
         self.closing = True
         for conn in list(self.conns):
             conn.close(p.Close.RESTARTING, "server restarting: reconnect")
-        writers = [room.writer for room in self.rooms.values() if room.writer is not None]
-        if writers:
-            await asyncio.wait(writers, timeout=max(1.0, self.settings.shutdown_grace_seconds / 2))
+        await self.committer.drain(max(1.0, self.settings.shutdown_grace_seconds / 2))
         for task in self._loops:
             task.cancel()
         with contextlib.suppress(Exception):
@@ -691,7 +764,7 @@ class Hub:
                     missed = None  # more than the send queue should hold: a snapshot is cheaper
         except BaseException:
             room.joining -= 1
-            if not room.members and room.writer is None:
+            if not room.members and room.idle:
                 self.deactivate(room)
             raise
         # No await from here on: the welcome and the stream that follows are consistent.
@@ -748,11 +821,16 @@ class Hub:
             self.publisher.command("hdel", room.members_key, conn.id)
         else:
             self.orphans.add((room.members_key, conn.id))  # removed when Redis is back
-        if not room.members and room.writer is None:
+        if not room.members and room.idle:
             self.deactivate(room)
 
     def deactivate(self, room: Room) -> None:
-        if room.members or room.joining or self.rooms.get(room.room_id) is not room:
+        if (
+            not room.idle
+            or room.members
+            or room.joining
+            or self.rooms.get(room.room_id) is not room
+        ):
             return
         self._drop(room)
 

@@ -192,20 +192,28 @@ async def load(pool: Any, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> tuple
 
 # ------------------------------------------------------------------ sequencing
 
-# One statement, one round trip: compare-and-set the room's seq and insert the batches. It
-# changes nothing when another process moved the seq (updated = 0), and fails as a whole on a
-# re-sent op id (unique violation); both fall back to the locking path.
+# One statement, one round trip, for any number of rooms: lock each room's row if its seq is
+# still the expected one (SKIP LOCKED: never wait, so never deadlock with another process),
+# move the seq and insert the batches. Rooms that another process moved or holds are not
+# returned and go through the locking path; a re-sent op id (unique violation) fails the
+# statement as a whole, and then every room goes through the locking path.
 _FAST = """
-WITH upd AS (
-    UPDATE rooms SET seq = $3 WHERE id = $1 AND seq = $2 RETURNING seq
+WITH t AS (
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, expected, last)
+), locked AS MATERIALIZED (
+    SELECT r.id, t.last FROM rooms r JOIN t ON r.id = t.id AND r.seq = t.expected
+    FOR UPDATE OF r SKIP LOCKED
+), upd AS (
+    UPDATE rooms r SET seq = locked.last FROM locked WHERE r.id = locked.id RETURNING r.id
 ), ins AS (
     INSERT INTO room_ops (room_id, seq, author_id, op_id, body)
-    SELECT $1, t.seq, t.author, t.op_id, t.body::jsonb
-    FROM unnest($4::bigint[], $5::uuid[], $6::text[], $7::text[]) AS t(seq, author, op_id, body)
-    WHERE EXISTS (SELECT 1 FROM upd)
+    SELECT e.room_id, e.seq, e.author, e.op_id, e.body::jsonb
+    FROM unnest($4::uuid[], $5::bigint[], $6::uuid[], $7::text[], $8::text[])
+        AS e(room_id, seq, author, op_id, body)
+    WHERE e.room_id IN (SELECT id FROM upd)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM upd) AS updated, (SELECT count(*) FROM ins) AS inserted
+SELECT id FROM upd
 """
 
 _INSERT = """
@@ -264,59 +272,109 @@ async def _mark_duplicates(conn: Any, room_id: uuid.UUID, batch: Sequence[Pendin
             pending.rejected = None
 
 
-async def commit(pool: Any, replica: Replica, batch: Sequence[Pending]) -> tuple[Any, list[Entry]]:
-    """Sequence ``batch`` after everything already in the room and make it durable.
+@dataclass
+class _Group:
+    """One room's share of a commit."""
 
-    Sets each Pending's outcome (seq, duplicate or rejected) and returns the state after the
-    accepted batches with their entries; the caller applies them to the replica (which is at
-    ``entries[0].seq - 1`` when this returns) and then acknowledges and publishes. Raises
-    ``RoomGone``, or a database error (then nothing was acknowledged; clients resend).
+    replica: Replica
+    unique: list[Pending]
+    repeats: list[tuple[Pending, Pending]]
+    state: Any = None
+    entries: list[Entry] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, replica: Replica, batch: Sequence[Pending]) -> _Group:
+        # The same op id twice in one group: the second is answered like the first.
+        unique: list[Pending] = []
+        first: dict[tuple[uuid.UUID, str], Pending] = {}
+        repeats: list[tuple[Pending, Pending]] = []
+        for pending in batch:
+            original = first.get(pending.key)
+            if original is None:
+                first[pending.key] = pending
+                unique.append(pending)
+            else:
+                repeats.append((pending, original))
+        return cls(replica, unique, repeats)
+
+    def result(self) -> tuple[Any, list[Entry]]:
+        for pending, original in self.repeats:
+            if original.seq is not None:
+                pending.seq, pending.duplicate = original.seq, True
+            else:
+                pending.rejected = original.rejected
+        return self.state, self.entries
+
+
+Outcome = tuple[Any, list[Entry]] | BaseException
+
+
+async def commit_many(
+    pool: Any, work: Sequence[tuple[Replica, Sequence[Pending]]]
+) -> list[Outcome]:
+    """Sequence and persist batches for several rooms at once (group commit).
+
+    For each room: sets each Pending's outcome (seq, duplicate or rejected) and returns the
+    state after the accepted batches with their entries, or the exception for that room
+    (``RoomGone``, a database error). The caller applies the entries to the replica (which is
+    at ``entries[0].seq - 1`` then), acknowledges and publishes. Raises when the database
+    cannot be reached at all (nothing was committed; clients resend).
     """
-    unique: list[Pending] = []
-    first: dict[tuple[uuid.UUID, str], Pending] = {}
-    repeats: list[tuple[Pending, Pending]] = []
-    for pending in batch:
-        original = first.get(pending.key)
-        if original is None:
-            first[pending.key] = pending
-            unique.append(pending)
-        else:
-            repeats.append((pending, original))
-
-    result = None
-    if replica.loaded:
-        result = await _commit_fast(pool, replica, unique)
-    if result is None:
-        for pending in unique:
-            pending.seq, pending.duplicate, pending.rejected = None, False, None
-        result = await _commit_locked(pool, replica, unique)
-
-    for pending, original in repeats:
-        if original.seq is not None:
-            pending.seq, pending.duplicate = original.seq, True
-        else:
-            pending.rejected = original.rejected
-    return result
-
-
-async def _commit_fast(
-    pool: Any, replica: Replica, batch: Sequence[Pending]
-) -> tuple[Any, list[Entry]] | None:
-    expected = replica.seq
-    state, entries = _validate(replica.kind, replica.current_state(), expected, batch)
+    groups = [_Group.of(replica, batch) for replica, batch in work]
+    fast = [g for g in groups if g.replica.loaded]
+    for g in fast:
+        g.state, g.entries = _validate(
+            g.replica.kind, g.replica.current_state(), g.replica.seq, g.unique
+        )
+    slow: list[_Group] = [g for g in groups if not g.replica.loaded]
     async with pool.acquire() as conn:
-        if entries:
+        writing = [g for g in fast if g.entries]
+        committed: set[uuid.UUID] = set()
+        if writing:
+            entries = [(g.replica.room_id, e) for g in writing for e in g.entries]
+            seqs, authors, op_ids, bodies = _columns([e for _, e in entries])
             try:
-                row = await conn.fetchrow(
-                    _FAST, replica.room_id, expected, entries[-1].seq, *_columns(entries)
+                rows = await conn.fetch(
+                    _FAST,
+                    [g.replica.room_id for g in writing],
+                    [g.replica.seq for g in writing],
+                    [g.entries[-1].seq for g in writing],
+                    [room_id for room_id, _ in entries],
+                    seqs,
+                    authors,
+                    op_ids,
+                    bodies,
                 )
+                committed = {row["id"] for row in rows}
             except asyncpg.UniqueViolationError:
-                return None  # a re-sent op id: sort it out under the lock
-            if row["updated"] == 0:
-                return None  # another process got there first
-        # A rejected batch may be a re-sent one that was applied before: answer with its seq.
-        await _mark_duplicates(conn, replica.room_id, [p for p in batch if p.rejected])
-    return state, entries
+                pass  # a re-sent op id somewhere: sort it out under the lock
+        for g in fast:
+            if g.entries and g.replica.room_id not in committed:
+                slow.append(g)
+                continue
+            # A rejected batch may be a re-sent one that was applied before.
+            rejected = [p for p in g.unique if p.rejected]
+            if rejected:
+                await _mark_duplicates(conn, g.replica.room_id, rejected)
+    slow_ids = {id(g) for g in slow}
+    outcomes: dict[int, Outcome] = {id(g): g.result() for g in fast if id(g) not in slow_ids}
+    for g in slow:
+        for pending in g.unique:
+            pending.seq, pending.duplicate, pending.rejected = None, False, None
+        try:
+            g.state, g.entries = await _commit_locked(pool, g.replica, g.unique)
+            outcomes[id(g)] = g.result()
+        except Exception as exc:
+            outcomes[id(g)] = exc
+    return [outcomes[id(g)] for g in groups]
+
+
+async def commit(pool: Any, replica: Replica, batch: Sequence[Pending]) -> tuple[Any, list[Entry]]:
+    """``commit_many`` for one room; raises that room's exception."""
+    (outcome,) = await commit_many(pool, [(replica, batch)])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 async def _commit_locked(
