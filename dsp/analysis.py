@@ -72,11 +72,12 @@ class Key(msgspec.Struct, frozen=True):
 
 
 def _mono(audio: Audio, rate: int) -> Floats:
-    mono: Floats = audio.samples.astype(np.float64).mean(axis=0)
-    if audio.sample_rate == rate:
-        return mono
-    g = gcd(audio.sample_rate, rate)
-    return np.asarray(resample_poly(mono, rate // g, audio.sample_rate // g), dtype=np.float64)
+    # float32 until the rate is down: a long track's float64 copy would be large.
+    mono = audio.samples.mean(axis=0, dtype=np.float32)
+    if audio.sample_rate != rate:
+        g = gcd(audio.sample_rate, rate)
+        mono = resample_poly(mono, rate // g, audio.sample_rate // g)
+    return np.asarray(mono, dtype=np.float64)
 
 
 def _frames(signal: Floats, size: int, hop: int) -> Floats:

@@ -40,31 +40,47 @@ def _k_weighting(rate: int) -> Floats:
     return np.array(sections, dtype=np.float64)
 
 
-def k_weighted(samples: npt.NDArray[np.floating], rate: int) -> Floats:
-    """The K-weighted signal, (channels, frames), in float64."""
-    out: Floats = sosfilt(_k_weighting(rate), samples.astype(np.float64), axis=-1)
+def weighted_powers(samples: npt.NDArray[np.floating], rate: int, stride: int = 1) -> Floats:
+    """Channel-summed squares of the K-weighted signal, summed in groups of ``stride``.
+
+    Filters in blocks, carrying the filter state, so memory stays small for
+    long tracks (the float64 signal never exists whole).
+    """
+    sections = _k_weighting(rate)
+    channels, frames = samples.shape
+    state = np.zeros((sections.shape[0], channels, 2))
+    groups = -(-frames // stride)
+    out = np.empty(groups)
+    block = stride * max(1, (1 << 18) // stride)
+    for start in range(0, frames, block):
+        chunk = samples[:, start : start + block].astype(np.float64)
+        weighted, state = sosfilt(sections, chunk, axis=-1, zi=state)
+        power = np.einsum("ij,ij->j", weighted, weighted)
+        first = start // stride
+        out[first : first + -(-power.size // stride)] = np.add.reduceat(
+            power, np.arange(0, power.size, stride)
+        )
     return out
-
-
-def frame_powers(weighted: Floats) -> Floats:
-    """Per frame, the sum over channels of the squared K-weighted signal (weights 1)."""
-    power: Floats = np.einsum("ij,ij->j", weighted, weighted)
-    return power
 
 
 def block_powers(power: Floats, rate: int, frames: int, stride: int = 1) -> Floats:
     """Mean square of each 400 ms gating block (75 % overlap).
 
-    ``power`` holds per-frame powers summed in groups of ``stride`` frames;
-    with a stride that divides the 100 ms step the blocks are still exact.
+    ``power`` holds per-frame powers summed in groups of ``stride`` frames; a
+    stride that divides the 100 ms step keeps the blocks exact.
     """
     count = int(np.round((frames / rate - _BLOCK_SECONDS) / (_BLOCK_SECONDS * _STEP))) + 1
     if count <= 0:
         return np.zeros(0)
     cumulative = np.concatenate([[0.0], np.cumsum(power)])
     index = np.arange(count)
-    lower = (_BLOCK_SECONDS * (index * _STEP) * rate).astype(np.int64)
-    upper = np.minimum((_BLOCK_SECONDS * (index * _STEP + 1) * rate).astype(np.int64), frames)
+    step = _BLOCK_SECONDS * _STEP * rate
+    if float(step).is_integer():  # integer bounds: float products can truncate a frame short
+        lower = index * int(step)
+        upper = np.minimum(lower + 4 * int(step), frames)
+    else:
+        lower = (_BLOCK_SECONDS * (index * _STEP) * rate).astype(np.int64)
+        upper = np.minimum((_BLOCK_SECONDS * (index * _STEP + 1) * rate).astype(np.int64), frames)
     lower, upper = lower // stride, -(-upper // stride)
     powers: Floats = (cumulative[upper] - cumulative[lower]) / (_BLOCK_SECONDS * rate)
     return powers
@@ -94,8 +110,9 @@ def integrated_loudness(samples: npt.NDArray[np.floating], rate: int) -> float |
     """Integrated loudness in LUFS; None for silence or under 400 ms of audio."""
     if samples.shape[-1] < _MIN_SECONDS * rate:
         return None
-    frames = samples.shape[-1]
-    return gated_loudness(block_powers(frame_powers(k_weighted(samples, rate)), rate, frames))
+    frames, stride = samples.shape[-1], block_stride(rate)
+    powers = block_powers(weighted_powers(samples, rate, stride), rate, frames, stride)
+    return gated_loudness(powers)
 
 
 @cache
@@ -136,11 +153,17 @@ def peak_envelope(samples: Samples, block: int = 1 << 16) -> Samples:
     return envelope
 
 
-def true_peak(samples: Samples) -> float:
+def true_peak(samples: Samples, block: int = 1 << 18) -> float:
     """Linear true peak (max over channels of the 4x oversampled magnitude)."""
-    if samples.size == 0:
-        return 0.0
-    return float(peak_envelope(samples).max())
+    peak = 0.0
+    frames = samples.shape[-1]
+    pad = _TAPS_PER_PHASE
+    for start in range(0, frames, block):
+        lo, hi = max(0, start - pad), min(frames, start + block + pad)
+        stop = min(frames, start + block)
+        local = peak_envelope(samples[:, lo:hi])[start - lo : stop - lo]
+        peak = max(peak, float(local.max(initial=0.0)))
+    return peak
 
 
 def peak_envelope_in(samples: Samples, frames: npt.NDArray[np.bool_], block: int = 4096) -> Samples:

@@ -292,7 +292,7 @@ def normalize(
     width = max(3, round(_LIMITER_WINDOW_SECONDS * rate / stride) | 1)
     envelope = loudness.peak_envelope(samples)
     peaks = _grouped(envelope, stride, "max")
-    power = _grouped(loudness.frame_powers(loudness.k_weighted(samples, rate)), stride, "sum")
+    power = loudness.weighted_powers(samples, rate, stride)
 
     def estimate(gain_db: float) -> tuple[Floats, float | None]:
         gains = _limiter_gain(peaks, 10 ** (gain_db / 20), ceiling, width)
