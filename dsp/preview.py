@@ -45,6 +45,7 @@ from dsp.render import (
     CHUNK_FRAMES,
     DEFAULT_CEILING_DBTP,
     DEFAULT_TARGET_LUFS,
+    check_window,
     clip_first_frame,
     clip_frames,
     clips_in_window,
@@ -227,8 +228,7 @@ class Previewer:
         """
         began = time.perf_counter()
         timeline = validate_timeline(timeline)
-        if start_seconds < 0 or (duration_seconds is not None and duration_seconds <= 0):
-            raise InvalidTimeline("the preview window must start at >= 0 and last > 0 s")
+        check_window(start_seconds, duration_seconds)
         end = (
             timeline_duration_seconds(timeline)
             if duration_seconds is None

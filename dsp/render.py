@@ -16,6 +16,7 @@ The steps are separate so that :mod:`dsp.preview` can cache the expensive ones:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -391,6 +392,16 @@ def clips_in_window(timeline: Timeline, start_seconds: float, end_seconds: float
     return found
 
 
+def check_window(start_seconds: float, duration_seconds: float | None) -> None:
+    """Refuse a window that starts before 0, lasts no time, or is not a number."""
+    if not (math.isfinite(start_seconds) and start_seconds >= 0):
+        raise InvalidTimeline(f"a window must start at a time >= 0, not {start_seconds!r}")
+    if duration_seconds is not None and not (
+        math.isfinite(duration_seconds) and duration_seconds > 0
+    ):
+        raise InvalidTimeline(f"a window must last > 0 s, not {duration_seconds!r}")
+
+
 def render_timeline(
     timeline: Timeline,
     sources: Mapping[str, Audio] | Callable[[str], Audio],
@@ -411,6 +422,7 @@ def render_timeline(
     ``check()`` is called between steps and may raise to abandon the render.
     """
     timeline = validate_timeline(timeline)
+    check_window(start_seconds, duration_seconds)
     rate = PROJECT_RATE
     end = (
         timeline_duration_seconds(timeline)

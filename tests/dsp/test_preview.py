@@ -143,7 +143,10 @@ async def test_loader_must_return_project_audio(drums: Audio) -> None:
             await previewer.render(Timeline(clips=(Clip("a", "drums", 0.0, 1.0, 0.0),)))
 
 
-@pytest.mark.parametrize(("start", "duration"), [(-1.0, 5.0), (0.0, 0.0), (0.0, 1e9)])
+@pytest.mark.parametrize(
+    ("start", "duration"),
+    [(-1.0, 5.0), (0.0, 0.0), (0.0, 1e9), (float("nan"), 5.0), (0.0, float("inf"))],
+)
 async def test_bad_windows_are_refused(library: Library, start: float, duration: float) -> None:
     async with Previewer(library) as previewer:
         with pytest.raises(InvalidTimeline):

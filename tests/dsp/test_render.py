@@ -168,3 +168,10 @@ def test_invalid_struct_is_refused_before_any_work(drums: Audio) -> None:
     bad = Timeline(clips=(Clip("a", "d", 0.0, 1.0, 0.0, gain_db=500.0),))
     with pytest.raises(InvalidTimeline, match="gain_db"):
         render_timeline(bad, {"d": drums})
+
+
+@pytest.mark.parametrize(("start", "duration"), [(-1.0, 1.0), (float("nan"), 1.0), (0.0, -2.0)])
+def test_bad_windows_are_refused(drums: Audio, start: float, duration: float) -> None:
+    timeline = Timeline(clips=(Clip("a", "d", 0.0, 1.0, 0.0),))
+    with pytest.raises(InvalidTimeline, match="window"):
+        render_timeline(timeline, {"d": drums}, start_seconds=start, duration_seconds=duration)
