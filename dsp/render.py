@@ -441,8 +441,8 @@ def render_timeline(
         if check is not None:
             check()
         source = _source(sources, clip.track_id)
-        if source.sample_rate != rate:
-            raise InvalidTimeline(f"track {clip.track_id!r} is not at {rate} Hz")
+        if source.sample_rate != rate or source.channels != 2:
+            raise InvalidTimeline(f"track {clip.track_id!r} is not stereo at {rate} Hz")
         finished = finish_clip(
             stretch_clip(source, clip, timeline, high_quality=high_quality), clip
         )
