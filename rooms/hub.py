@@ -226,6 +226,7 @@ class Room:
         self.members_key = hub.services.keys("room", str(room_id), "members")
         self.members: dict[str, Conn] = {}
         self.roster: dict[str, p.Member] = {}
+        self.presence_text: dict[str, str] = {}
         self.seq = 0
         self.loaded = False
         self._state: Any = None
@@ -510,6 +511,12 @@ class Room:
 
     # ---------------------------------------------------------------- presence
 
+    def member_with_state(self, member: p.Member) -> p.Member:
+        text = self.presence_text.get(member.id)
+        if text is None:
+            return member
+        return msgspec.structs.replace(member, state=_presence_decoder.decode(text).state)
+
     def announce_join(self, member: p.Member, text: str, exclude: Conn | None) -> None:
         self.roster[member.id] = member
         n = 0
@@ -520,6 +527,7 @@ class Room:
         self.hub.metrics.count_out("joined", n)
 
     def announce_leave(self, member_id: str) -> bool:
+        self.presence_text.pop(member_id, None)
         if self.roster.pop(member_id, None) is None:
             return False
         text = p.encode(p.Left(id=member_id))
@@ -528,10 +536,10 @@ class Room:
         self.hub.metrics.count_out("left", len(self.members))
         return True
 
-    def presence(self, member_id: str, state: msgspec.Raw, text: str, exclude: Conn | None) -> None:
-        member = self.roster.get(member_id)
-        if member is not None:
-            member.state = state
+    def presence(self, member_id: str, text: str, exclude: Conn | None) -> None:
+        if member_id in self.roster:
+            # Kept as sent; decoded only when a welcome lists the members.
+            self.presence_text[member_id] = text
         n = 0
         for conn in self.members.values():
             if conn is not exclude:
@@ -774,7 +782,7 @@ class Hub:
         conn.room = room
         self.conns.add(conn)
         self.metrics.connections.set(len(self.conns))
-        members = [*room.roster.values(), conn.member]
+        members = [room.member_with_state(m) for m in room.roster.values()] + [conn.member]
         conn.enqueue(
             p.encode(
                 p.Welcome(
@@ -848,7 +856,7 @@ class Hub:
         if room is None:
             return
         text = p.encode(p.PresenceOut(id=conn.id, state=state))
-        room.presence(conn.id, state, text, exclude=conn)
+        room.presence(conn.id, text, exclude=conn)
         self.publisher.publish(room.channel, pack("p", conn.id, self.proc_id, "-", text))
 
     # ---------------------------------------------------------------- fan-out
@@ -868,8 +876,7 @@ class Hub:
         if kind == "b":
             room.offer(Delivery(int(env.key), env.payload, env.role, published_at=env.published_at))
         elif kind == "p":
-            state = _presence_decoder.decode(env.payload).state
-            room.presence(env.key, state, env.payload, exclude=None)
+            room.presence(env.key, env.payload, exclude=None)
         elif kind == "j":
             member = _joined_decoder.decode(env.payload).member
             room.announce_join(member, env.payload, exclude=None)

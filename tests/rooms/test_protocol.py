@@ -52,6 +52,12 @@ async def test_join_edit_ack_and_fan_out(pair: tuple[ServerProcess, ServerProces
     await c2.send({"type": "presence", "state": {"cursor": 3}})
     presence = await c1.until(lambda m: m["type"] == "presence")
     assert presence == {"type": "presence", "id": c2.member_id, "state": {"cursor": 3}}
+    # A later joiner sees who is here and their latest presence.
+    c3 = await join(a.ws_url, room, alice.token)
+    states = {m["id"]: m["state"] for m in c3.welcome["members"]}
+    assert states == {c1.member_id: None, c2.member_id: {"cursor": 3}, c3.member_id: None}
+    await c3.close()
+    await c1.until(lambda m: m["type"] == "left" and m["id"] == c3.member_id)
 
     await c2.close()
     left = await c1.until(lambda m: m["type"] == "left")
