@@ -15,6 +15,7 @@ from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
 from server.catalog.controller import TrackController
 from server.metrics import metrics_endpoint, metrics_middleware
+from server.openapi import document_problem_details
 from server.playlists.controller import PlaylistController
 from server.problems import EXCEPTION_HANDLERS
 from server.releases.controller import ReleaseController
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             accounts.lifespan,
             rooms_lifespan,
         ],
+        on_startup=[document_problem_details],
         openapi_config=OpenAPIConfig(
             title="Blendtune",
             version="0.1.0",

@@ -11,7 +11,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
+import redis.exceptions
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -87,8 +89,43 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    known = _classify(exc)
+    if known is not None:
+        status, code, detail = known
+        _log.warning(
+            "%s on %s %s: %r", code, request.method, request.url.path, exc, extra={"code": code}
+        )
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return problem_response(status, detail, code=code, headers=headers)
     _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(500, "An internal error occurred.", code="internal_error")
+
+
+# A PostgreSQL or Redis outage is the service being unavailable, not a bug: 503, so clients
+# retry, and /readyz says which one is down.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _classify(exc: Exception) -> tuple[int, str, str] | None:
+    if isinstance(exc, _OUTAGES):
+        return 503, "unavailable", "A backing service is unavailable; try again shortly."
+    # Handlers validate before writing; a constraint the database still refuses means the
+    # request conflicts with stored data, and nothing was written (the transaction rolled back).
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return 409, "constraint_violation", "The request conflicts with stored data."
+    if isinstance(exc, asyncpg.DataError):
+        return 422, "invalid_value", "A value in the request is out of range."
+    return None
 
 
 def _default_code(status: int) -> str:

@@ -103,8 +103,10 @@ async def test_fuzzing_the_openapi_schema_finds_no_server_errors(
         "examples,coverage,fuzzing",
         "--max-examples",
         "12",
+        # One worker: with two, schemathesis' own generator has crashed on CPython 3.11.7
+        # (gh-106905), failing the run without any server error.
         "--workers",
-        "2",
+        "1",
         "--exclude-path-regex",
         EXCLUDED_PATHS_REGEX,
         "--header",

@@ -53,3 +53,20 @@ async def test_readyz_reports_redis_outage(start_server, backends) -> None:  # t
             assert (await client.get("/readyz")).status_code == 200
     finally:
         redis.stop()
+
+
+async def test_every_documented_error_is_a_problem_detail(http: httpx.AsyncClient) -> None:
+    schema = (await http.get("/schema/openapi.json")).json()
+    assert "ProblemDetail" in schema["components"]["schemas"]
+    checked = 0
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation.get("responses", {}).items():
+                if int(status) >= 400 and "content" in response:
+                    assert list(response["content"]) == ["application/problem+json"], (
+                        method,
+                        path,
+                        status,
+                    )
+                    checked += 1
+    assert checked > 20
