@@ -60,7 +60,12 @@ class BareBroadcast:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.redis = aioredis.Redis.from_url(self.redis_url)
+                # redis-py's default async pool raises MaxConnectionsError under load
+                # instead of waiting; publishes from many connections need a blocking one.
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    self.redis_url, max_connections=64, timeout=5
+                )
+                self.redis = aioredis.Redis(connection_pool=pool)
                 self.pubsub = self.redis.pubsub()
                 # Always one subscription, so listen() never returns for lack of channels.
                 await self.pubsub.subscribe(f"{self.prefix}ctl:{self.pid}")
@@ -98,6 +103,7 @@ class BareBroadcast:
             members = self.rooms[channel] = {}
             await self.pubsub.subscribe(channel)
         members[tag] = send
+        self.joined(tag, receive)
         publish = self.redis.publish
         try:
             await send({"type": "websocket.send", "text": JOINED})
@@ -110,10 +116,17 @@ class BareBroadcast:
                     await publish(channel, tag + b"\n" + text.encode())
         finally:
             members.pop(tag, None)
+            self.left(tag)
             if not members and self.rooms.get(channel) is members:
                 del self.rooms[channel]
                 with contextlib.suppress(Exception):
                     await self.pubsub.unsubscribe(channel)
+
+    def joined(self, tag: bytes, receive: Receive) -> None:
+        pass
+
+    def left(self, tag: bytes) -> None:
+        pass
 
     async def listen(self) -> None:
         async for message in self.pubsub.listen():
@@ -131,8 +144,70 @@ class BareBroadcast:
                         await send(event)
 
 
+class BatchedBroadcast(BareBroadcast):
+    """An experiment, not a baseline: frames written past ASGI, one write per connection.
+
+    What ASGI cannot express: each ``websocket.send`` is one frame and one socket write (one
+    syscall). Here the listener queues frames per connection and, once the burst of pub/sub
+    messages it is reading ends (``call_soon``), frames each connection's texts with uvicorn's
+    own websockets protocol object and writes them with one ``transport.write``. It only
+    works under uvicorn's websockets-sansio implementation. It measures how much coalescing
+    socket writes is worth (docs/performance.md).
+    """
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        super().__init__(redis_url, prefix)
+        self.protos: dict[bytes, Any] = {}
+        self.pending: dict[bytes, list[bytes]] = {}
+        self.flush_scheduled = False
+
+    def joined(self, tag: bytes, receive: Receive) -> None:
+        proto = getattr(receive, "__self__", None)
+        if proto is None or not hasattr(proto, "conn") or not hasattr(proto, "transport"):
+            raise RuntimeError("--batch-writes needs uvicorn's websockets-sansio")
+        self.protos[tag] = proto
+
+    def left(self, tag: bytes) -> None:
+        self.protos.pop(tag, None)
+        self.pending.pop(tag, None)
+
+    async def listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for message in self.pubsub.listen():
+            if message["type"] != "message":
+                continue
+            members = self.rooms.get(message["channel"])
+            if not members:
+                continue
+            sender, _, body = message["data"].partition(b"\n")
+            pending = self.pending
+            for tag in members:
+                if tag != sender:
+                    queued = pending.get(tag)
+                    if queued is None:
+                        pending[tag] = [body]
+                    else:
+                        queued.append(body)
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        pending, self.pending = self.pending, {}
+        for tag, bodies in pending.items():
+            proto = self.protos.get(tag)
+            if proto is None or proto.transport.is_closing():
+                continue
+            with contextlib.suppress(Exception):
+                for body in bodies:
+                    proto.conn.send_text(body)
+                proto.transport.write(b"".join(proto.conn.data_to_send()))
+
+
 def create_app() -> BareBroadcast:
-    return BareBroadcast(
+    cls = BatchedBroadcast if os.environ.get("BENCH_BATCH_WRITES") == "1" else BareBroadcast
+    return cls(
         os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
         os.environ.get("BENCH_PREFIX", "bench:"),
     )
@@ -147,7 +222,14 @@ def serve(app_path: str) -> None:
     parser.add_argument("--port", type=int, default=9101)
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL"))
     parser.add_argument("--prefix", default=os.environ.get("BENCH_PREFIX", "bench:"))
+    parser.add_argument(
+        "--batch-writes",
+        action="store_true",
+        help="bare_broadcast only: the BatchedBroadcast experiment (one write per connection)",
+    )
     args = parser.parse_args()
+    if args.batch_writes:
+        os.environ["BENCH_BATCH_WRITES"] = "1"
     if args.redis_url:
         os.environ["BENCH_REDIS_URL"] = args.redis_url
     os.environ["BENCH_PREFIX"] = args.prefix

@@ -35,7 +35,19 @@ from loadtest.report import Report
 from loadtest.shapes import SHAPES
 
 SERVERS = ("blendtune", "bare", "channels")
-LABELS = {"blendtune": "Blendtune", "bare": "bare ASGI", "channels": "ChannelsPlugin"}
+# Not run by default: the write-coalescing experiment (bench/bare_broadcast.py).
+EXPERIMENTS = ("bare-batched",)
+LABELS = {
+    "blendtune": "Blendtune",
+    "bare": "bare ASGI",
+    "channels": "ChannelsPlugin",
+    "bare-batched": "bare, batched writes",
+}
+BASELINES = {
+    "bare": ("bench.bare_broadcast", ()),
+    "channels": ("bench.channels_baseline", ()),
+    "bare-batched": ("bench.bare_broadcast", ("--batch-writes",)),
+}
 
 
 @dataclass
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if args.shape == "ops" or (args.op_rate or 0) > 0:
         names = ["blendtune"]  # the baselines have no ops
-    unknown = set(names) - set(SERVERS)
+    unknown = set(names) - set(SERVERS) - set(EXPERIMENTS)
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     presence_rate = args.presence_rate if args.presence_rate is not None else shape.presence_rate
@@ -205,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     started[name] = Target(name, urls, "blendtune")
                 else:
-                    module = {"bare": "bench.bare_broadcast", "channels": "bench.channels_baseline"}
+                    module, extra = BASELINES[name]
                     urls, ps = servers.start_baseline(
-                        module[name], args.server_processes, redis_url, f"{name}:"
+                        module, args.server_processes, redis_url, f"{name}:", extra
                     )
                     started[name] = Target(name, urls, "simple")
                 procs.extend(ps)

@@ -170,7 +170,7 @@ def start_blendtune(
 
 
 def start_baseline(
-    module: str, count: int, redis_url: str, prefix: str
+    module: str, count: int, redis_url: str, prefix: str, args: Sequence[str] = ()
 ) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
     """``count`` processes of ``bench.bare_broadcast`` or ``bench.channels_baseline``."""
     urls, procs = [], []
@@ -180,6 +180,7 @@ def start_baseline(
             [
                 *(sys.executable, "-m", module, "--port", str(port)),
                 *("--redis-url", redis_url, "--prefix", prefix),
+                *args,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
