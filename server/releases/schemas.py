@@ -12,7 +12,8 @@ from server.catalog.common import Isrc, Name, Url, text
 
 Genre = Annotated[str, text(100, 1)]
 Order = Annotated[int, msgspec.Meta(ge=1, le=1000)]
-DurationSeconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+# Stored as numeric(9, 2): anything under 0.01 s would round to zero.
+DurationSeconds = Annotated[float, msgspec.Meta(ge=0.01, le=86_400)]
 
 
 class ReleaseCreate(msgspec.Struct, forbid_unknown_fields=True):
