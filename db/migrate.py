@@ -9,17 +9,54 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 APP = "blendtune"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # An arbitrary constant: the advisory lock key that serialises migration runs.
 _LOCK_KEY = 0x626C656E64
 
 
 class MigrationError(Exception):
     pass
+
+
+def sql_migration(
+    migration_id: str, description: str, up: str, down: str
+) -> Callable[[], Awaitable[Any]]:
+    """The ``forwards`` of a migration module that runs SQL files from ``migrations/``.
+
+    Piccolo runs each migration inside a transaction; ``execute()`` without arguments uses
+    the simple query protocol, which accepts a whole script.
+    """
+    from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+    from piccolo.engine import engine_finder
+
+    async def run(filename: str) -> None:
+        engine = engine_finder()
+        assert engine is not None
+        transaction = engine.current_transaction.get()
+        assert transaction is not None
+        await transaction.connection.execute((MIGRATIONS / filename).read_text())
+
+    async def forwards() -> MigrationManager:
+        manager = MigrationManager(migration_id=migration_id, app_name=APP, description=description)
+
+        async def apply() -> None:
+            await run(up)
+
+        async def revert() -> None:
+            await run(down)
+
+        manager.add_raw(apply)
+        manager.add_raw_backwards(revert)
+        return manager
+
+    return forwards
 
 
 def _configure(database_url: str) -> None:
