@@ -80,3 +80,23 @@ async def read_state(
 ) -> tuple[int, Any]:
     """The room's current seq and state (from PostgreSQL). Raises ``RoomGone``."""
     return await store.load(services.pool, kind, room_id)
+
+
+async def membership_changed(services: Services, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Tell every process that ``user_id``'s membership of the room changed.
+
+    Call it after removing a member or changing their role (after the commit): their open
+    connections ask the kind's ``membership`` again and are closed with 4403 when it says
+    None, or carry on with the new role. Raises if Redis is unreachable.
+    """
+    channel = services.keys("room", str(room_id))
+    await services.redis.publish(channel, pack("m", str(user_id), API_ORIGIN, "-", ""))
+
+
+async def room_deleted(services: Services, room_id: uuid.UUID) -> None:
+    """Tell every process the room is gone: its members are closed with 4404 at once.
+
+    (Without it they find out on their next edit.) Raises if Redis is unreachable.
+    """
+    channel = services.keys("room", str(room_id))
+    await services.redis.publish(channel, pack("x", "-", API_ORIGIN, "-", ""))

@@ -882,6 +882,25 @@ class Hub:
             room.announce_join(member, env.payload, exclude=None)
         elif kind == "l":
             room.announce_leave(env.key)
+        elif kind == "m":
+            for conn in [c for c in room.members.values() if str(c.actor.user_id) == env.key]:
+                self.spawn(self._recheck(room, conn))
+        elif kind == "x":
+            room.vanish()
+
+    async def _recheck(self, room: Room, conn: Conn) -> None:
+        """The member's standing changed (removed, new role): ask the kind again."""
+        try:
+            membership = await room.kind.membership(self.services, room.room_id, conn.actor.user_id)
+        except Exception:
+            logger.exception("room %s: membership check failed", room.room_id)
+            return
+        if membership is None:
+            conn.close(p.Close.FORBIDDEN, "no longer a member of this room")
+        elif membership.role != conn.actor.role:
+            # Batches already queued keep the role they were sent with.
+            conn.actor = Actor(user_id=conn.actor.user_id, role=membership.role)
+            conn.member.role = membership.role
 
     def _publish_failed(self, exc: Exception, count: int) -> None:
         self.metrics.fanout_errors.inc(count)

@@ -12,6 +12,7 @@ import pytest
 
 from db import engine as db_engine
 from rooms import api
+from rooms.fanout import pack
 from rooms.kinds import SERVER_USER_ID, OpRejected
 from rooms.store import RoomGone
 from server.services import Services, build_services
@@ -147,3 +148,77 @@ async def test_metrics_are_exported(pair: tuple[ServerProcess, ServerProcess], n
     assert "blendtune_room_fanout_latency_seconds_bucket" in text
     assert "blendtune_room_commit_seconds_count" in text
     await client.close()
+
+
+async def test_membership_changes_reach_open_connections(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms, services: Services
+):
+    a, b = pair
+    alice, bob = await notes.user(), await notes.user()
+    room = await notes.create((alice, "editor"), (bob, "editor"))
+    bob_conn = await join(b.ws_url, room, bob.token)
+    alice_conn = await join(a.ws_url, room, alice.token)
+    assert (await bob_conn.ack(await bob_conn.ops([{"op": "title", "title": "b"}])))["seq"] == 1
+    # Demoted: the next edit is checked against the new role.
+    await notes.add(room, bob, "viewer")
+    await api.membership_changed(services, room, bob.id)
+    for _ in range(50):
+        op = await bob_conn.ops([{"op": "title", "title": "again"}])
+        answer = await bob_conn.ack(op)
+        if answer["type"] == "error":
+            break
+        await asyncio.sleep(0.1)
+    assert answer["code"] == "forbidden"
+    # Removed: closed with 4403.
+    await notes.redis.hdel(members_key(notes.prefix, room), str(bob.id))
+    await api.membership_changed(services, room, bob.id)
+    assert await bob_conn.closed() == 4403
+    # Deleted room: everyone is closed at once with 4404.
+    await notes.db.execute("DELETE FROM rooms WHERE id = $1", room)
+    await api.room_deleted(services, room)
+    assert await alice_conn.closed() == 4404
+
+
+async def test_late_or_lost_publishes_are_filled_from_the_database(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms, services: Services
+):
+    """Pub/sub may deliver seq 2 without seq 1: the process reads seq 1 from the log."""
+    a, _ = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    client = await join(a.ws_url, room, alice.token)
+    fills_before = await gap_fills(a)
+    author = str(SERVER_USER_ID)
+    for seq in (1, 2):
+        body = {"role": "server", "ops": [{"op": "title", "title": f"t{seq}"}]}
+        await notes.db.execute(
+            "INSERT INTO room_ops (room_id, seq, author_id, op_id, body)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            room,
+            seq,
+            SERVER_USER_ID,
+            f"direct-{seq}",
+            json.dumps(body),
+        )
+    await notes.db.execute("UPDATE rooms SET seq = 2 WHERE id = $1", room)
+    # Only seq 2 is published (as if seq 1's publish had been lost).
+    batch = {"type": "batch", "seq": 2, "author": author, "op_id": "direct-2", "ops": body["ops"]}
+    await services.redis.publish(
+        services.keys("room", str(room)), pack("b", 2, "elsewhere", "server", json.dumps(batch))
+    )
+    await client.until_seq(2)
+    assert client.seen == [1, 2]
+    assert [b["op_id"] for b in client.batches] == ["direct-1", "direct-2"]
+    # The process's state followed: a fresh member gets it in the welcome.
+    fresh = await join(a.ws_url, room, alice.token)
+    assert fresh.welcome["seq"] == 2 and fresh.welcome["state"]["title"] == "t2"
+    assert await gap_fills(a) == fills_before + 1
+    await client.close()
+    await fresh.close()
+
+
+async def gap_fills(server: ServerProcess) -> float:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        text = (await http.get("/metrics")).text
+    line = next(x for x in text.splitlines() if x.startswith("blendtune_room_gap_fills_total "))
+    return float(line.split()[1])
