@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+import websockets
 
 from tests import support
 from tests.rooms.client import join
@@ -59,6 +60,10 @@ async def test_redis_restart_is_survived(
     during = await wa.ops(add("during-a"))
     ack = await wa.ack(during)
     assert ack["type"] == "ack"
+    # New connections are refused for now, with "try again later".
+    with pytest.raises(websockets.ConnectionClosed) as refused:
+        await join(b.ws_url, room, bob.token)
+    assert refused.value.rcvd is not None and refused.value.rcvd.code == 1013
 
     own_redis.start()
     await set_members(own_redis.url, backends.redis_prefix, room, alice, bob)
