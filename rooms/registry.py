@@ -17,6 +17,7 @@ from server.settings import Settings
 # The product's own kinds. Add a line here when a domain ships one.
 BUILTIN_KINDS: tuple[str, ...] = (
     "server.blends.room:BlendRoom",
+    "server.mashups.room:MashupRoom",
 )
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")

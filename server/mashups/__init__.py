@@ -1,0 +1,1 @@
+"""Mashups: co-edited timelines of clips from uploaded tracks, with live previews."""

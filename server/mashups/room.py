@@ -1,0 +1,420 @@
+"""The mashup room kind: the live timeline of one mashup, co-edited by its members.
+
+State: the mashup's name, owner, target duration and members (with their roles), its input
+tracks (the uploaded tracks clips may be cut from), the timeline itself (``dsp.Timeline``:
+tempo, key, clips with their effects, the master chain), a fractional order key per clip,
+and the latest rendered previews. The room id is the mashup id.
+
+Client ops (docs/mashups.md lists them with their rejection codes): ``add_clip``,
+``move_clip``, ``trim_clip``, ``set_clip``, ``set_clip_effects``, ``reorder_clip``,
+``remove_clip``, ``set_tempo``, ``set_key`` and ``set_master``; owners and editors may send
+them, viewers may not. The server sends ``sync`` (name, members, inputs) and the preview
+announcements ``preview_started``, ``preview_ready`` and ``preview_failed``.
+
+Every edit is checked with ``dsp.validate_timeline``, the same validation the renderer runs,
+so nothing the room accepts can make a render fail on its schema. The reducer is pure and
+deterministic; ``exists`` and ``membership`` read the mashup tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Annotated, Final, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from dsp.effects import EffectChain
+from dsp.errors import InvalidTimeline
+from dsp.timeline import Bpm, Clip, FadeSeconds, KeySignature, Timeline, validate_timeline
+from rooms import fractional
+from rooms.kinds import Actor, Membership, OpRejected, RoomKind
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+KIND: Final = "mashup"
+# Previews kept in the state (newest last); older ones are deleted from storage.
+PREVIEWS_KEPT: Final = 5
+# A clip must start this long before the end of its source (the stored duration is rounded).
+SOURCE_MARGIN_SECONDS: Final = 0.05
+# A clip may end a little after the stored duration (rounded to 0.01 s); the renderer clamps.
+SOURCE_SLACK_SECONDS: Final = 0.01
+
+Role = Literal["owner", "editor", "viewer"]
+EDITORS: Final = frozenset({"owner", "editor"})
+ClipId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+Beats = Annotated[float, Meta(ge=0.0, le=100_000.0)]
+SourceTime = Annotated[float, Meta(ge=0.0, le=4 * 3600.0)]
+
+
+class RoomMember(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: uuid.UUID
+    username: str
+    role: Role
+
+
+class InputTrack(msgspec.Struct, frozen=True, kw_only=True):
+    """An uploaded track the mashup may cut clips from (its analysis, for the client)."""
+
+    track_id: str  # the uploaded track's id; clips name it in ``track_id``
+    name: str  # the file name it was uploaded under
+    owner_id: uuid.UUID
+    duration_seconds: float
+    bpm: float | None = None
+    key_signature: str | None = None
+
+
+class Preview(msgspec.Struct, frozen=True, kw_only=True):
+    """A rendered preview window, fetchable by members at ``url``."""
+
+    id: str
+    url: str  # path on the server: GET it with the session (members only)
+    seq: int  # the room seq whose timeline was rendered
+    start_seconds: float
+    duration_seconds: float
+    mime_type: str
+    requested_by: uuid.UUID
+    loudness_lufs: float | None = None
+    render_seconds: float = 0.0
+
+
+class MashupRoomState(msgspec.Struct, frozen=True, kw_only=True):
+    name: str = ""
+    owner_id: uuid.UUID | None = None
+    target_duration_seconds: int = 0
+    members: list[RoomMember] = []
+    inputs: list[InputTrack] = []
+    timeline: Timeline = Timeline()
+    # Clip id -> fractional key; ``timeline.clips`` is sorted by (key, id).
+    order: dict[str, str] = {}
+    previews: list[Preview] = []  # newest last, at most PREVIEWS_KEPT
+
+
+# ------------------------------------------------------------------ ops
+
+
+class _Op(msgspec.Struct, frozen=True, tag_field="op", forbid_unknown_fields=True):
+    pass
+
+
+class AddClip(_Op, frozen=True, tag="add_clip"):
+    """Place a new clip; ``clip.id`` is chosen by the client (a UUID, say)."""
+
+    clip: Clip
+    index: str
+
+
+class MoveClip(_Op, frozen=True, tag="move_clip"):
+    clip: str
+    position_beats: Beats
+
+
+class TrimClip(_Op, frozen=True, tag="trim_clip"):
+    clip: str
+    in_seconds: SourceTime
+    out_seconds: SourceTime
+
+
+class SetClip(_Op, frozen=True, tag="set_clip"):
+    """Change some of a clip's settings; fields left out keep their value."""
+
+    clip: str
+    gain_db: Annotated[float, Meta(ge=-60.0, le=24.0)] | UnsetType = UNSET
+    fade_in_seconds: FadeSeconds | UnsetType = UNSET
+    fade_out_seconds: FadeSeconds | UnsetType = UNSET
+    pitch_shift_semitones: Annotated[float, Meta(ge=-24.0, le=24.0)] | UnsetType = UNSET
+    muted: bool | UnsetType = UNSET
+    source_bpm: Bpm | UnsetType | None = UNSET
+    source_key: KeySignature | UnsetType | None = UNSET
+
+
+class SetClipEffects(_Op, frozen=True, tag="set_clip_effects"):
+    clip: str
+    effects: EffectChain
+
+
+class ReorderClip(_Op, frozen=True, tag="reorder_clip"):
+    clip: str
+    index: str
+
+
+class RemoveClip(_Op, frozen=True, tag="remove_clip"):
+    clip: str
+
+
+class SetTempo(_Op, frozen=True, tag="set_tempo"):
+    bpm: Bpm
+
+
+class SetKey(_Op, frozen=True, tag="set_key"):
+    key: KeySignature | None
+
+
+class SetMaster(_Op, frozen=True, tag="set_master"):
+    effects: EffectChain
+
+
+class Sync(_Op, frozen=True, tag="sync"):
+    """Server only: the mashup's name, owner, members and inputs, complete.
+
+    Clips cut from a track that is no longer an input are removed.
+    """
+
+    name: str
+    owner_id: uuid.UUID
+    target_duration_seconds: int
+    members: list[RoomMember]
+    inputs: list[InputTrack]
+
+
+class PreviewStarted(_Op, frozen=True, tag="preview_started"):
+    """Server only: a member asked for a preview of the timeline at ``seq``."""
+
+    id: str
+    requested_by: uuid.UUID
+    seq: int
+    start_seconds: float
+    duration_seconds: float
+
+
+class PreviewReady(_Op, frozen=True, tag="preview_ready"):
+    """Server only: the preview is stored; fetch it at ``preview.url``."""
+
+    preview: Preview
+
+
+class PreviewFailed(_Op, frozen=True, tag="preview_failed"):
+    """Server only: the preview was not made (``code``: superseded, invalid, busy, error)."""
+
+    id: str
+    code: str
+    detail: str
+
+
+ClientOp = (
+    AddClip
+    | MoveClip
+    | TrimClip
+    | SetClip
+    | SetClipEffects
+    | ReorderClip
+    | RemoveClip
+    | SetTempo
+    | SetKey
+    | SetMaster
+)
+ServerOp = Sync | PreviewStarted | PreviewReady | PreviewFailed
+MashupOp = (
+    AddClip
+    | MoveClip
+    | TrimClip
+    | SetClip
+    | SetClipEffects
+    | ReorderClip
+    | RemoveClip
+    | SetTempo
+    | SetKey
+    | SetMaster
+    | Sync
+    | PreviewStarted
+    | PreviewReady
+    | PreviewFailed
+)
+
+
+# ------------------------------------------------------------------ the reducer
+
+
+def role_of(state: MashupRoomState, actor: Actor) -> str:
+    """The actor's current role: the room's member list wins over the role at join time.
+
+    So a member the owner demoted or removed loses edit rights at once, even while still
+    connected. Before the server's first ``sync`` the room has no member list; the role the
+    user had when joining (read from the database) serves then.
+    """
+    if actor.is_server:
+        return "server"
+    if not state.members:
+        return actor.role
+    for member in state.members:
+        if member.user_id == actor.user_id:
+            return member.role
+    raise OpRejected("forbidden", "you are no longer a member of this mashup")
+
+
+def _find(state: MashupRoomState, clip_id: str) -> int:
+    for n, clip in enumerate(state.timeline.clips):
+        if clip.id == clip_id:
+            return n
+    raise OpRejected("not_found", f"no clip {clip_id[:64]!r} on the timeline (it may be removed)")
+
+
+def _check_index(index: str) -> None:
+    if not fractional.is_valid_key(index):
+        raise OpRejected("invalid", f"invalid fractional index {index[:40]!r}")
+
+
+def _input(state: MashupRoomState, track_id: str) -> InputTrack:
+    for track in state.inputs:
+        if track.track_id == track_id:
+            return track
+    raise OpRejected("not_found", f"track {track_id[:64]!r} is not an input of this mashup")
+
+
+def _check_source(state: MashupRoomState, clip: Clip) -> None:
+    source = _input(state, clip.track_id)
+    if clip.in_seconds > source.duration_seconds - SOURCE_MARGIN_SECONDS:
+        raise OpRejected(
+            "invalid",
+            f"clip {clip.id!r} starts at {clip.in_seconds:.3f} s, after the end of its track "
+            f"({source.duration_seconds:.2f} s)",
+        )
+    if clip.out_seconds > source.duration_seconds + SOURCE_SLACK_SECONDS:
+        raise OpRejected(
+            "invalid",
+            f"clip {clip.id!r} ends at {clip.out_seconds:.3f} s, after the end of its track "
+            f"({source.duration_seconds:.2f} s)",
+        )
+
+
+def _with_timeline(
+    state: MashupRoomState, timeline: Timeline, order: dict[str, str] | None = None
+) -> MashupRoomState:
+    """The state with a new timeline, validated as the renderer validates it, clips sorted."""
+    order = state.order if order is None else order
+    clips = tuple(sorted(timeline.clips, key=lambda c: (order.get(c.id, ""), c.id)))
+    try:
+        checked = validate_timeline(msgspec.structs.replace(timeline, clips=clips))
+    except (InvalidTimeline, ValueError) as exc:  # ValueError: Timeline.__post_init__
+        raise OpRejected("invalid", str(exc)[:300]) from None
+    return msgspec.structs.replace(state, timeline=checked, order=order)
+
+
+def _replace_clip(state: MashupRoomState, n: int, clip: Clip) -> MashupRoomState:
+    clips = state.timeline.clips
+    timeline = _new_timeline(state.timeline, clips=(*clips[:n], clip, *clips[n + 1 :]))
+    return _with_timeline(state, timeline)
+
+
+def _new_clip(clip: Clip, **changes: object) -> Clip:
+    try:
+        return msgspec.structs.replace(clip, **changes)
+    except ValueError as exc:  # Clip.__post_init__: out <= in, or too long
+        raise OpRejected("invalid", str(exc)[:300]) from None
+
+
+def _new_timeline(timeline: Timeline, **changes: object) -> Timeline:
+    try:
+        return msgspec.structs.replace(timeline, **changes)
+    except ValueError as exc:  # Timeline.__post_init__: a stretch out of range, a duplicate id
+        raise OpRejected("invalid", str(exc)[:300]) from None
+
+
+def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomState:
+    """The pure reducer (see the module docstring and docs/mashups.md)."""
+    if isinstance(op, Sync | PreviewStarted | PreviewReady | PreviewFailed):
+        if not actor.is_server:
+            raise OpRejected("forbidden", f"only the server sends {op.__struct_config__.tag}")
+        return _apply_server(state, op)
+    if role_of(state, actor) not in EDITORS and not actor.is_server:
+        raise OpRejected("forbidden", "viewers cannot edit the mashup")
+    timeline = state.timeline
+    if isinstance(op, SetTempo):
+        return _with_timeline(state, _new_timeline(timeline, bpm=op.bpm))
+    if isinstance(op, SetKey):
+        return _with_timeline(state, _new_timeline(timeline, key=op.key))
+    if isinstance(op, SetMaster):
+        return _with_timeline(state, _new_timeline(timeline, master=op.effects))
+    if isinstance(op, AddClip):
+        _check_index(op.index)
+        if op.clip.id in state.order:
+            raise OpRejected("conflict", f"a clip {op.clip.id!r} already exists")
+        _check_source(state, op.clip)
+        order = {**state.order, op.clip.id: op.index}
+        added = _new_timeline(timeline, clips=(*timeline.clips, op.clip))
+        return _with_timeline(state, added, order)
+    n = _find(state, op.clip)
+    clip = timeline.clips[n]
+    if isinstance(op, RemoveClip):
+        order = {k: v for k, v in state.order.items() if k != op.clip}
+        clips = (*timeline.clips[:n], *timeline.clips[n + 1 :])
+        return _with_timeline(state, _new_timeline(timeline, clips=clips), order)
+    if isinstance(op, ReorderClip):
+        _check_index(op.index)
+        return _with_timeline(state, timeline, {**state.order, op.clip: op.index})
+    if isinstance(op, MoveClip):
+        return _replace_clip(state, n, _new_clip(clip, position_beats=op.position_beats))
+    if isinstance(op, TrimClip):
+        trimmed = _new_clip(clip, in_seconds=op.in_seconds, out_seconds=op.out_seconds)
+        _check_source(state, trimmed)
+        return _replace_clip(state, n, trimmed)
+    if isinstance(op, SetClipEffects):
+        return _replace_clip(state, n, _new_clip(clip, effects=op.effects))
+    if isinstance(op, SetClip):
+        changes = {
+            name: getattr(op, name)
+            for name in op.__struct_fields__
+            if name != "clip" and getattr(op, name) is not UNSET
+        }
+        return _replace_clip(state, n, _new_clip(clip, **changes))
+    raise OpRejected("invalid", "unknown op")  # pragma: no cover - the union is exhaustive
+
+
+def _apply_server(
+    state: MashupRoomState, op: Sync | PreviewStarted | PreviewReady | PreviewFailed
+) -> MashupRoomState:
+    if isinstance(op, Sync):
+        inputs = {t.track_id for t in op.inputs}
+        clips = tuple(c for c in state.timeline.clips if c.track_id in inputs)
+        kept = {c.id for c in clips}
+        return msgspec.structs.replace(
+            state,
+            name=op.name,
+            owner_id=op.owner_id,
+            target_duration_seconds=op.target_duration_seconds,
+            members=op.members,
+            inputs=op.inputs,
+            timeline=msgspec.structs.replace(state.timeline, clips=clips),
+            order={k: v for k, v in state.order.items() if k in kept},
+        )
+    if isinstance(op, PreviewReady):
+        previews = [*state.previews, op.preview][-PREVIEWS_KEPT:]
+        return msgspec.structs.replace(state, previews=previews)
+    return state  # started and failed are announcements only
+
+
+def evicted_previews(before: list[Preview], added: Preview) -> list[Preview]:
+    """The previews ``preview_ready`` with ``added`` pushes out of a state that held ``before``."""
+    kept = {p.id for p in [*before, added][-PREVIEWS_KEPT:]}
+    return [p for p in before if p.id not in kept]
+
+
+# ------------------------------------------------------------------ the kind
+
+
+class MashupRoom(RoomKind[MashupRoomState, MashupOp]):
+    name = KIND
+    state_type = MashupRoomState
+    op_type = MashupOp
+    max_batch_ops = 100
+
+    def initial_state(self) -> MashupRoomState:
+        return MashupRoomState()
+
+    def apply(self, state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomState:
+        return reduce(state, op, actor)
+
+    async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
+        found = await services.pool.fetchval("SELECT 1 FROM mashups WHERE id = $1", room_id)
+        return found is not None
+
+    async def membership(
+        self, services: Services, room_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Membership | None:
+        role = await services.pool.fetchval(
+            "SELECT role::text FROM mashup_members WHERE mashup_id = $1 AND user_id = $2",
+            room_id,
+            user_id,
+        )
+        return None if role is None else Membership(role=role)
