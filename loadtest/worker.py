@@ -389,6 +389,8 @@ class Worker:
         while heap:
             now = time.time()
             due = heap[0][0]
+            if due >= until:
+                break  # the timetable is ordered: nothing else falls in the window
             if due > now:
                 await asyncio.sleep(due - now)
                 continue
@@ -396,7 +398,8 @@ class Worker:
             while heap and heap[0][0] <= now:
                 due, kind, i = heapq.heappop(heap)
                 if due >= until:
-                    continue  # past the end: drop it, do not reschedule
+                    heap.clear()
+                    break
                 conn = self.conns[i]
                 client = conn.client
                 lag_samples.append(now - due)
