@@ -42,12 +42,18 @@ async def test_idle_connections_are_pinged_then_closed(
     start_room_server: StartRoomServer, notes: Rooms
 ):
     server = await start_room_server(
-        env={"BLENDTUNE_WS_HEARTBEAT_SECONDS": "0.3", "BLENDTUNE_WS_IDLE_TIMEOUT_SECONDS": "1.5"}
+        env={
+            "BLENDTUNE_WS_HEARTBEAT_SECONDS": "0.3",
+            "BLENDTUNE_WS_IDLE_TIMEOUT_SECONDS": "1.5",
+            "BLENDTUNE_WS_ROOM_MAX_MEMBERS": "2",
+        }
     )
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
     silent = await join(server.ws_url, room, alice.token)
     polite = await join(server.ws_url, room, alice.token)
+    # (A third member does not fit: the room holds two here.)
+    assert await _hello_close(server.ws_url, room, alice.token) == 4460
     assert (await silent.until(lambda m: m["type"] == "ping"))["type"] == "ping"
 
     # One that answers every ping stays; one that does not is closed as idle.
