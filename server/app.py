@@ -14,6 +14,8 @@ from server.auth import current_principal
 from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
 from server.catalog.controller import TrackController
+from server.mashups import previews as mashup_previews
+from server.mashups.controller import MashupController
 from server.metrics import metrics_endpoint, metrics_middleware
 from server.openapi import document_problem_details
 from server.playlists.controller import PlaylistController
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PlaylistController,
             BlendController,
             TasteController,
+            MashupController,
             *accounts.route_handlers,
             rooms_endpoint,
         ],
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             services_lifespan,
             uploads_lifespan,
             blend_generation.lifespan,
+            mashup_previews.lifespan,
             accounts.lifespan,
             rooms_lifespan,
         ],

@@ -96,6 +96,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     blend_join_failures_per_minute: Positive = 10
     blend_regenerate_hours: PositiveFloat = 24.0
     blend_scan_seconds: PositiveFloat = 30.0
+    # Mashups: share-code lifetime; previews: longest window, format, render threads, cache
+    # of decoded and stretched audio, and renders in flight per process before 503.
+    mashup_share_code_days: Positive = 7
+    mashup_preview_max_seconds: PositiveFloat = 30.0
+    mashup_preview_format: Literal["mp3", "ogg", "flac", "wav"] = "mp3"
+    mashup_preview_workers: Positive = 2
+    mashup_preview_cache_mb: Positive = 256
+    mashup_preview_max_pending: Positive = 8
 
     @property
     def effective_storage_dir(self) -> str:

@@ -17,7 +17,7 @@ from server.mashups.room import MashupOp, MashupRoom, MashupRoomState
 KIND = MashupRoom()
 OWNER, EDITOR, VIEWER, STRANGER = (uuid.uuid4() for _ in range(4))
 TRACK_A, TRACK_B = str(uuid.uuid4()), str(uuid.uuid4())
-_ops = msgspec.json.Decoder(list[MashupOp])  # type: ignore[valid-type]
+_ops = msgspec.json.Decoder(list[MashupOp])
 
 
 def ops(*raw: dict[str, Any]) -> list[Any]:

@@ -1,0 +1,382 @@
+"""REST endpoints for mashups (docs/mashups.md documents each one)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from rooms.store import ensure_room
+from server.auth import Principal
+from server.blends import codes, guard
+from server.mashups import live, queries, room, schemas
+from server.mashups.previews import PreviewService
+from server.problems import Problem
+from server.services import Services
+
+
+def get_previews(state: State) -> PreviewService:
+    service: PreviewService = state.mashup_previews
+    return service
+
+
+def _address(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _clean_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise Problem(400, "invalid_request", "The name must not be blank.")
+    return cleaned
+
+
+async def _detail(
+    services: Services, conn: Any, mashup_id: uuid.UUID, user_id: uuid.UUID
+) -> schemas.MashupDetail:
+    row = await queries.detail_row(conn, mashup_id, user_id)
+    found = await live.read_room(services, mashup_id)
+    return schemas.MashupDetail(
+        id=row["id"],
+        name=row["name"],
+        owner_id=row["user_id"],
+        my_role=row["my_role"],
+        target_duration_seconds=row["target_duration_seconds"],
+        generation_status=row["status_text"],
+        share_code=queries.share_code_of(row),
+        members=await queries.members(conn, mashup_id),
+        inputs=await queries.inputs(conn, mashup_id),
+        seq=found[0] if found else None,
+        timeline=found[1].timeline if found else None,
+        previews=found[1].previews if found else [],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class MashupController(Controller):
+    path = "/mashups"
+    tags = ["mashups"]
+    dependencies = {"previews": Provide(get_previews, sync_to_thread=False)}
+
+    @post("/")
+    async def create_mashup(
+        self, services: Services, principal: Principal, data: schemas.CreateMashup
+    ) -> schemas.MashupDetail:
+        """Create a mashup and its room; the caller is its owner, with a fresh share code."""
+        name = _clean_name(data.name)
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                mashup_id = await conn.fetchval(
+                    "INSERT INTO mashups (user_id, name, target_duration_seconds)"
+                    " VALUES ($1, $2, $3) RETURNING id",
+                    principal.user_id,
+                    name,
+                    data.target_duration_seconds,
+                )
+                await conn.execute(
+                    "INSERT INTO mashup_members (mashup_id, user_id, role)"
+                    " VALUES ($1, $2, 'owner')",
+                    mashup_id,
+                    principal.user_id,
+                )
+                await queries.set_share_code(
+                    conn, mashup_id, services.settings.mashup_share_code_days
+                )
+                await ensure_room(conn, room.KIND, mashup_id)
+            await live.publish_sync(services, mashup_id)
+            return await _detail(services, conn, mashup_id, principal.user_id)
+
+    @get("/")
+    async def list_mashups(
+        self, services: Services, principal: Principal
+    ) -> list[schemas.MashupSummary]:
+        """Mashups the caller is a member of, newest first."""
+        async with services.pool.acquire() as conn:
+            return await queries.summaries(conn, principal.user_id)
+
+    @get("/{mashup_id:uuid}")
+    async def read_mashup(
+        self, services: Services, principal: Principal, mashup_id: uuid.UUID
+    ) -> schemas.MashupDetail:
+        """A mashup with its members, inputs and the room's timeline (members only)."""
+        async with services.pool.acquire() as conn:
+            return await _detail(services, conn, mashup_id, principal.user_id)
+
+    @patch("/{mashup_id:uuid}")
+    async def update_mashup(
+        self,
+        services: Services,
+        principal: Principal,
+        mashup_id: uuid.UUID,
+        data: schemas.UpdateMashup,
+    ) -> schemas.MashupDetail:
+        """Rename the mashup or change its target duration (owner only)."""
+        name = _clean_name(data.name) if data.name is not None else None
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
+                await conn.execute(
+                    "UPDATE mashups SET name = coalesce($2, name),"
+                    " target_duration_seconds = coalesce($3, target_duration_seconds),"
+                    " updated_at = now() WHERE id = $1",
+                    mashup_id,
+                    name,
+                    data.target_duration_seconds,
+                )
+            await live.publish_sync(services, mashup_id)
+            return await _detail(services, conn, mashup_id, principal.user_id)
+
+    @delete("/{mashup_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def delete_mashup(
+        self,
+        services: Services,
+        principal: Principal,
+        previews: PreviewService,
+        mashup_id: uuid.UUID,
+    ) -> None:
+        """Delete the mashup, its room and its stored previews (owner only)."""
+        async with services.pool.acquire() as conn, conn.transaction():
+            await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
+            found = await live.read_room(services, mashup_id)
+            # The trigger deletes the room (and its log and snapshot) with the row.
+            await conn.execute("DELETE FROM mashups WHERE id = $1", mashup_id)
+        for preview in found[1].previews if found else []:
+            await previews.delete(mashup_id, preview.id)
+
+    # ------------------------------------------------------------------ share codes
+
+    @post("/{mashup_id:uuid}/share-code", status_code=200)
+    async def rotate_share_code(
+        self,
+        services: Services,
+        principal: Principal,
+        mashup_id: uuid.UUID,
+        data: schemas.RotateShareCode | None = None,
+    ) -> schemas.ShareCode:
+        """Issue a new share code; the old one stops working at once (owner only)."""
+        days = (data.expires_in_days if data else None) or services.settings.mashup_share_code_days
+        async with services.pool.acquire() as conn, conn.transaction():
+            await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
+            return await queries.set_share_code(conn, mashup_id, days)
+
+    @delete("/{mashup_id:uuid}/share-code", status_code=HTTP_204_NO_CONTENT)
+    async def revoke_share_code(
+        self, services: Services, principal: Principal, mashup_id: uuid.UUID
+    ) -> None:
+        """Revoke the share code: nobody can join by code until a new one is issued."""
+        async with services.pool.acquire() as conn, conn.transaction():
+            await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
+            await queries.revoke_share_code(conn, mashup_id)
+
+    @post("/join", status_code=200)
+    async def join_mashup(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        principal: Principal,
+        data: schemas.JoinMashup,
+    ) -> schemas.MashupDetail:
+        """Join with a share code as an editor (a member keeps the role they have)."""
+        # The blends' limiter: share-code guesses are counted together for both kinds.
+        taken = await guard.take(services, _address(request), principal.user_id)
+        code = codes.parse(data.code)
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                mashup_id = await queries.mashup_for_code(conn, code) if code else None
+                if mashup_id is None:
+                    raise queries.invalid_share_code()
+                joined = await conn.fetchval(
+                    "INSERT INTO mashup_members (mashup_id, user_id, role)"
+                    " VALUES ($1, $2, 'editor') ON CONFLICT (mashup_id, user_id) DO NOTHING"
+                    " RETURNING id",
+                    mashup_id,
+                    principal.user_id,
+                )
+                if joined is not None:
+                    await queries.touch(conn, mashup_id)
+            await guard.give_back(services, taken)
+            if joined is not None:
+                await live.publish_sync(services, mashup_id)
+            return await _detail(services, conn, mashup_id, principal.user_id)
+
+    # ------------------------------------------------------------------ members
+
+    @put("/{mashup_id:uuid}/members/{user_id:uuid}")
+    async def set_member_role(
+        self,
+        services: Services,
+        principal: Principal,
+        mashup_id: uuid.UUID,
+        user_id: uuid.UUID,
+        data: schemas.SetRole,
+    ) -> schemas.Member:
+        """Make a member an editor or a viewer (owner only; the owner's role is fixed)."""
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
+                if user_id == principal.user_id:
+                    raise Problem(409, "owner_role", "The owner's role cannot change.")
+                changed = await conn.fetchval(
+                    "UPDATE mashup_members SET role = $3::mashup_role"
+                    " WHERE mashup_id = $1 AND user_id = $2 RETURNING id",
+                    mashup_id,
+                    user_id,
+                    data.role,
+                )
+                if changed is None:
+                    raise Problem(404, "member_not_found", "That user is not in this mashup.")
+                await queries.touch(conn, mashup_id)
+                members = await queries.members(conn, mashup_id)
+        await live.publish_sync(services, mashup_id)
+        return next(m for m in members if m.user_id == user_id)
+
+    @delete("/{mashup_id:uuid}/members/{user_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def remove_member(
+        self, services: Services, principal: Principal, mashup_id: uuid.UUID, user_id: uuid.UUID
+    ) -> None:
+        """Remove a member (owner), or leave (a member removing themselves).
+
+        Their input tracks leave with them, and so do the clips cut from those tracks.
+        """
+        async with services.pool.acquire() as conn, conn.transaction():
+            found = await queries.standing(conn, mashup_id, principal.user_id, lock=True)
+            if user_id == principal.user_id:
+                if found.role == "owner":
+                    raise Problem(
+                        409, "owner_cannot_leave", "The owner cannot leave; delete it instead."
+                    )
+            elif found.role != "owner":
+                raise Problem(403, "not_owner", "Only the mashup's owner may do this.")
+            gone = await conn.fetchval(
+                "DELETE FROM mashup_members WHERE mashup_id = $1 AND user_id = $2 RETURNING id",
+                mashup_id,
+                user_id,
+            )
+            if gone is None:
+                raise Problem(404, "member_not_found", "That user is not in this mashup.")
+            await conn.execute(
+                "DELETE FROM mashup_input_tracks i USING uploaded_tracks t"
+                " WHERE i.mashup_id = $1 AND t.id = i.uploaded_track_id AND t.user_id = $2",
+                mashup_id,
+                user_id,
+            )
+            await queries.touch(conn, mashup_id)
+        await live.publish_sync(services, mashup_id)
+
+    # ------------------------------------------------------------------ input tracks
+
+    @post("/{mashup_id:uuid}/inputs", status_code=201)
+    async def add_input(
+        self,
+        services: Services,
+        principal: Principal,
+        mashup_id: uuid.UUID,
+        data: schemas.AddInput,
+    ) -> schemas.Input:
+        """Offer one of the caller's uploaded, analysed tracks to the mashup (owner, editors)."""
+        track_id = data.uploaded_track_id
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                await queries.require_editor(conn, mashup_id, principal.user_id, lock=True)
+                track = await conn.fetchrow(
+                    "SELECT upload_status::text AS upload, analysis_status::text AS analysis"
+                    " FROM uploaded_tracks WHERE id = $1 AND user_id = $2",
+                    track_id,
+                    principal.user_id,
+                )
+                if track is None:
+                    raise Problem(404, "track_not_found", "No such upload of yours.")
+                if track["upload"] != "uploaded" or track["analysis"] != "completed":
+                    raise Problem(
+                        409,
+                        "track_not_ready",
+                        "The upload is not stored and analysed yet (or it failed).",
+                    )
+                added = await conn.fetchval(
+                    "INSERT INTO mashup_input_tracks (mashup_id, uploaded_track_id)"
+                    " VALUES ($1, $2) ON CONFLICT (mashup_id, uploaded_track_id) DO NOTHING"
+                    " RETURNING id",
+                    mashup_id,
+                    track_id,
+                )
+                if added is None:
+                    raise Problem(409, "already_input", "That track is already an input.")
+                await queries.touch(conn, mashup_id)
+                items = await queries.inputs(conn, mashup_id)
+        await live.publish_sync(services, mashup_id)
+        return next(i for i in items if i.uploaded_track_id == track_id)
+
+    @delete("/{mashup_id:uuid}/inputs/{track_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def remove_input(
+        self, services: Services, principal: Principal, mashup_id: uuid.UUID, track_id: uuid.UUID
+    ) -> None:
+        """Withdraw an input (its uploader, or the owner); clips cut from it leave the timeline."""
+        async with services.pool.acquire() as conn, conn.transaction():
+            found = await queries.standing(conn, mashup_id, principal.user_id, lock=True)
+            uploader = await conn.fetchval(
+                "SELECT t.user_id FROM mashup_input_tracks i"
+                " JOIN uploaded_tracks t ON t.id = i.uploaded_track_id"
+                " WHERE i.mashup_id = $1 AND i.uploaded_track_id = $2",
+                mashup_id,
+                track_id,
+            )
+            if uploader is None:
+                raise Problem(404, "input_not_found", "That track is not an input.")
+            if uploader != principal.user_id and found.role != "owner":
+                raise Problem(
+                    403, "forbidden", "Only the track's uploader or the owner may remove it."
+                )
+            await conn.execute(
+                "DELETE FROM mashup_input_tracks WHERE mashup_id = $1 AND uploaded_track_id = $2",
+                mashup_id,
+                track_id,
+            )
+            await queries.touch(conn, mashup_id)
+        await live.publish_sync(services, mashup_id)
+
+    # ------------------------------------------------------------------ previews
+
+    @post("/{mashup_id:uuid}/previews", status_code=HTTP_202_ACCEPTED)
+    async def request_preview(
+        self,
+        services: Services,
+        principal: Principal,
+        previews: PreviewService,
+        mashup_id: uuid.UUID,
+        data: schemas.PreviewWindow,
+    ) -> schemas.PreviewAccepted:
+        """Render a window of the room's current timeline (any member); the room announces
+        ``preview_started`` now and ``preview_ready`` (with the URL) or ``preview_failed``."""
+        limit = services.settings.mashup_preview_max_seconds
+        async with services.pool.acquire() as conn:
+            await queries.standing(conn, mashup_id, principal.user_id)
+        if data.duration_seconds > limit:
+            raise Problem(400, "window_too_long", f"A preview lasts at most {limit:g} seconds.")
+        return await previews.request(mashup_id, principal.user_id, data)
+
+    @get("/{mashup_id:uuid}/previews/{preview_id:uuid}", media_type="audio/mpeg")
+    async def read_preview(
+        self,
+        services: Services,
+        principal: Principal,
+        previews: PreviewService,
+        mashup_id: uuid.UUID,
+        preview_id: uuid.UUID,
+    ) -> Response[bytes]:
+        """The audio of a rendered preview (members only)."""
+        async with services.pool.acquire() as conn:
+            await queries.standing(conn, mashup_id, principal.user_id)
+        found = await previews.read(mashup_id, preview_id)
+        if found is None:
+            raise Problem(404, "preview_not_found", "No such preview (yet, or any more).")
+        data, mime_type = found
+        return Response(
+            data,
+            media_type=mime_type,
+            headers={"Cache-Control": "private, max-age=86400, immutable"},
+        )

@@ -1,0 +1,66 @@
+"""Telling a mashup's room what changed: server batches through the rooms core.
+
+The database is the source of truth for the mashup's name, members and input tracks; the room
+gets them as a ``sync`` server batch after every change, so every member sees them live on
+whichever process they are connected to. Each ``sync`` carries the complete picture, read
+while holding the mashup's row lock until the batch is committed, so two concurrent changes
+can never leave the room with the older picture. Delivery failures are logged, never raised
+into the REST request that caused them (the next change repairs the room).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Final
+
+from rooms import api
+from rooms.store import RoomGone
+from server.mashups import queries, room
+from server.services import Services
+
+_log = logging.getLogger("blendtune.mashups")
+
+# The kind instance server batches are applied with (kinds are stateless).
+MASHUP_ROOM: Final = room.MashupRoom()
+
+
+async def submit(services: Services, mashup_id: uuid.UUID, ops: Sequence[room.MashupOp]) -> int:
+    """Submit a server batch; its seq. Raises like ``rooms.api.submit``."""
+    return await api.submit(services, MASHUP_ROOM, mashup_id, ops, f"mashup-{uuid.uuid4().hex}")
+
+
+async def publish_sync(services: Services, mashup_id: uuid.UUID) -> None:
+    """Send the mashup's name, members and inputs, as the database has them, to its room."""
+    try:
+        async with services.pool.acquire() as conn, conn.transaction():
+            # The row lock orders this against every REST change (they take it too) and
+            # against other syncs: the room always ends with the newest picture.
+            if (
+                await conn.fetchval("SELECT 1 FROM mashups WHERE id = $1 FOR UPDATE", mashup_id)
+                is None
+            ):
+                return
+            op = await queries.sync_op(conn, mashup_id)
+            if op is not None:
+                await submit(services, mashup_id, [op])
+    except RoomGone:
+        pass  # deleted meanwhile
+    except Exception:
+        _log.exception("could not deliver a sync batch to mashup room %s", mashup_id)
+
+
+async def read_room(
+    services: Services, mashup_id: uuid.UUID
+) -> tuple[int, room.MashupRoomState] | None:
+    """The room's seq and state, or None when it cannot be read now (logged)."""
+    try:
+        seq, state = await api.read_state(services, MASHUP_ROOM, mashup_id)
+    except RoomGone:
+        return None
+    except Exception:
+        _log.warning("could not read mashup room %s", mashup_id, exc_info=True)
+        return None
+    assert isinstance(state, room.MashupRoomState)
+    return seq, state
