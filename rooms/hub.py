@@ -28,7 +28,7 @@ import msgspec
 from rooms import protocol as p
 from rooms import store
 from rooms.fanout import Listener, Publisher, pack, unpack
-from rooms.kinds import Actor, OpRejected, RoomKind
+from rooms.kinds import Actor, RoomKind
 from rooms.metrics import RoomMetrics
 from server.services import Services
 
@@ -255,7 +255,7 @@ class Room:
                         d.ops, d.actor = bytes(batch.ops), Actor(batch.author, d.role)
                     assert d.actor is not None
                     state = self.kind.apply_batch(state, decoder.decode(d.ops), d.actor)
-            except (OpRejected, msgspec.DecodeError) as exc:
+            except Exception as exc:
                 # Replicas disagree (a kind that is not deterministic?): trust the database.
                 logger.error("room %s: replay failed (%r); reloading", self.room_id, exc)
                 self._unapplied.clear()
@@ -356,6 +356,10 @@ class Room:
         try:
             await asyncio.sleep(GAP_WAIT)
             while self.pending and self.loaded:
+                for stale in [s for s in self.pending if s <= self.seq]:
+                    del self.pending[stale]
+                if not self.pending:
+                    break
                 upto = min(self.pending) - 1
                 after = self.seq
                 if upto <= after:

@@ -250,6 +250,10 @@ def _validate(
         except OpRejected as exc:
             pending.rejected = exc
             continue
+        except Exception:  # a bug in the kind must not take the room (or others) down
+            logger.exception("room kind %s failed to apply a batch", kind.name)
+            pending.rejected = OpRejected("internal", "the server could not apply this batch")
+            continue
         seq += 1
         pending.seq = seq
         entries.append(
@@ -321,12 +325,21 @@ async def commit_many(
     cannot be reached at all (nothing was committed; clients resend).
     """
     groups = [_Group.of(replica, batch) for replica, batch in work]
-    fast = [g for g in groups if g.replica.loaded]
-    for g in fast:
-        g.state, g.entries = _validate(
-            g.replica.kind, g.replica.current_state(), g.replica.seq, g.unique
-        )
-    slow: list[_Group] = [g for g in groups if not g.replica.loaded]
+    fast: list[_Group] = []
+    slow: list[_Group] = []
+    for g in groups:
+        if not g.replica.loaded:
+            slow.append(g)
+            continue
+        try:
+            state = g.replica.current_state()
+        except Exception:
+            # The replica could not bring its state up to date (it is reloading); the
+            # locking path reloads it from the database.
+            slow.append(g)
+            continue
+        g.state, g.entries = _validate(g.replica.kind, state, g.replica.seq, g.unique)
+        fast.append(g)
     async with pool.acquire() as conn:
         writing = [g for g in fast if g.entries]
         committed: set[uuid.UUID] = set()
