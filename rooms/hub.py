@@ -47,15 +47,6 @@ _presence_decoder = msgspec.json.Decoder(p.PresenceOut)
 _encoder = msgspec.json.Encoder()
 
 
-class _Slot:
-    """A place in an outgoing queue for the newest presence of one member."""
-
-    __slots__ = ("member_id",)
-
-    def __init__(self, member_id: str) -> None:
-        self.member_id = member_id
-
-
 class Bucket:
     """A token bucket; refusals beyond the sustained rate add up to a flood."""
 
@@ -99,7 +90,10 @@ class Conn:
         self.id = member.id
         self.actor = actor
         self.room: Room | None = None
-        self.queue: deque[str | _Slot] = deque()
+        # Encoded messages (JSON objects, so they start with "{"), and presence slots: a
+        # member id standing for the newest presence of that member (in ``presence``), so a
+        # newer update replaces one not yet sent without allocating anything.
+        self.queue: deque[str] = deque()
         self.presence: dict[str, str] = {}
         self.max_queue = hub.settings.ws_send_queue_max
         self.waiter: asyncio.Future[None] | None = None
@@ -127,7 +121,7 @@ class Conn:
             self.presence[member_id] = text  # replaces the one not yet sent
             return
         self.presence[member_id] = text
-        self.queue.append(_Slot(member_id))
+        self.queue.append(member_id)
         self._after_append()
 
     def _after_append(self) -> None:
@@ -164,11 +158,9 @@ class Conn:
         try:
             while True:
                 while queue:
-                    item = queue.popleft()
-                    if type(item) is _Slot:
-                        text = self.presence.pop(item.member_id)
-                    else:
-                        text = item  # type: ignore[assignment]
+                    text = queue.popleft()
+                    if text[0] != "{":
+                        text = self.presence.pop(text)
                     await send({"type": "websocket.send", "text": text})
                 if self.close_code is not None:
                     await send(

@@ -74,21 +74,21 @@ async def test_presence_is_coalesced_and_slow_consumers_are_closed() -> None:
 
     conn = make_conn()
     conn.send = send
-    conn.enqueue("batch-1")
+    conn.enqueue("{1}")
     for i in range(5):
-        conn.enqueue_presence("m.1", f"presence-{i}")
-    conn.enqueue_presence("m.2", "other")
-    conn.enqueue("batch-2")
+        conn.enqueue_presence("m.1", f"{{p{i}}}")
+    conn.enqueue_presence("m.2", "{other}")
+    conn.enqueue("{2}")
     conn.close(4000, "done")
     await conn.run_writer()
     # Only the newest presence per member, in the place of the first one.
-    assert sent == ["batch-1", "presence-4", "other", "batch-2", "close 4000"]
+    assert sent == ["{1}", "{p4}", "{other}", "{2}", "close 4000"]
 
     slow = make_conn(max_queue=3)
     for i in range(4):
-        slow.enqueue(f"b{i}")
+        slow.enqueue(f"{{b{i}}}")
     assert slow.close_code == p.Close.RESYNC and not slow.queue
-    slow.enqueue("ignored")
+    slow.enqueue("{ignored}")
     assert not slow.queue
     await asyncio.sleep(0)
 
