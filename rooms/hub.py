@@ -514,7 +514,10 @@ class Room:
         return msgspec.structs.replace(member, state=_presence_decoder.decode(text).state)
 
     def announce_join(self, member: p.Member, text: str, exclude: Conn | None) -> None:
+        known = member.id in self.roster
         self.roster[member.id] = member
+        if known:
+            return  # (read from the registry and then announced: members know it already)
         n = 0
         for conn in self.members.values():
             if conn is not exclude:
