@@ -345,6 +345,7 @@ def plot(report: Report, dists: Distributions, path: str) -> None:
     ax_rate.plot(t, [s.presence_received for s in report.timeline], label="presence deliveries/s")
     if report.ops.sent:
         ax_rate.plot(t, [s.ops_acked for s in report.timeline], label="op batches acked/s")
+    ax_rate.set_yscale("log")
     ax_rate.set_xlabel("seconds since start")
     ax_rate.set_ylabel("per second")
     ax_rate.set_title("throughput")

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -70,8 +71,10 @@ class Sampler:
                 if process.pid not in seen:
                     seen.add(process.pid)
                     self.procs.append((port, process))
-        self.cpu: dict[int, list[float]] = {p.pid: [] for _, p in self.procs}
-        self.rss: dict[int, list[float]] = {p.pid: [] for _, p in self.procs}
+        # (time, CPU percent since the previous sample, RSS MiB) per process
+        self.samples: dict[int, list[tuple[float, float, float]]] = {
+            p.pid: [] for _, p in self.procs
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._rss_start: dict[int, float] = {}
@@ -85,19 +88,25 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
+            now = time.time()
             for _, process in self.procs:
                 with contextlib.suppress(psutil.Error):
-                    self.cpu[process.pid].append(process.cpu_percent(None))
-                    self.rss[process.pid].append(process.memory_info().rss / 2**20)
+                    sample = (now, process.cpu_percent(None), process.memory_info().rss / 2**20)
+                    self.samples[process.pid].append(sample)
 
-    def stop(self) -> list[ProcessUsage]:
+    def stop(self, window: tuple[float, float] | None = None) -> list[ProcessUsage]:
+        """Usage per process, over the samples that fall in ``window`` (unix times)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=3)
         usage = []
         for port, process in self.procs:
-            cpu = self.cpu[process.pid]
-            rss = self.rss[process.pid]
+            samples = self.samples[process.pid]
+            if window is not None:
+                # A sample covers the second before it was taken.
+                samples = [s for s in samples if window[0] + 0.5 <= s[0] <= window[1] + 0.5]
+            cpu = [s[1] for s in samples]
+            rss = [s[2] for s in samples]
             try:
                 name = " ".join(process.cmdline()[:4])[:80] or process.name()
             except psutil.Error:

@@ -228,7 +228,8 @@ def run(
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
-    server = sampler.stop() if sampler is not None else []
+    window = (started, started + options.duration) if started is not None else None
+    server = sampler.stop(window) if sampler is not None else []
     for _, profiler in profilers:
         try:
             profiler.wait(timeout=30)
