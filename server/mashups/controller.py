@@ -36,9 +36,13 @@ def _clean_name(name: str) -> str:
 
 
 async def _detail(
-    services: Services, conn: Any, mashup_id: uuid.UUID, user_id: uuid.UUID
+    services: Services, mashup_id: uuid.UUID, user_id: uuid.UUID
 ) -> schemas.MashupDetail:
-    row = await queries.detail_row(conn, mashup_id, user_id)
+    async with services.pool.acquire() as conn:
+        row = await queries.detail_row(conn, mashup_id, user_id)
+        members = await queries.members(conn, mashup_id)
+        inputs = await queries.inputs(conn, mashup_id)
+    # Read with the connection released: a request never holds two at once.
     found = await live.read_room(services, mashup_id)
     return schemas.MashupDetail(
         id=row["id"],
@@ -48,8 +52,8 @@ async def _detail(
         target_duration_seconds=row["target_duration_seconds"],
         generation_status=row["status_text"],
         share_code=queries.share_code_of(row),
-        members=await queries.members(conn, mashup_id),
-        inputs=await queries.inputs(conn, mashup_id),
+        members=members,
+        inputs=inputs,
         seq=found[0] if found else None,
         timeline=found[1].timeline if found else None,
         previews=found[1].previews if found else [],
@@ -69,27 +73,23 @@ class MashupController(Controller):
     ) -> schemas.MashupDetail:
         """Create a mashup and its room; the caller is its owner, with a fresh share code."""
         name = _clean_name(data.name)
-        async with services.pool.acquire() as conn:
-            async with conn.transaction():
-                mashup_id = await conn.fetchval(
-                    "INSERT INTO mashups (user_id, name, target_duration_seconds)"
-                    " VALUES ($1, $2, $3) RETURNING id",
-                    principal.user_id,
-                    name,
-                    data.target_duration_seconds,
-                )
-                await conn.execute(
-                    "INSERT INTO mashup_members (mashup_id, user_id, role)"
-                    " VALUES ($1, $2, 'owner')",
-                    mashup_id,
-                    principal.user_id,
-                )
-                await queries.set_share_code(
-                    conn, mashup_id, services.settings.mashup_share_code_days
-                )
-                await ensure_room(conn, room.KIND, mashup_id)
-            await live.publish_sync(services, mashup_id)
-            return await _detail(services, conn, mashup_id, principal.user_id)
+        async with services.pool.acquire() as conn, conn.transaction():
+            mashup_id = await conn.fetchval(
+                "INSERT INTO mashups (user_id, name, target_duration_seconds)"
+                " VALUES ($1, $2, $3) RETURNING id",
+                principal.user_id,
+                name,
+                data.target_duration_seconds,
+            )
+            await conn.execute(
+                "INSERT INTO mashup_members (mashup_id, user_id, role) VALUES ($1, $2, 'owner')",
+                mashup_id,
+                principal.user_id,
+            )
+            await queries.set_share_code(conn, mashup_id, services.settings.mashup_share_code_days)
+            await ensure_room(conn, room.KIND, mashup_id)
+        await live.publish_sync(services, mashup_id)
+        return await _detail(services, mashup_id, principal.user_id)
 
     @get("/")
     async def list_mashups(
@@ -104,8 +104,7 @@ class MashupController(Controller):
         self, services: Services, principal: Principal, mashup_id: uuid.UUID
     ) -> schemas.MashupDetail:
         """A mashup with its members, inputs and the room's timeline (members only)."""
-        async with services.pool.acquire() as conn:
-            return await _detail(services, conn, mashup_id, principal.user_id)
+        return await _detail(services, mashup_id, principal.user_id)
 
     @patch("/{mashup_id:uuid}")
     async def update_mashup(
@@ -117,19 +116,19 @@ class MashupController(Controller):
     ) -> schemas.MashupDetail:
         """Rename the mashup or change its target duration (owner only)."""
         name = _clean_name(data.name) if data.name is not None else None
-        async with services.pool.acquire() as conn:
-            async with conn.transaction():
-                await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
-                await conn.execute(
-                    "UPDATE mashups SET name = coalesce($2, name),"
-                    " target_duration_seconds = coalesce($3, target_duration_seconds),"
-                    " updated_at = now() WHERE id = $1",
-                    mashup_id,
-                    name,
-                    data.target_duration_seconds,
-                )
-            await live.publish_sync(services, mashup_id)
-            return await _detail(services, conn, mashup_id, principal.user_id)
+        async with services.pool.acquire() as conn, conn.transaction():
+            await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
+            await conn.execute(
+                "UPDATE mashups SET name = coalesce($2, name),"
+                " target_duration_seconds = coalesce($3, target_duration_seconds)"
+                " WHERE id = $1",
+                mashup_id,
+                name,
+                data.target_duration_seconds,
+            )
+            await queries.touch(conn, mashup_id)
+        await live.publish_sync(services, mashup_id)
+        return await _detail(services, mashup_id, principal.user_id)
 
     @delete("/{mashup_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def delete_mashup(
@@ -140,9 +139,12 @@ class MashupController(Controller):
         mashup_id: uuid.UUID,
     ) -> None:
         """Delete the mashup, its room and its stored previews (owner only)."""
+        async with services.pool.acquire() as conn:
+            await queries.require_owner(conn, mashup_id, principal.user_id)
+        # The previews to delete (a preview announced after this read stays behind).
+        found = await live.read_room(services, mashup_id)
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
-            found = await live.read_room(services, mashup_id)
             # The trigger deletes the room (and its log and snapshot) with the row.
             await conn.execute("DELETE FROM mashups WHERE id = $1", mashup_id)
         for preview in found[1].previews if found else []:
@@ -185,24 +187,23 @@ class MashupController(Controller):
         # The blends' limiter: share-code guesses are counted together for both kinds.
         taken = await guard.take(services, _address(request), principal.user_id)
         code = codes.parse(data.code)
-        async with services.pool.acquire() as conn:
-            async with conn.transaction():
-                mashup_id = await queries.mashup_for_code(conn, code) if code else None
-                if mashup_id is None:
-                    raise queries.invalid_share_code()
-                joined = await conn.fetchval(
-                    "INSERT INTO mashup_members (mashup_id, user_id, role)"
-                    " VALUES ($1, $2, 'editor') ON CONFLICT (mashup_id, user_id) DO NOTHING"
-                    " RETURNING id",
-                    mashup_id,
-                    principal.user_id,
-                )
-                if joined is not None:
-                    await queries.touch(conn, mashup_id)
-            await guard.give_back(services, taken)
+        async with services.pool.acquire() as conn, conn.transaction():
+            mashup_id = await queries.mashup_for_code(conn, code) if code else None
+            if mashup_id is None:
+                raise queries.invalid_share_code()
+            joined = await conn.fetchval(
+                "INSERT INTO mashup_members (mashup_id, user_id, role)"
+                " VALUES ($1, $2, 'editor') ON CONFLICT (mashup_id, user_id) DO NOTHING"
+                " RETURNING id",
+                mashup_id,
+                principal.user_id,
+            )
             if joined is not None:
-                await live.publish_sync(services, mashup_id)
-            return await _detail(services, conn, mashup_id, principal.user_id)
+                await queries.touch(conn, mashup_id)
+        await guard.give_back(services, taken)
+        if joined is not None:
+            await live.publish_sync(services, mashup_id)
+        return await _detail(services, mashup_id, principal.user_id)
 
     # ------------------------------------------------------------------ members
 

@@ -2,10 +2,11 @@
 
 The database is the source of truth for the mashup's name, members and input tracks; the room
 gets them as a ``sync`` server batch after every change, so every member sees them live on
-whichever process they are connected to. Each ``sync`` carries the complete picture, read
-while holding the mashup's row lock until the batch is committed, so two concurrent changes
-can never leave the room with the older picture. Delivery failures are logged, never raised
-into the REST request that caused them (the next change repairs the room).
+whichever process they are connected to. Each ``sync`` carries the complete picture and its
+version (the row's ``updated_at``, which every change sets under the row lock), and the room
+ignores a sync older than the one it has, so two concurrent changes can never leave the room
+with the older picture. Delivery failures are logged, never raised into the REST request
+that caused them (the next change repairs the room).
 """
 
 from __future__ import annotations
@@ -34,17 +35,12 @@ async def submit(services: Services, mashup_id: uuid.UUID, ops: Sequence[room.Ma
 async def publish_sync(services: Services, mashup_id: uuid.UUID) -> None:
     """Send the mashup's name, members and inputs, as the database has them, to its room."""
     try:
-        async with services.pool.acquire() as conn, conn.transaction():
-            # The row lock orders this against every REST change (they take it too) and
-            # against other syncs: the room always ends with the newest picture.
-            if (
-                await conn.fetchval("SELECT 1 FROM mashups WHERE id = $1 FOR UPDATE", mashup_id)
-                is None
-            ):
-                return
-            op = await queries.sync_op(conn, mashup_id)
-            if op is not None:
-                await submit(services, mashup_id, [op])
+        async with services.pool.acquire() as conn:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                op = await queries.sync_op(conn, mashup_id)
+        # Submitted with the connection released: a request never holds two at once.
+        if op is not None:
+            await submit(services, mashup_id, [op])
     except RoomGone:
         pass  # deleted meanwhile
     except Exception:

@@ -82,7 +82,12 @@ async def require_owner(
 
 
 async def touch(conn: Any, mashup_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE mashups SET updated_at = now() WHERE id = $1", mashup_id)
+    """Record a change (call it holding the row lock): ``updated_at`` versions room syncs.
+
+    ``clock_timestamp()``, not ``now()``: a transaction that waited for the lock must get a
+    later time than the one it waited for.
+    """
+    await conn.execute("UPDATE mashups SET updated_at = clock_timestamp() WHERE id = $1", mashup_id)
 
 
 # ------------------------------------------------------------------ share codes
@@ -244,13 +249,20 @@ def input_track(item: schemas.Input) -> room.InputTrack:
 
 
 async def sync_op(conn: Any, mashup_id: uuid.UUID) -> room.Sync | None:
-    """The complete ``sync`` op for the mashup as the database has it (None if deleted)."""
+    """The complete ``sync`` op for the mashup as the database has it (None if deleted).
+
+    Read it in one transaction (REPEATABLE READ) so the version matches the picture.
+    """
     row = await conn.fetchrow(
-        "SELECT name, user_id, target_duration_seconds FROM mashups WHERE id = $1", mashup_id
+        "SELECT name, user_id, target_duration_seconds,"
+        " (extract(epoch FROM updated_at) * 1000000)::bigint AS version"
+        " FROM mashups WHERE id = $1",
+        mashup_id,
     )
     if row is None:
         return None
     return room.Sync(
+        version=row["version"],
         name=row["name"],
         owner_id=row["user_id"],
         target_duration_seconds=row["target_duration_seconds"],

@@ -89,6 +89,7 @@ class MashupRoomState(msgspec.Struct, frozen=True, kw_only=True):
     # Clip id -> fractional key; ``timeline.clips`` is sorted by (key, id).
     order: dict[str, str] = {}
     previews: list[Preview] = []  # newest last, at most PREVIEWS_KEPT
+    sync_version: int = 0  # the ``version`` of the newest ``sync`` applied
 
 
 # ------------------------------------------------------------------ ops
@@ -158,9 +159,12 @@ class SetMaster(_Op, frozen=True, tag="set_master"):
 class Sync(_Op, frozen=True, tag="sync"):
     """Server only: the mashup's name, owner, members and inputs, complete.
 
-    Clips cut from a track that is no longer an input are removed.
+    Clips cut from a track that is no longer an input are removed. ``version`` orders syncs
+    (the mashup row's change time in microseconds): one older than the last applied is
+    ignored, so syncs that reach the room out of order never bring back an older picture.
     """
 
+    version: int
     name: str
     owner_id: uuid.UUID
     target_duration_seconds: int
@@ -365,6 +369,8 @@ def _apply_server(
     state: MashupRoomState, op: Sync | PreviewStarted | PreviewReady | PreviewFailed
 ) -> MashupRoomState:
     if isinstance(op, Sync):
+        if op.version < state.sync_version:
+            return state  # an older picture than the room has: stale
         inputs = {t.track_id for t in op.inputs}
         clips = tuple(c for c in state.timeline.clips if c.track_id in inputs)
         kept = {c.id for c in clips}
@@ -377,6 +383,7 @@ def _apply_server(
             inputs=op.inputs,
             timeline=msgspec.structs.replace(state.timeline, clips=clips),
             order={k: v for k, v in state.order.items() if k in kept},
+            sync_version=op.version,
         )
     if isinstance(op, PreviewReady):
         previews = [*state.previews, op.preview][-PREVIEWS_KEPT:]

@@ -29,8 +29,9 @@ def actor(user: uuid.UUID, role: str = "editor") -> Actor:
     return Actor(user_id=user, role=role)
 
 
-def synced(*inputs: str) -> MashupRoomState:
+def synced(*inputs: str, version: int = 1) -> MashupRoomState:
     sync = room.Sync(
+        version=version,
         name="Night drive",
         owner_id=OWNER,
         target_duration_seconds=60,
@@ -141,6 +142,7 @@ def test_viewers_and_strangers_cannot_edit() -> None:
     # Only the server sends server ops.
     sync = {
         "op": "sync",
+        "version": 9,
         "name": "x",
         "owner_id": str(EDITOR),
         "target_duration_seconds": 1,
@@ -224,12 +226,18 @@ def test_sync_drops_clips_of_withdrawn_inputs() -> None:
     assert [c.id for c in state.timeline.clips] == ["a1"]
     assert state.order == {"a1": "V"}
     assert [t.track_id for t in state.inputs] == [TRACK_A]
+    # A sync older than the one applied (it lost a race on the way) changes nothing.
+    assert KIND.apply(state, _sync_of(TRACK_A, TRACK_B, version=1), SERVER_ACTOR) == state
+    assert KIND.apply(state, _sync_of(TRACK_A, TRACK_B, version=3), SERVER_ACTOR).inputs != (
+        state.inputs
+    )
 
 
-def _sync_of(*inputs: str) -> room.Sync:
+def _sync_of(*inputs: str, version: int = 2) -> room.Sync:
     base = synced(*inputs)
     assert base.owner_id is not None
     return room.Sync(
+        version=version,
         name=base.name,
         owner_id=base.owner_id,
         target_duration_seconds=base.target_duration_seconds,
