@@ -7,6 +7,8 @@ import asyncio
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dsp
 from dsp import (
@@ -21,6 +23,7 @@ from dsp import (
 )
 from dsp.effects import Chorus, Reverb
 from dsp.render import CHUNK_FRAMES
+from tests.dsp.test_render import timelines
 
 
 class Library:
@@ -265,3 +268,28 @@ async def test_clip_running_past_its_source_end(drums: Audio) -> None:
     samples = dsp.decode(early.data).samples
     assert np.any(samples[:, : 5 * 44100])
     assert not np.any(samples[:, CHUNK_FRAMES + 100 :])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    document=timelines(max_source_seconds=18.0),
+    start=st.floats(0.0, 30.0),
+    duration=st.floats(0.5, 12.0),
+)
+def test_any_window_of_any_valid_timeline_previews(
+    document: dict[str, object], start: float, duration: float
+) -> None:
+    rng = np.random.default_rng(1)
+    noise = Audio((0.2 * rng.standard_normal((2, 20 * 44100))).astype(np.float32), 44100)
+    timeline = dsp.timeline_from_builtins(document)
+
+    async def preview() -> dsp.PreviewResult:
+        async with Previewer(Library({"drums": noise, "chords": noise}), format="wav") as p:
+            return await p.render(timeline, start_seconds=start, duration_seconds=duration)
+
+    result = asyncio.run(preview())
+    audio = dsp.decode(result.data)
+    assert audio.frames == round((start + duration) * 44100) - round(start * 44100)
+    assert np.isfinite(audio.samples).all()
+    if result.true_peak_dbtp is not None:
+        assert result.true_peak_dbtp <= -1.0

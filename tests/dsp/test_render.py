@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import typing
+
+import msgspec
 import numpy as np
 import pyloudnorm
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import dsp
 from dsp import Audio, AudioTooLong, Clip, InvalidTimeline, MissingSource, Timeline
-from dsp.effects import Compressor, Delay, HighpassFilter, Reverb
+from dsp.effects import Compressor, Delay, Effect, HighpassFilter, Reverb
 from dsp.render import render_timeline
 
 RATE = 44100
@@ -175,3 +180,66 @@ def test_bad_windows_are_refused(drums: Audio, start: float, duration: float) ->
     timeline = Timeline(clips=(Clip("a", "d", 0.0, 1.0, 0.0),))
     with pytest.raises(InvalidTimeline, match="window"):
         render_timeline(timeline, {"d": drums}, start_seconds=start, duration_seconds=duration)
+
+
+def _effect_strategy() -> st.SearchStrategy[dict[str, object]]:
+    """Any whitelisted effect with every parameter drawn from its allowed range."""
+    options = []
+    for cls in typing.get_args(Effect):
+        info = msgspec.inspect.type_info(cls)
+        fields = {
+            f.name: st.floats(f.type.ge, f.type.le, allow_nan=False)  # type: ignore[attr-defined]
+            for f in info.fields
+        }
+        tag = cls.__struct_config__.tag
+        options.append(st.fixed_dictionaries({"type": st.just(tag), **fields}))
+    return st.one_of(options)
+
+
+@st.composite
+def timelines(draw: st.DrawFn, max_source_seconds: float = 3.0) -> dict[str, object]:
+    """Valid timeline documents over tracks "drums" and "chords" (5 s or longer)."""
+    clips = []
+    for index in range(draw(st.integers(0, 3))):
+        start = draw(st.floats(0.0, 2.0))
+        clips.append(
+            {
+                "id": f"c{index}",
+                "track_id": draw(st.sampled_from(["drums", "chords"])),
+                "in_seconds": start,
+                "out_seconds": start + draw(st.floats(0.05, max_source_seconds)),
+                "position_beats": draw(st.floats(0.0, 8.0)),
+                "gain_db": draw(st.floats(-60.0, 24.0)),
+                "fade_in_seconds": draw(st.floats(0.0, 5.0)),
+                "fade_out_seconds": draw(st.floats(0.0, 5.0)),
+                "pitch_shift_semitones": draw(st.floats(-24.0, 24.0)),
+                "source_bpm": draw(st.none() | st.floats(70.0, 240.0)),
+                "source_key": draw(st.none() | st.sampled_from(["C major", "F# minor"])),
+                "effects": draw(st.lists(_effect_strategy(), max_size=3)),
+                "muted": draw(st.booleans()),
+            }
+        )
+    return {
+        "bpm": draw(st.floats(120.0, 140.0)),
+        "key": draw(st.none() | st.sampled_from(["A minor", "Eb major"])),
+        "clips": clips,
+        "master": draw(st.lists(_effect_strategy(), max_size=2)),
+    }
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=timelines())
+def test_any_valid_timeline_renders_within_limits(document: dict[str, object]) -> None:
+    """Whatever the (valid) timeline, the render finishes, is finite and obeys the ceiling."""
+    rng = np.random.default_rng(0)
+    sources = {
+        name: Audio((0.3 * rng.standard_normal((2, 5 * RATE))).astype(np.float32), RATE)
+        for name in ("drums", "chords")
+    }
+    timeline = dsp.timeline_from_builtins(document)
+    rendered = render_timeline(timeline, sources, high_quality=False)
+    samples = rendered.audio.samples
+    assert np.isfinite(samples).all()
+    if rendered.true_peak_dbtp is not None:
+        assert rendered.true_peak_dbtp <= -1.0
+        assert dsp.analysis.true_peak_dbtp(rendered.audio) <= -1.0  # type: ignore[operator]
