@@ -35,7 +35,7 @@ from server.services import Services
 logger = logging.getLogger("blendtune.rooms")
 
 GAP_WAIT = 0.2  # how long an out-of-order batch waits for the missing ones before PostgreSQL
-RECENT = 256  # batches kept per room for resuming clients without a database read
+RECENT = 64  # batches kept per room for resuming clients without a database read
 MAX_GROUP = 256  # batches per group commit
 CLOSE_DEADLINE = 10.0  # a client that cannot take the close frame within this is dropped
 UNAPPLIED_MAX = 64  # remote batches kept unapplied before the state is brought up to date
