@@ -141,9 +141,9 @@ def side_by_side(title: str, results: dict[str, Report], redis_port: int) -> Tab
 
 def sustained(
     points: list[tuple[float, Report]], p99_ms: float, min_delivered: float
-) -> tuple[float, float]:
-    """Highest publishes/s (and its p99) among the points that met the bar."""
-    best = (0.0, 0.0)
+) -> tuple[float, float, float]:
+    """Highest publishes/s (with its p99 and deliveries/s) among points that met the bar."""
+    best = (0.0, 0.0, 0.0)
     for _, r in points:
         p = r.presence
         # Coalesced presence counts as delivered: the newest state did arrive.
@@ -151,7 +151,7 @@ def sustained(
         ok = p.latency.p99_ms <= p99_ms and delivered >= min_delivered
         ok = ok and r.connections.held_at_end == r.connections.target
         if ok and p.publishes_per_s > best[0]:
-            best = (p.publishes_per_s, p.latency.p99_ms)
+            best = (p.publishes_per_s, p.latency.p99_ms, p.deliveries_per_s)
     return best
 
 
@@ -223,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     started[name] = Target(name, urls, "simple")
                 procs.extend(ps)
+            given_up: set[str] = set()
             for rate in rates:
                 results: dict[str, Report] = {}
                 for name in names:
+                    if name in given_up:
+                        continue
                     target = started[name]
                     run = functools.partial(
                         run_shape, target, args, seeded, rate, op_rate, watch=[redis_port]
@@ -236,6 +239,16 @@ def main(argv: list[str] | None = None) -> int:
                     err.print(f"{LABELS[name]}: {rate:g} Hz/member for {args.duration:g} s")
                     results[name] = run(duration=args.duration)
                     points[name].append((rate, results[name]))
+                    if (
+                        args.sweep
+                        and not sustained([(rate, results[name])], args.p99_ms, args.min_delivered)[
+                            0
+                        ]
+                    ):
+                        # Past its limit: higher rates would only take time (and CPU).
+                        given_up.add(name)
+                if not results:
+                    break
                 everything[f"{rate:g}"] = results
                 title = f"{args.shape} at {rate:g} Hz/member"
                 out.print(side_by_side(title, results, redis_port))
@@ -257,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column("server", style="bold")
         table.add_column("publishes/s", justify="right")
         table.add_column("p99 ms there", justify="right")
+        table.add_column("deliveries/s there", justify="right")
         table.add_column("Blendtune / this", justify="right")
         best = {n: sustained(points[n], args.p99_ms, args.min_delivered) for n in names}
         for name in names:
-            rate_, p99 = best[name]
-            mine = best.get("blendtune", (0.0, 0.0))[0]
+            rate_, p99, deliveries = best[name]
+            mine = best.get("blendtune", (0.0, 0.0, 0.0))[0]
             ratio = f"{mine / rate_:.2f}x" if rate_ and "blendtune" in best else "-"
-            table.add_row(LABELS[name], f"{rate_:,.0f}", f"{p99:g}", ratio)
+            table.add_row(LABELS[name], f"{rate_:,.0f}", f"{p99:g}", f"{deliveries:,.0f}", ratio)
         out.print(table)
     if args.json:
         import msgspec
