@@ -9,6 +9,7 @@ URL serves real audio of the requested length to members on either process, 404 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from pathlib import Path
@@ -80,19 +81,27 @@ async def test_two_collaborators_on_two_processes(
         }
 
         # Both edit at once from their own processes.
-        answers = [
-            await alice_room.send_ops(
+        answers = await asyncio.gather(
+            alice_room.send_ops(
                 [
                     {"op": "set_tempo", "bpm": 124},
                     {"op": "add_clip", "clip": clip("d1", drums["id"], out=5.0), "index": "V"},
                 ]
             ),
-            await bob_room.send_ops(
+            bob_room.send_ops(
                 [{"op": "add_clip", "clip": clip("k1", keys["id"], position=4), "index": "a"}]
             ),
-        ]
+        )
         assert [m["type"] for m in answers] == ["ack", "ack"], answers
-        await bob_room.send_ops([{"op": "move_clip", "clip": "d1", "position_beats": 2}])
+        await bob_room.until_state(lambda s: "d1" in s.order)
+        await alice_room.until_state(lambda s: "k1" in s.order)
+        # Both move the same clip at once: the later seq wins, for everyone.
+        moves = await asyncio.gather(
+            bob_room.send_ops([{"op": "move_clip", "clip": "d1", "position_beats": 2}]),
+            alice_room.send_ops([{"op": "move_clip", "clip": "d1", "position_beats": 3}]),
+        )
+        assert [m["type"] for m in moves] == ["ack", "ack"], moves
+        winner = 2.0 if moves[0]["seq"] > moves[1]["seq"] else 3.0
         await alice_room.send_ops(
             [
                 {"op": "set_clip", "clip": "k1", "gain_db": -4, "fade_in_seconds": 0.5},
@@ -105,7 +114,7 @@ async def test_two_collaborators_on_two_processes(
             return (
                 state.timeline.bpm == 124.0
                 and clips.get("d1") is not None
-                and clips["d1"].position_beats == 2.0
+                and clips["d1"].position_beats == winner
                 and clips.get("k1") is not None
                 and clips["k1"].gain_db == -4.0
                 and len(clips["k1"].effects) == 1
