@@ -35,6 +35,9 @@ Floats = npt.NDArray[np.float64]
 KEY_THRESHOLD: Final = 0.75
 """Correlation with the best key profile below which the key is reported unknown."""
 
+TEMPO_THRESHOLD: Final = 0.1
+"""Tempo confidence below which no tempo (and no beats) is reported."""
+
 TEMPO_MIN_BPM: Final = 60.0
 TEMPO_MAX_BPM: Final = 200.0
 
@@ -218,6 +221,8 @@ def estimate_tempo(audio: Audio) -> Tempo:
     lo, hi = int(60.0 * fps / TEMPO_MAX_BPM), int(60.0 * fps / TEMPO_MIN_BPM)
     floor = float(np.median(acf[lo : min(hi, len(acf))])) if hi < len(acf) else 0.0
     confidence = float(np.clip((peak - floor) / (1.0 - floor + 1e-12), 0.0, 1.0))
+    if confidence < TEMPO_THRESHOLD:
+        return Tempo(None, round(confidence, 3), ())
     beats = tuple(round(float(t), 4) for t in times)
     return Tempo(round(float(fitted), 3), round(confidence, 3), beats)
 
@@ -348,6 +353,7 @@ async def analyze_file(
 __all__ = [
     "KEY_THRESHOLD",
     "NOTE_NAMES",
+    "TEMPO_THRESHOLD",
     "Analysis",
     "Key",
     "Tempo",

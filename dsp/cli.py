@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dsp.analysis import analyze_path
+from dsp.analysis import Analysis, analyze_path
 from dsp.codec import Audio, decode_file, encode_file, format_from_name
 from dsp.errors import AudioError, InvalidTimeline
 from dsp.render import DEFAULT_CEILING_DBTP, DEFAULT_TARGET_LUFS, render_timeline
@@ -45,37 +45,43 @@ def _fmt(value: float | None, spec: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead.")
 def analyze(files: tuple[Path, ...], as_json: bool) -> None:
     """Analyse audio files: duration, tempo, key, loudness and true peak."""
-    console = Console()
-    table = Table(title="Analysis")
-    for column in ("file", "duration", "BPM", "conf", "key", "conf", "LUFS", "dBTP"):
-        table.add_column(column, justify="left" if column in ("file", "key") else "right")
-    failed = 0
+    results: list[tuple[Path, Analysis | Exception]] = []
     for path in files:
         try:
-            result = analyze_path(path)
+            results.append((path, analyze_path(path)))
         except (AudioError, OSError) as exc:
-            failed += 1
-            if as_json:
-                click.echo(msgspec.json.encode({"file": str(path), "error": str(exc)}))
+            results.append((path, exc))
+    failed = sum(isinstance(result, Exception) for _, result in results)
+    if as_json:
+        for path, result in results:
+            if isinstance(result, Exception):
+                payload: dict[str, object] = {"file": str(path), "error": str(result)}
             else:
-                table.add_row(str(path), f"[red]{type(exc).__name__}: {exc}[/red]")
-            continue
-        if as_json:
-            payload = {"file": str(path), **msgspec.to_builtins(result)}
+                payload = {"file": str(path), **msgspec.to_builtins(result)}
             click.echo(msgspec.json.encode(payload))
-            continue
-        table.add_row(
-            str(path),
-            f"{result.duration_seconds:.2f} s",
-            _fmt(result.bpm, ".2f"),
-            f"{result.bpm_confidence:.2f}",
-            result.key_signature or "unknown",
-            f"{result.key_confidence:.2f}",
-            _fmt(result.loudness_lufs, ".1f"),
-            _fmt(result.true_peak_dbtp, ".1f"),
-        )
-    if not as_json:
-        console.print(table)
+    else:
+        table = Table(title="Analysis")
+        columns = ["file", "duration", "BPM", "conf", "key", "conf", "LUFS", "dBTP"]
+        for column in columns + (["problem"] if failed else []):
+            left = column in ("file", "key", "problem")
+            table.add_column(column, justify="left" if left else "right")
+        for path, result in results:
+            if isinstance(result, Exception):
+                cells = [""] * (len(columns) - 1)
+                problem = f"[red]{type(result).__name__}: {result}[/red]"
+                table.add_row(str(path), *cells, problem)
+                continue
+            table.add_row(
+                str(path),
+                f"{result.duration_seconds:.2f} s",
+                _fmt(result.bpm, ".2f"),
+                f"{result.bpm_confidence:.2f}",
+                result.key_signature or "unknown",
+                f"{result.key_confidence:.2f}",
+                _fmt(result.loudness_lufs, ".1f"),
+                _fmt(result.true_peak_dbtp, ".1f"),
+            )
+        Console().print(table)
     if failed:
         raise SystemExit(1)
 

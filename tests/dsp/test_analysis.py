@@ -12,7 +12,7 @@ from scipy.signal import resample_poly
 
 import dsp
 from dsp import Audio, CorruptAudio
-from dsp.analysis import KEY_THRESHOLD, estimate_key, estimate_tempo
+from dsp.analysis import KEY_THRESHOLD, TEMPO_THRESHOLD, estimate_key, estimate_tempo
 from dsp.keys import parse_key
 from tests.dsp.corpus import KeyItem, TempoItem
 
@@ -62,6 +62,9 @@ def test_noise_has_no_key_and_no_tempo() -> None:
     key = estimate_key(noise)
     assert key.key_signature is None
     assert key.confidence < KEY_THRESHOLD
+    tempo = estimate_tempo(noise)
+    assert tempo.bpm is None and tempo.beats == ()
+    assert tempo.confidence < TEMPO_THRESHOLD
 
 
 def test_silence_analyses_to_nothing_rather_than_failing() -> None:
