@@ -5,7 +5,14 @@ is what this module exports; the submodules are implementation detail except
 where the docs (docs/audio.md) name them.
 """
 
-from dsp.analysis import KEY_THRESHOLD, Analysis, analyze, analyze_file, analyze_path
+from dsp.analysis import (
+    KEY_THRESHOLD,
+    TEMPO_THRESHOLD,
+    Analysis,
+    analyze,
+    analyze_file,
+    analyze_path,
+)
 from dsp.codec import (
     FORMATS,
     MIME_TYPES,
@@ -49,6 +56,7 @@ __all__ = [
     "KEY_THRESHOLD",
     "MIME_TYPES",
     "PROJECT_RATE",
+    "TEMPO_THRESHOLD",
     "Analysis",
     "Audio",
     "AudioError",
