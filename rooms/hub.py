@@ -105,6 +105,8 @@ class Conn:
         self.ops_bucket = Bucket(rate)
         self.other_bucket = Bucket(rate)
         self.writer: asyncio.Task[None] | None = None
+        # (text, published_at) of one message to time until it is handed to the socket.
+        self.probe: tuple[str, float] | None = None
 
     # Outgoing.
 
@@ -162,6 +164,10 @@ class Conn:
                     if text[0] != "{":
                         text = self.presence.pop(text)
                     await send({"type": "websocket.send", "text": text})
+                    probe = self.probe
+                    if probe is not None and probe[0] is text:
+                        self.probe = None
+                        self.hub.metrics.publish_to_send.observe(max(0.0, time.time() - probe[1]))
                 if self.close_code is not None:
                     await send(
                         {
@@ -336,10 +342,9 @@ class Room:
             else:
                 conn.enqueue(text)
                 n += 1
-        metrics = self.hub.metrics
-        metrics.count_out("batch", n)
+        self.hub.metrics.count_out("batch", n)
         if d.published_at is not None:
-            metrics.fanout_latency.observe(max(0.0, time.time() - d.published_at))
+            self._probe(text, d.published_at, author)
         if len(self._unapplied) > UNAPPLIED_MAX:
             with contextlib.suppress(Exception):
                 self.current_state()
@@ -438,6 +443,7 @@ class Room:
     ) -> None:
         by_seq = {pending.seq: pending for pending in batch if not pending.duplicate}
         hub = self.hub
+        now = time.time()
         for entry in entries:
             pending = by_seq[entry.seq]
             text = entry.batch_text()
@@ -450,6 +456,7 @@ class Room:
                 ops=entry.ops,
                 author=author,
                 ack=p.encode(p.Ack(op_id=entry.op_id, seq=entry.seq)) if author else None,
+                published_at=now,
             )
             assert entry.seq == self.seq + 1, (entry.seq, self.seq)
             self._deliver(d, applied=True)
@@ -535,7 +542,9 @@ class Room:
         self.hub.metrics.count_out("left", len(self.members))
         return True
 
-    def presence(self, member_id: str, text: str, exclude: Conn | None) -> None:
+    def presence(
+        self, member_id: str, text: str, exclude: Conn | None, published_at: float
+    ) -> None:
         if member_id in self.roster:
             # Kept as sent; decoded only when a welcome lists the members.
             self.presence_text[member_id] = text
@@ -545,6 +554,14 @@ class Room:
                 conn.enqueue_presence(member_id, text)
                 n += 1
         self.hub.metrics.count_out("presence", n)
+        self._probe(text, published_at, exclude)
+
+    def _probe(self, text: str, published_at: float, skip: Conn | None) -> None:
+        # Time one member's copy from publish to socket (the first one without a probe out).
+        for conn in self.members.values():
+            if conn is not skip and conn.probe is None:
+                conn.probe = (text, published_at)
+                return
 
 
 def _answer_error(pending: store.Pending, code: str, detail: str) -> None:
@@ -855,7 +872,7 @@ class Hub:
         if room is None:
             return
         text = p.encode(p.PresenceOut(id=conn.id, state=state))
-        room.presence(conn.id, text, exclude=conn)
+        room.presence(conn.id, text, exclude=conn, published_at=time.time())
         self.publisher.publish(room.channel, pack("p", conn.id, self.proc_id, "-", text))
 
     # ---------------------------------------------------------------- fan-out
@@ -875,7 +892,7 @@ class Hub:
         if kind == "b":
             room.offer(Delivery(int(env.key), env.payload, env.role, published_at=env.published_at))
         elif kind == "p":
-            room.presence(env.key, env.payload, exclude=None)
+            room.presence(env.key, env.payload, exclude=None, published_at=env.published_at)
         elif kind == "j":
             member = _joined_decoder.decode(env.payload).member
             room.announce_join(member, env.payload, exclude=None)

@@ -44,9 +44,10 @@ class RoomMetrics:
             "Connections closed because their outgoing queue overflowed.",
             registry=registry,
         )
-        self.fanout_latency = Histogram(
-            "blendtune_room_fanout_latency_seconds",
-            "From publish on the committing process to queueing for local members here.",
+        self.publish_to_send = Histogram(
+            "blendtune_room_publish_to_send_seconds",
+            "From publish (commit or presence update) on any process to handing the message to"
+            " a member's socket here; one member per message and process is timed.",
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )

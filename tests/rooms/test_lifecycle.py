@@ -140,18 +140,23 @@ async def test_metrics_are_exported(pair: tuple[ServerProcess, ServerProcess], n
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
+    timed_before = metric(await metrics_text(a), "blendtune_room_publish_to_send_seconds_count")
     client = await join(a.ws_url, room, alice.token)
+    other = await join(a.ws_url, room, alice.token)
     await client.ack(await client.ops([{"op": "title", "title": "m"}]))
+    await other.until_seq(1)
     await client.send({"type": "nonsense"})
     await client.until(lambda m: m["type"] == "error")
-    async with httpx.AsyncClient(base_url=a.url) as http:
-        text = (await http.get("/metrics")).text
+    text = await metrics_text(a)
+    # The batch sent to the other member was timed from publish to socket.
+    assert metric(text, "blendtune_room_publish_to_send_seconds_count") > timed_before
+    await other.close()
     assert "blendtune_room_connections " in text
     assert "blendtune_rooms_active " in text
     assert 'blendtune_room_messages_in_total{type="ops"}' in text
     assert 'blendtune_room_messages_out_total{type="welcome"}' in text
     assert 'blendtune_room_rejected_total{reason="unknown_type"}' in text
-    assert "blendtune_room_fanout_latency_seconds_bucket" in text
+    assert "blendtune_room_publish_to_send_seconds_bucket" in text
     assert "blendtune_room_commit_seconds_count" in text
     await client.close()
 
@@ -223,8 +228,15 @@ async def test_late_or_lost_publishes_are_filled_from_the_database(
     await fresh.close()
 
 
-async def gap_fills(server: ServerProcess) -> float:
+async def metrics_text(server: ServerProcess) -> str:
     async with httpx.AsyncClient(base_url=server.url) as http:
-        text = (await http.get("/metrics")).text
-    line = next(x for x in text.splitlines() if x.startswith("blendtune_room_gap_fills_total "))
+        return (await http.get("/metrics")).text
+
+
+def metric(text: str, name: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith(name + " "))
     return float(line.split()[1])
+
+
+async def gap_fills(server: ServerProcess) -> float:
+    return metric(await metrics_text(server), "blendtune_room_gap_fills_total")
