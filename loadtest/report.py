@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import msgspec
 
 from loadtest.resources import ProcessUsage
+from loadtest.scrape import ServerMetrics
 from loadtest.stats import (
     Counters,
     Histogram,
@@ -116,6 +117,7 @@ class Report(msgspec.Struct, kw_only=True):
     warnings: list[str]
     errors: list[str]
     profiles: list[str] = []  # py-spy outputs (--profile)
+    server_metrics: list[ServerMetrics] = []  # from each server's /metrics, over the window
 
 
 @dataclass

@@ -23,6 +23,7 @@ from rich.table import Table
 from loadtest import report as reporting
 from loadtest.modes import Member
 from loadtest.resources import Sampler
+from loadtest.scrape import Scraper
 from loadtest.stats import Counters, Histogram, LatencySummary, merge_counters
 from loadtest.worker import Failed, Message, Progress, Result, WorkerPlan, worker_main
 
@@ -173,6 +174,7 @@ def run(
     failures: dict[int, str] = {}
     started: float | None = None
     sampler: Sampler | None = None
+    scraper: Scraper | None = None
     profilers: list[tuple[str, subprocess.Popen[bytes]]] = []
     started_at = ""
     with Live(_table(options, live, None), console=console, refresh_per_second=4) as display:
@@ -204,6 +206,8 @@ def run(
                 # Everyone is connected: start together, a moment from now.
                 sampler = Sampler(options.urls, options.watch_ports)
                 sampler.start()
+                scraper = Scraper(options.urls)
+                scraper.start()
                 if options.profile:
                     profilers = sampler.profile(options.profile, options.duration)
                 started = time.time() + 0.5
@@ -230,6 +234,7 @@ def run(
             proc.kill()
     window = (started, started + options.duration) if started is not None else None
     server = sampler.stop(window) if sampler is not None else []
+    server_metrics = scraper.stop() if scraper is not None else []
     for _, profiler in profilers:
         try:
             profiler.wait(timeout=30)
@@ -262,6 +267,7 @@ def run(
     for error in failures.values():
         outcome[0].errors.append(f"client process failed: {error}")
     outcome[0].profiles.extend(path for path, _ in profilers)
+    outcome[0].server_metrics.extend(server_metrics)
     if options.profile and not profilers:
         outcome[0].warnings.append("--profile: py-spy not found or no local server process")
     return outcome
@@ -301,6 +307,18 @@ def summary_table(report: reporting.Report, title: str | None = None) -> Table:
         "generator lag p99 / CPU",
         f"{report.generator_lag.p99_ms} ms / {report.generator_cpu_pct:.0f} % of a core",
     )
+    for m in report.server_metrics:
+        if m.commits:
+            table.add_row(
+                f"group commits {m.url}",
+                f"{m.commits:,} x {m.batches_per_commit:g} batches, mean {m.commit_mean_ms} ms, "
+                f"p99 <= {m.commit_p99_ms_at_most:g} ms",
+            )
+        if m.slow_consumer_disconnects or m.gap_fills:
+            table.add_row(
+                f"slow consumers / gap fills {m.url}",
+                f"{m.slow_consumer_disconnects} / {m.gap_fills}",
+            )
     if report.server:
         table.add_row(
             "server CPU (sum of processes)",
