@@ -39,7 +39,7 @@ from dsp.errors import (
     UnsupportedFormat,
 )
 from dsp.keys import parse_key, semitones_between
-from dsp.preview import CacheStats, Previewer, PreviewResult, SourceLoader
+from dsp.preview import CacheStats, Previewer, PreviewResult, SourceLoader, path_loader
 from dsp.render import Rendered, render_timeline
 from dsp.timeline import (
     Clip,
@@ -85,6 +85,7 @@ __all__ = [
     "encode",
     "encode_file",
     "parse_key",
+    "path_loader",
     "probe",
     "probe_file",
     "render_timeline",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -38,7 +39,15 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from dsp.codec import MIME_TYPES, PROJECT_RATE, Audio, AudioFormat, encode
+from dsp.codec import (
+    DEFAULT_MAX_SECONDS,
+    MIME_TYPES,
+    PROJECT_RATE,
+    Audio,
+    AudioFormat,
+    decode_file,
+    encode,
+)
 from dsp.effects import tail_seconds
 from dsp.errors import AudioError, InvalidTimeline, MissingSource, PreviewBusy, Superseded
 from dsp.render import (
@@ -79,6 +88,23 @@ class SourceLoader(Protocol):
     """
 
     def __call__(self, track_id: str, /) -> Awaitable[Audio]: ...
+
+
+def path_loader(
+    resolve: Callable[[str], Awaitable[str | os.PathLike[str] | None]],
+    *,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+) -> SourceLoader:
+    """A :class:`SourceLoader` over files: ``resolve`` maps a track id to a path
+    (or None when there is no such track) and the file is decoded in a thread."""
+
+    async def load(track_id: str) -> Audio:
+        path = await resolve(track_id)
+        if path is None:
+            raise MissingSource(f"no audio for track {track_id!r}")
+        return await asyncio.to_thread(decode_file, path, max_seconds=max_seconds)
+
+    return load
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -293,3 +294,22 @@ def test_any_window_of_any_valid_timeline_previews(
     assert np.isfinite(audio.samples).all()
     if result.true_peak_dbtp is not None:
         assert result.true_peak_dbtp <= -1.0
+
+
+async def test_path_loader_decodes_files_and_reports_missing_ones(
+    tmp_path: Path, drums: Audio
+) -> None:
+    dsp.encode_file(drums, tmp_path / "drums.flac")
+    (tmp_path / "broken.mp3").write_bytes(b"ID3" + bytes(200))
+    paths = {"drums": tmp_path / "drums.flac", "broken": tmp_path / "broken.mp3"}
+
+    async def resolve(track_id: str) -> Path | None:
+        return paths.get(track_id)
+
+    async with Previewer(dsp.path_loader(resolve), format="wav") as previewer:
+        good = Timeline(clips=(Clip("a", "drums", 0.0, 2.0, 0.0),))
+        assert dsp.decode((await previewer.render(good, duration_seconds=2.0)).data).frames
+        with pytest.raises(MissingSource):
+            await previewer.render(Timeline(clips=(Clip("a", "nope", 0.0, 1.0, 0.0),)))
+        with pytest.raises(dsp.CorruptAudio):
+            await previewer.render(Timeline(clips=(Clip("a", "broken", 0.0, 1.0, 0.0),)))
