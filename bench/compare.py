@@ -81,6 +81,7 @@ def run_shape(
         processes=args.processes,
         watch_ports=watch,
         compression=args.compression,
+        placement=args.placement,
     )
     if target.mode == "blendtune":
         assert seeded is not None
@@ -173,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p99-ms", type=float, default=30.0, help="latency bar for --sweep")
     parser.add_argument("--min-delivered", type=float, default=99.9, help="percent, --sweep")
     parser.add_argument("--compression", action="store_true")
+    parser.add_argument(
+        "--placement",
+        choices=["spread", "room"],
+        default="spread",
+        help="spread: each room on every server process; room: each room on one",
+    )
     parser.add_argument("--json", help="write every run's report here")
     parser.add_argument("--verbose", action="store_true", help="show live progress")
     args = parser.parse_args(argv)
@@ -260,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"{o.ack_latency.p999_ms} ms, delivery p99 {o.latency.p99_ms} ms, "
                         f"gaps {o.gaps}, duplicates {o.duplicates}, rejected {o.rejected}"
                     )
+                    for m in results["blendtune"].server_metrics:
+                        out.print(
+                            f"  {m.url}: {m.commits:,} group commits x {m.batches_per_commit:g} "
+                            f"batches, mean {m.commit_mean_ms} ms, p99 <= "
+                            f"{m.commit_p99_ms_at_most:g} ms, gap fills {m.gap_fills}"
+                        )
         finally:
             servers.stop(procs)
     if args.sweep:
