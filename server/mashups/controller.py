@@ -18,6 +18,10 @@ from server.mashups.previews import PreviewService
 from server.problems import Problem
 from server.services import Services
 
+# Bounds on what the room state carries (members and inputs are in every welcome).
+MAX_MEMBERS = 50
+MAX_INPUTS = 50
+
 
 def get_previews(state: State) -> PreviewService:
     service: PreviewService = state.mashup_previews
@@ -191,6 +195,15 @@ class MashupController(Controller):
             mashup_id = await queries.mashup_for_code(conn, code) if code else None
             if mashup_id is None:
                 raise queries.invalid_share_code()
+            count = await conn.fetchval(
+                "SELECT count(*) FILTER (WHERE user_id <> $2) FROM mashup_members"
+                " WHERE mashup_id = $1",
+                mashup_id,
+                principal.user_id,
+            )
+            if count >= MAX_MEMBERS:
+                await guard.give_back(services, taken)  # a right code: not a guess
+                raise Problem(409, "mashup_full", f"A mashup has at most {MAX_MEMBERS} members.")
             joined = await conn.fetchval(
                 "INSERT INTO mashup_members (mashup_id, user_id, role)"
                 " VALUES ($1, $2, 'editor') ON CONFLICT (mashup_id, user_id) DO NOTHING"
@@ -297,6 +310,13 @@ class MashupController(Controller):
                         409,
                         "track_not_ready",
                         "The upload is not stored and analysed yet (or it failed).",
+                    )
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM mashup_input_tracks WHERE mashup_id = $1", mashup_id
+                )
+                if count >= MAX_INPUTS:
+                    raise Problem(
+                        409, "too_many_inputs", f"A mashup has at most {MAX_INPUTS} input tracks."
                     )
                 added = await conn.fetchval(
                     "INSERT INTO mashup_input_tracks (mashup_id, uploaded_track_id)"

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
+from server.mashups.controller import MAX_INPUTS, MAX_MEMBERS
 from tests.mashups.support import create_mashup, join_by_code, loop_wav, upload_track
 from tests.support import ServerProcess, make_user
 
@@ -266,3 +267,42 @@ async def test_bad_input_changes_nothing(on_a: httpx.AsyncClient, db: asyncpg.Co
     )
     problem(await on_a.delete(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found")
     assert await _counts(db) == before
+
+
+async def test_member_and_input_limits(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    owner, late = await make_user(db), await make_user(db)
+    created = await create_mashup(on_a, owner)
+    mashup_id = uuid.UUID(created["id"])
+    others = [await make_user(db) for _ in range(MAX_MEMBERS - 1)]
+    await db.executemany(
+        "INSERT INTO mashup_members (mashup_id, user_id) VALUES ($1, $2)",
+        [(mashup_id, u.id) for u in others],
+    )
+    full = await on_a.post(
+        "/mashups/join", json={"code": created["share_code"]["code"]}, headers=late.headers
+    )
+    problem(full, 409, "mashup_full")
+    # A member joining again is not turned away.
+    again = await on_a.post(
+        "/mashups/join", json={"code": created["share_code"]["code"]}, headers=others[0].headers
+    )
+    assert again.status_code == 200
+
+    tracks = await db.fetch(
+        "INSERT INTO uploaded_tracks (user_id, original_filename, storage_key, file_size_bytes,"
+        " mime_type, format, upload_status, analysis_status, duration_seconds)"
+        " SELECT $1, 't.wav', 'uploads/x/' || n || '.wav', 10, 'audio/wav', 'wav',"
+        " 'uploaded', 'completed', 5 FROM generate_series(1, $2) n RETURNING id",
+        owner.id,
+        MAX_INPUTS + 1,
+    )
+    await db.executemany(
+        "INSERT INTO mashup_input_tracks (mashup_id, uploaded_track_id) VALUES ($1, $2)",
+        [(mashup_id, t["id"]) for t in tracks[:MAX_INPUTS]],
+    )
+    one_more = await on_a.post(
+        f"/mashups/{mashup_id}/inputs",
+        json={"uploaded_track_id": str(tracks[-1]["id"])},
+        headers=owner.headers,
+    )
+    problem(one_more, 409, "too_many_inputs")
