@@ -38,6 +38,7 @@ GAP_WAIT = 0.2  # how long an out-of-order batch waits for the missing ones befo
 RECENT = 64  # batches kept per room for resuming clients without a database read
 MAX_GROUP = 256  # batches per group commit
 CLOSE_DEADLINE = 10.0  # a client that cannot take the close frame within this is dropped
+COMMIT_TIMEOUT = 10.0  # seconds for one group commit
 UNAPPLIED_MAX = 64  # remote batches kept unapplied before the state is brought up to date
 
 _batch_decoder = msgspec.json.Decoder(p.Batch)
@@ -622,10 +623,15 @@ class Committer:
         metrics = self.hub.metrics
         started = time.perf_counter()
         try:
-            outcomes = await store.commit_many(
-                self.hub.services.pool, [(room, batch) for room, batch, _ in work]
+            # A hung database must not hold the rooms forever; a batch whose outcome is
+            # unknown is answered "unavailable" and resent by its client with the same op id.
+            outcomes = await asyncio.wait_for(
+                store.commit_many(
+                    self.hub.services.pool, [(room, batch) for room, batch, _ in work]
+                ),
+                COMMIT_TIMEOUT,
             )
-        except Exception as exc:  # the database is unreachable: nothing was committed
+        except Exception as exc:  # unreachable, or unknown outcome: the clients resend
             outcomes = [exc] * len(work)
         finally:
             self.inflight -= 1
