@@ -76,6 +76,28 @@ class Bucket:
 class Conn:
     """One member connection: its identity, outgoing queue and limits."""
 
+    __slots__ = (
+        "abort",
+        "actor",
+        "close_code",
+        "close_reason",
+        "hub",
+        "id",
+        "last_seen",
+        "max_queue",
+        "member",
+        "ops_bucket",
+        "other_bucket",
+        "pinged",
+        "presence",
+        "probe",
+        "queue",
+        "room",
+        "send",
+        "waiter",
+        "writer",
+    )
+
     def __init__(
         self,
         hub: Hub,
