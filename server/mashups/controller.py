@@ -151,6 +151,7 @@ class MashupController(Controller):
             await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
             # The trigger deletes the room (and its log and snapshot) with the row.
             await conn.execute("DELETE FROM mashups WHERE id = $1", mashup_id)
+        await live.room_deleted(services, mashup_id)
         for preview in found[1].previews if found else []:
             await previews.delete(mashup_id, preview.id)
 
@@ -247,6 +248,7 @@ class MashupController(Controller):
                 await queries.touch(conn, mashup_id)
                 members = await queries.members(conn, mashup_id)
         await live.publish_sync(services, mashup_id)
+        await live.membership_changed(services, mashup_id, user_id)
         return next(m for m in members if m.user_id == user_id)
 
     @delete("/{mashup_id:uuid}/members/{user_id:uuid}", status_code=HTTP_204_NO_CONTENT)
@@ -281,6 +283,7 @@ class MashupController(Controller):
             )
             await queries.touch(conn, mashup_id)
         await live.publish_sync(services, mashup_id)
+        await live.membership_changed(services, mashup_id, user_id)
 
     # ------------------------------------------------------------------ input tracks
 

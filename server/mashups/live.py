@@ -47,6 +47,23 @@ async def publish_sync(services: Services, mashup_id: uuid.UUID) -> None:
         _log.exception("could not deliver a sync batch to mashup room %s", mashup_id)
 
 
+async def membership_changed(services: Services, mashup_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """After a role change or removal: open connections of the user re-check their membership
+    (closed with 4403 when removed, the new role otherwise)."""
+    try:
+        await api.membership_changed(services, mashup_id, user_id)
+    except Exception as exc:  # they find out on their next edit (the room's member list)
+        _log.warning("mashup %s: could not announce a membership change: %r", mashup_id, exc)
+
+
+async def room_deleted(services: Services, mashup_id: uuid.UUID) -> None:
+    """After deleting the mashup: its members are closed with 4404 at once."""
+    try:
+        await api.room_deleted(services, mashup_id)
+    except Exception as exc:  # they find out on their next edit
+        _log.warning("mashup %s: could not announce the deletion: %r", mashup_id, exc)
+
+
 async def read_room(
     services: Services, mashup_id: uuid.UUID
 ) -> tuple[int, room.MashupRoomState] | None:

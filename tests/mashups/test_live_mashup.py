@@ -189,7 +189,7 @@ async def test_two_collaborators_on_two_processes(
         assert [c["id"] for c in detail["timeline"]["clips"]] == ["d1"]
         assert [p["id"] for p in detail["previews"]] == [preview_id]
 
-        # Deleting the mashup deletes its room and its stored previews.
+        # Deleting the mashup deletes its room, closes it, and deletes its stored previews.
         stored = (
             Path(a.env["BLENDTUNE_STORAGE_DIR"])
             / f"previews/{uuid.UUID(mashup_id).hex}/{uuid.UUID(preview_id).hex}.mp3"
@@ -200,5 +200,6 @@ async def test_two_collaborators_on_two_processes(
         ).status_code == 204
         assert not stored.exists()
         assert (await on_b.get(preview["url"], headers=alice.headers)).status_code == 404
+        # Everyone in the room, on both processes, is let go at once (4404: room gone).
         for member in (alice_room, bob_room, carol_room):
-            await member.close()
+            assert await member.client.closed() == 4404
