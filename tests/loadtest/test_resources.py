@@ -22,7 +22,7 @@ def test_the_process_listening_on_a_port_is_found_and_sampled() -> None:
         port = server.getsockname()[1]
         assert os.getpid() in {p.pid for p in listeners(port)}
         sampler = Sampler([f"http://127.0.0.1:{port}"])
-        assert sampler.found == 1
+        assert sampler.found >= 1
         sampler.start()
         # Samples outside the window are ignored: an empty window reports zeros.
         usage = sampler.stop(window=(0.0, 1.0))
