@@ -32,6 +32,7 @@ sequencing as a client's and reaches members as an ordinary ``batch`` message.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -47,12 +48,21 @@ Op = TypeVar("Op")  # an op Struct, or a union of them
 # idempotent too (a NULL author would never conflict in the unique index).
 SERVER_USER_ID = uuid.UUID(int=0)
 SERVER_ROLE = "server"
+_ROLE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 class Membership(msgspec.Struct, frozen=True):
-    """A user's standing in a room, as the kind sees it; ``role`` is kind-defined."""
+    """A user's standing in a room, as the kind sees it.
+
+    ``role`` is kind-defined: a short token (letters, digits, ``_``, ``-``; at most 32), e.g.
+    ``owner``, ``editor``, ``viewer``.
+    """
 
     role: str
+
+    def __post_init__(self) -> None:
+        if not _ROLE.fullmatch(self.role):
+            raise ValueError(f"invalid role {self.role!r}: a short token is expected")
 
 
 class Actor(msgspec.Struct, frozen=True):
