@@ -11,9 +11,9 @@ Client ops (docs/mashups.md lists them with their rejection codes): ``add_clip``
 them, viewers may not. The server sends ``sync`` (name, members, inputs) and the preview
 announcements ``preview_started``, ``preview_ready`` and ``preview_failed``.
 
-Every edit is checked with ``dsp.validate_timeline``, the same validation the renderer runs,
-so nothing the room accepts can make a render fail on its schema. The reducer is pure and
-deterministic; ``exists`` and ``membership`` read the mashup tables.
+Every edit is checked with ``dsp.validate_timeline``, the same validation the renderer runs
+(on what the edit changed), so nothing the room accepts can make a render fail on its schema.
+The reducer is pure and deterministic; ``exists`` and ``membership`` read the mashup tables.
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ from msgspec import UNSET, Meta, UnsetType
 
 from dsp.effects import EffectChain
 from dsp.errors import InvalidTimeline
-from dsp.timeline import Bpm, Clip, FadeSeconds, KeySignature, Timeline, validate_timeline
+from dsp.timeline import (
+    MAX_CLIPS,
+    Bpm,
+    Clip,
+    FadeSeconds,
+    KeySignature,
+    Timeline,
+    validate_timeline,
+)
 from rooms import fractional
 from rooms.kinds import Actor, Membership, OpRejected, RoomKind
 
@@ -283,22 +291,41 @@ def _check_source(state: MashupRoomState, clip: Clip) -> None:
 
 
 def _with_timeline(
-    state: MashupRoomState, timeline: Timeline, order: dict[str, str] | None = None
+    state: MashupRoomState,
+    timeline: Timeline,
+    order: dict[str, str] | None = None,
+    *,
+    changed: Clip | None = None,
+    everything: bool = False,
 ) -> MashupRoomState:
-    """The state with a new timeline, validated as the renderer validates it, clips sorted."""
+    """The state with a new timeline, its clips sorted, validated as the renderer validates it.
+
+    ``dsp.validate_timeline`` runs on what the op changed: the timeline's own fields with just
+    the ``changed`` clip (its bounds, its stretch at the project tempo), or the whole timeline
+    when ``everything`` changed (tempo, key, master). The untouched clips passed the same
+    check when they were last changed, and ``Timeline.__post_init__`` (run on every replace)
+    rechecks unique ids and every stretch; so a batch stays cheap on a full timeline while
+    every state the room accepts is one the renderer accepts.
+    """
     order = state.order if order is None else order
     clips = tuple(sorted(timeline.clips, key=lambda c: (order.get(c.id, ""), c.id)))
+    if len(clips) > MAX_CLIPS:
+        raise OpRejected("invalid", f"a timeline holds at most {MAX_CLIPS} clips")
     try:
-        checked = validate_timeline(msgspec.structs.replace(timeline, clips=clips))
+        timeline = msgspec.structs.replace(timeline, clips=clips)
+        if everything:
+            validate_timeline(timeline)
+        elif changed is not None:
+            validate_timeline(msgspec.structs.replace(timeline, clips=(changed,)))
     except (InvalidTimeline, ValueError) as exc:  # ValueError: Timeline.__post_init__
         raise OpRejected("invalid", str(exc)[:300]) from None
-    return msgspec.structs.replace(state, timeline=checked, order=order)
+    return msgspec.structs.replace(state, timeline=timeline, order=order)
 
 
 def _replace_clip(state: MashupRoomState, n: int, clip: Clip) -> MashupRoomState:
     clips = state.timeline.clips
     timeline = _new_timeline(state.timeline, clips=(*clips[:n], clip, *clips[n + 1 :]))
-    return _with_timeline(state, timeline)
+    return _with_timeline(state, timeline, changed=clip)
 
 
 def _new_clip(clip: Clip, **changes: object) -> Clip:
@@ -325,11 +352,11 @@ def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomStat
         raise OpRejected("forbidden", "viewers cannot edit the mashup")
     timeline = state.timeline
     if isinstance(op, SetTempo):
-        return _with_timeline(state, _new_timeline(timeline, bpm=op.bpm))
+        return _with_timeline(state, _new_timeline(timeline, bpm=op.bpm), everything=True)
     if isinstance(op, SetKey):
-        return _with_timeline(state, _new_timeline(timeline, key=op.key))
+        return _with_timeline(state, _new_timeline(timeline, key=op.key), everything=True)
     if isinstance(op, SetMaster):
-        return _with_timeline(state, _new_timeline(timeline, master=op.effects))
+        return _with_timeline(state, _new_timeline(timeline, master=op.effects), everything=True)
     if isinstance(op, AddClip):
         _check_index(op.index)
         if op.clip.id in state.order:
@@ -337,7 +364,7 @@ def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomStat
         _check_source(state, op.clip)
         order = {**state.order, op.clip.id: op.index}
         added = _new_timeline(timeline, clips=(*timeline.clips, op.clip))
-        return _with_timeline(state, added, order)
+        return _with_timeline(state, added, order, changed=op.clip)
     n = _find(state, op.clip)
     clip = timeline.clips[n]
     if isinstance(op, RemoveClip):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 import dsp
+from dsp.timeline import MAX_CLIPS
 from rooms.kinds import SERVER_ACTOR, Actor, OpRejected
 from server.mashups import room
 from server.mashups.room import MashupOp, MashupRoom, MashupRoomState
@@ -280,3 +282,68 @@ def test_before_the_first_sync_the_join_role_decides() -> None:
     assert rejected(state, actor(VIEWER, "viewer"), add("c1")) == "forbidden"
     tempo = KIND.apply_batch(state, ops({"op": "set_tempo", "bpm": 90}), actor(OWNER, "owner"))
     assert tempo.timeline.bpm == 90.0
+
+
+def test_every_state_the_room_accepts_is_a_valid_timeline() -> None:
+    """Random edits, many of them out of bounds: whatever the reducer accepts passes the
+    renderer's whole-timeline validation and survives a JSON round trip."""
+    rng = random.Random(7)
+    state = synced(TRACK_A, TRACK_B)
+    accepted = rejections = 0
+
+    def value(low: float, high: float) -> float:
+        return round(rng.uniform(low - (high - low) * 0.3, high + (high - low) * 0.3), 3)
+
+    for n in range(600):
+        ids = [c.id for c in state.timeline.clips] or ["c0"]
+        target = rng.choice([*ids, "nope"])
+        kind = rng.randrange(9)
+        if kind == 0:
+            start = value(0, 8)
+            op: dict[str, Any] = add(
+                f"c{n}",
+                rng.choice([TRACK_A, TRACK_B, "t?"]),
+                index=rng.choice(["V", "a", "1", "z"]),
+                in_seconds=max(start, 0.0),
+                out_seconds=max(start + value(0, 4), 0.0),
+                source_bpm=rng.choice([None, 60.0, 100.0, 120.0, 200.0]),
+            )
+        elif kind == 1:
+            op = {"op": "move_clip", "clip": target, "position_beats": max(value(0, 64), 0)}
+        elif kind == 2:
+            a, b = sorted((max(value(0, 8), 0), max(value(0, 8), 0)))
+            op = {"op": "trim_clip", "clip": target, "in_seconds": a, "out_seconds": b}
+        elif kind == 3:
+            op = {"op": "set_clip", "clip": target, "source_bpm": rng.choice([None, 50.0, 90.0])}
+        elif kind == 4:
+            op = {"op": "set_tempo", "bpm": rng.choice([40.0, 90.0, 120.0, 180.0, 260.0])}
+        elif kind == 5:
+            op = {"op": "remove_clip", "clip": target}
+        elif kind == 6:
+            op = {"op": "reorder_clip", "clip": target, "index": rng.choice(["B", "x", "0"])}
+        elif kind == 7:
+            op = {"op": "set_clip", "clip": target, "fade_in_seconds": max(value(0, 3), 0)}
+        else:
+            op = {"op": "set_master", "effects": [{"type": "limiter"}] * rng.randrange(3)}
+        try:
+            state = KIND.apply_batch(state, ops(op), actor(EDITOR))
+        except (OpRejected, msgspec.ValidationError):
+            rejections += 1
+            continue
+        accepted += 1
+        assert dsp.validate_timeline(state.timeline) == state.timeline
+        assert set(state.order) == {c.id for c in state.timeline.clips}
+        keys = [(state.order[c.id], c.id) for c in state.timeline.clips]
+        assert keys == sorted(keys)
+    assert accepted > 150 and rejections > 100  # both paths were exercised
+    assert msgspec.json.decode(msgspec.json.encode(state), type=MashupRoomState) == state
+
+
+def test_a_full_timeline_takes_no_more_clips() -> None:
+    state = synced(TRACK_A)
+    batch = [add(f"c{n}", position_beats=n) for n in range(MAX_CLIPS)]
+    for start in range(0, MAX_CLIPS, KIND.max_batch_ops):
+        chunk = batch[start : start + KIND.max_batch_ops]
+        state = KIND.apply_batch(state, ops(*chunk), actor(EDITOR))
+    assert len(state.timeline.clips) == MAX_CLIPS
+    assert rejected(state, actor(EDITOR), add("one-more")) == "invalid"
