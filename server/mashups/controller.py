@@ -61,6 +61,7 @@ async def _detail(
         seq=found[0] if found else None,
         timeline=found[1].timeline if found else None,
         previews=found[1].previews if found else [],
+        export=found[1].export if found else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -150,8 +151,12 @@ class MashupController(Controller):
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
             # The trigger deletes the room (and its log and snapshot) with the row.
-            await conn.execute("DELETE FROM mashups WHERE id = $1", mashup_id)
+            output = await conn.fetchval(
+                "DELETE FROM mashups WHERE id = $1 RETURNING output_storage_key", mashup_id
+            )
         await live.room_deleted(services, mashup_id)
+        if output:
+            await previews.delete_key(output)
         for preview in found[1].previews if found else []:
             await previews.delete(mashup_id, preview.id)
 
@@ -403,4 +408,46 @@ class MashupController(Controller):
             data,
             media_type=mime_type,
             headers={"Cache-Control": "private, max-age=86400, immutable"},
+        )
+
+    # ------------------------------------------------------------------ export
+
+    @post("/{mashup_id:uuid}/export", status_code=HTTP_202_ACCEPTED)
+    async def request_export(
+        self,
+        services: Services,
+        principal: Principal,
+        previews: PreviewService,
+        mashup_id: uuid.UUID,
+    ) -> room.Export:
+        """Render the whole mashup in high quality (owner, editors); the room announces
+        ``export`` with its progress, and the result is served at ``/mashups/{id}/export``."""
+        async with services.pool.acquire() as conn:
+            await queries.require_editor(conn, mashup_id, principal.user_id)
+        return await previews.export(mashup_id, principal.user_id)
+
+    @get("/{mashup_id:uuid}/export", media_type="audio/flac")
+    async def read_export(
+        self,
+        services: Services,
+        principal: Principal,
+        previews: PreviewService,
+        mashup_id: uuid.UUID,
+    ) -> Response[bytes]:
+        """The latest completed export (members only); counts a download."""
+        async with services.pool.acquire() as conn:
+            await queries.standing(conn, mashup_id, principal.user_id)
+            key = await conn.fetchval(
+                "SELECT output_storage_key FROM mashups WHERE id = $1", mashup_id
+            )
+        data = await previews.read_export(key) if key else None
+        if data is None:
+            raise Problem(404, "export_not_found", "The mashup has not been exported yet.")
+        await services.pool.execute(
+            "UPDATE mashups SET download_count = download_count + 1 WHERE id = $1", mashup_id
+        )
+        return Response(
+            data,
+            media_type="audio/flac",
+            headers={"Cache-Control": "private, no-cache"},
         )

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
+import msgspec
 from litestar import Litestar
 from prometheus_client import Counter, Histogram
 
@@ -48,6 +49,14 @@ EXTENSIONS: Final[dict[str, AudioFormat]] = {
     "flac": "flac",
     "wav": "wav",
 }
+
+
+EXPORT_PREFIX: Final = "exports"
+EXPORT_FORMAT: Final[AudioFormat] = "flac"
+
+
+def export_url(mashup_id: uuid.UUID) -> str:
+    return f"/mashups/{mashup_id}/export"
 
 
 def preview_url(mashup_id: uuid.UUID, preview_id: uuid.UUID) -> str:
@@ -79,7 +88,8 @@ class PreviewService:
         registry = services.metrics.registry
         self.outcomes = Counter(
             "blendtune_mashup_previews_total",
-            "Mashup previews by outcome (ready, superseded, invalid, busy, failed).",
+            "Mashup renders by outcome (previews: ready, superseded, invalid, busy, shutdown,"
+            " failed; exports: exported, export_failed).",
             ["outcome"],
             registry=registry,
         )
@@ -118,6 +128,18 @@ class PreviewService:
 
     # ------------------------------------------------------------------ requests
 
+    def _admit(self) -> None:
+        """Refuse new work while stopping or with ``max_pending`` renders under way."""
+        if self._stopping:
+            raise Problem(503, "unavailable", "The server is shutting down.")
+        if len(self._tasks) >= self.max_pending:
+            raise Problem(
+                503,
+                "busy",
+                "Too many renders are under way; retry shortly.",
+                headers={"Retry-After": "2"},
+            )
+
     async def request(
         self,
         mashup_id: uuid.UUID,
@@ -125,15 +147,7 @@ class PreviewService:
         window: schemas.PreviewWindow,
     ) -> schemas.PreviewAccepted:
         """Announce and start a render of the room's current timeline; answers at once."""
-        if self._stopping:
-            raise Problem(503, "unavailable", "The server is shutting down.")
-        if len(self._tasks) >= self.max_pending:
-            raise Problem(
-                503,
-                "busy",
-                "Too many previews are rendering; retry shortly.",
-                headers={"Retry-After": "2"},
-            )
+        self._admit()
         found = await live.read_room(self.services, mashup_id)
         if found is None:
             raise Problem(503, "unavailable", "The mashup's room cannot be read; retry shortly.")
@@ -218,6 +232,123 @@ class PreviewService:
             render_seconds=round(result.render_seconds, 4),
         )
         await self._announce(mashup_id, preview, key)
+
+    # ------------------------------------------------------------------ exports
+
+    async def export(self, mashup_id: uuid.UUID, user_id: uuid.UUID) -> room.Export:
+        """Start the full, high-quality render of the room's current timeline (FLAC)."""
+        self._admit()
+        found = await live.read_room(self.services, mashup_id)
+        if found is None:
+            raise Problem(503, "unavailable", "The mashup's room cannot be read; retry shortly.")
+        seq, state = found
+        if not any(not clip.muted for clip in state.timeline.clips):
+            raise Problem(409, "empty_timeline", "There is nothing on the timeline to export.")
+        export = room.Export(
+            id=str(uuid.uuid4()), status="generating", seq=seq, requested_by=user_id
+        )
+        await self.services.pool.execute(
+            "UPDATE mashups SET generation_status = 'generating' WHERE id = $1", mashup_id
+        )
+        try:
+            await live.submit(self.services, mashup_id, [room.ExportStatus(export=export)])
+        except RoomGone:
+            raise Problem(404, "not_found", "No such mashup.") from None
+        except Exception as exc:
+            _log.warning("mashup %s: could not announce an export: %r", mashup_id, exc)
+            raise Problem(503, "unavailable", "The mashup's room is unavailable.") from None
+        task = asyncio.create_task(
+            self._export(mashup_id, export, state.timeline), name=f"export-{export.id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return export
+
+    async def _export(
+        self, mashup_id: uuid.UUID, export: room.Export, timeline: dsp.Timeline
+    ) -> None:
+        try:
+            result = await self.previewer.render(
+                timeline,
+                duration_seconds=None,
+                key=("export", mashup_id),
+                format=EXPORT_FORMAT,
+                high_quality=True,
+            )
+            key = new_key(EXPORT_PREFIX, mashup_id, uuid.UUID(export.id), EXPORT_FORMAT)
+            await self._store(key, result.data)
+        except dsp.Superseded:
+            return  # a newer export of this mashup reports instead
+        except dsp.AudioError as exc:
+            await self._export_failed(mashup_id, export, str(exc)[:300])
+            return
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._export_failed(mashup_id, export, "The server stopped."), 2.0
+                )
+            raise
+        except Exception:
+            _log.exception("mashup %s: export %s failed", mashup_id, export.id)
+            await self._export_failed(mashup_id, export, "The export could not be made.")
+            return
+        async with self.services.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT output_storage_key FROM mashups WHERE id = $1 FOR UPDATE", mashup_id
+            )
+            if row is not None:
+                await conn.execute(
+                    "UPDATE mashups SET output_storage_key = $2, generation_status = 'completed',"
+                    " updated_at = clock_timestamp() WHERE id = $1",
+                    mashup_id,
+                    key,
+                )
+        if row is None:  # deleted while rendering
+            await self.storage.delete(key)
+            return
+        if row["output_storage_key"] and row["output_storage_key"] != key:
+            with contextlib.suppress(StorageError, OSError, ValueError):
+                await self.storage.delete(row["output_storage_key"])
+        self.outcomes.labels("exported").inc()
+        done = msgspec.structs.replace(
+            export,
+            status="completed",
+            url=export_url(mashup_id),
+            duration_seconds=result.duration_seconds,
+            loudness_lufs=result.loudness_lufs,
+        )
+        await self._announce_export(mashup_id, done)
+
+    async def _export_failed(self, mashup_id: uuid.UUID, export: room.Export, detail: str) -> None:
+        self.outcomes.labels("export_failed").inc()
+        with contextlib.suppress(Exception):
+            await self.services.pool.execute(
+                "UPDATE mashups SET generation_status = 'failed' WHERE id = $1", mashup_id
+            )
+        failed = msgspec.structs.replace(export, status="failed", detail=detail)
+        await self._announce_export(mashup_id, failed)
+
+    async def _announce_export(self, mashup_id: uuid.UUID, export: room.Export) -> None:
+        try:
+            await live.submit(self.services, mashup_id, [room.ExportStatus(export=export)])
+        except RoomGone:
+            pass
+        except Exception:
+            _log.warning("mashup %s: could not announce export %s", mashup_id, export.id)
+
+    async def read_export(self, key: str) -> bytes | None:
+        with contextlib.suppress(StorageError, FileNotFoundError, ValueError):
+            async with self.storage.local_copy(key) as path:
+                return await asyncio.to_thread(path.read_bytes)
+        return None
+
+    async def delete_key(self, key: str) -> None:
+        try:
+            await self.storage.delete(key)
+        except (StorageError, OSError, ValueError) as exc:
+            _log.warning("could not delete %s: %r", key, exc)
+
+    # ------------------------------------------------------------------ storage
 
     async def _store(self, key: str, data: bytes) -> None:
         def write() -> Path:

@@ -3,13 +3,14 @@
 State: the mashup's name, owner, target duration and members (with their roles), its input
 tracks (the uploaded tracks clips may be cut from), the timeline itself (``dsp.Timeline``:
 tempo, key, clips with their effects, the master chain), a fractional order key per clip,
-and the latest rendered previews. The room id is the mashup id.
+the latest rendered previews and the latest export. The room id is the mashup id.
 
 Client ops (docs/mashups.md lists them with their rejection codes): ``add_clip``,
 ``move_clip``, ``trim_clip``, ``set_clip``, ``set_clip_effects``, ``reorder_clip``,
 ``remove_clip``, ``set_tempo``, ``set_key`` and ``set_master``; owners and editors may send
-them, viewers may not. The server sends ``sync`` (name, members, inputs) and the preview
-announcements ``preview_started``, ``preview_ready`` and ``preview_failed``.
+them, viewers may not. The server sends ``sync`` (name, members, inputs), the preview
+announcements ``preview_started``, ``preview_ready`` and ``preview_failed``, and ``export``
+(the progress of the mashup's full render).
 
 Every edit is checked with ``dsp.validate_timeline``, the same validation the renderer runs
 (on what the edit changed), so nothing the room accepts can make a render fail on its schema.
@@ -87,6 +88,19 @@ class Preview(msgspec.Struct, frozen=True, kw_only=True):
     render_seconds: float = 0.0
 
 
+class Export(msgspec.Struct, frozen=True, kw_only=True):
+    """The mashup's full, high-quality render (its output), as far as it got."""
+
+    id: str
+    status: Literal["generating", "completed", "failed"]
+    seq: int  # the room seq whose timeline is rendered
+    requested_by: uuid.UUID
+    url: str | None = None  # set once completed
+    duration_seconds: float | None = None
+    loudness_lufs: float | None = None
+    detail: str = ""
+
+
 class MashupRoomState(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     owner_id: uuid.UUID | None = None
@@ -98,6 +112,7 @@ class MashupRoomState(msgspec.Struct, frozen=True, kw_only=True):
     order: dict[str, str] = {}
     previews: list[Preview] = []  # newest last, at most PREVIEWS_KEPT
     sync_version: int = 0  # the ``version`` of the newest ``sync`` applied
+    export: Export | None = None  # the latest export (render of the whole mashup)
 
 
 # ------------------------------------------------------------------ ops
@@ -204,6 +219,12 @@ class PreviewFailed(_Op, frozen=True, tag="preview_failed"):
     detail: str
 
 
+class ExportStatus(_Op, frozen=True, tag="export"):
+    """Server only: an export started, completed (fetch ``export.url``) or failed."""
+
+    export: Export
+
+
 ClientOp = (
     AddClip
     | MoveClip
@@ -216,7 +237,7 @@ ClientOp = (
     | SetKey
     | SetMaster
 )
-ServerOp = Sync | PreviewStarted | PreviewReady | PreviewFailed
+ServerOp = Sync | PreviewStarted | PreviewReady | PreviewFailed | ExportStatus
 MashupOp = (
     AddClip
     | MoveClip
@@ -232,6 +253,7 @@ MashupOp = (
     | PreviewStarted
     | PreviewReady
     | PreviewFailed
+    | ExportStatus
 )
 
 
@@ -344,7 +366,7 @@ def _new_timeline(timeline: Timeline, **changes: object) -> Timeline:
 
 def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomState:
     """The pure reducer (see the module docstring and docs/mashups.md)."""
-    if isinstance(op, Sync | PreviewStarted | PreviewReady | PreviewFailed):
+    if isinstance(op, Sync | PreviewStarted | PreviewReady | PreviewFailed | ExportStatus):
         if not actor.is_server:
             raise OpRejected("forbidden", f"only the server sends {op.__struct_config__.tag}")
         return _apply_server(state, op)
@@ -393,7 +415,8 @@ def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomStat
 
 
 def _apply_server(
-    state: MashupRoomState, op: Sync | PreviewStarted | PreviewReady | PreviewFailed
+    state: MashupRoomState,
+    op: Sync | PreviewStarted | PreviewReady | PreviewFailed | ExportStatus,
 ) -> MashupRoomState:
     if isinstance(op, Sync):
         if op.version < state.sync_version:
@@ -415,6 +438,8 @@ def _apply_server(
     if isinstance(op, PreviewReady):
         previews = [*state.previews, op.preview][-PREVIEWS_KEPT:]
         return msgspec.structs.replace(state, previews=previews)
+    if isinstance(op, ExportStatus):
+        return msgspec.structs.replace(state, export=op.export)
     return state  # started and failed are announcements only
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from dsp.timeline import Timeline
-from server.mashups.room import Preview
+from server.mashups.room import Export, Preview
 
 # No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
 PLAIN = r"^[^\x00-\x1f\x7f]*$"
@@ -105,6 +105,8 @@ class MashupDetail(msgspec.Struct, frozen=True, kw_only=True):
     seq: int | None
     timeline: Timeline | None
     previews: list[Preview]
+    # The latest export (full render): generating, completed (with its url) or failed.
+    export: Export | None
     created_at: datetime
     updated_at: datetime
 

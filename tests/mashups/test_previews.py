@@ -4,11 +4,14 @@ roles changed over REST take effect in the room at once, and removed members are
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
+import dsp
 from server.mashups.room import PREVIEWS_KEPT
 from tests.mashups.support import (
     MashupClient,
@@ -82,6 +85,44 @@ async def test_old_previews_are_dropped_and_demotions_apply_at_once(
         latest = f"/mashups/{mashup_id}/previews/{ids[-1]}"
         assert (await on_b.get(latest, headers=editor.headers)).status_code == 200
 
+        # The export: the whole mashup in high quality, announced in the room, served as FLAC.
+        export_url = f"/mashups/{mashup_id}/export"
+        not_yet = await on_a.get(export_url, headers=owner.headers)
+        assert (not_yet.status_code, not_yet.json()["code"]) == (404, "export_not_found")
+        asked = await on_b.post(export_url, headers=editor.headers)
+        assert asked.status_code == 202, asked.text
+        assert asked.json()["status"] == "generating"
+        export_id = asked.json()["id"]
+        await owner_room.until_state(
+            lambda s: (
+                s.export is not None
+                and s.export.id == export_id
+                and s.export.status != "generating"
+            )
+        )
+        export = owner_room.state.export
+        assert export is not None and export.status == "completed", export
+        assert export.url == export_url and export.requested_by == editor.id
+        length = dsp.timeline_duration_seconds(owner_room.state.timeline)
+        assert export.duration_seconds == pytest.approx(length, abs=0.01)
+        flac = await on_a.get(export_url, headers=owner.headers)
+        assert flac.status_code == 200 and flac.headers["content-type"] == "audio/flac"
+        audio = dsp.decode(flac.content, filename="export.flac")
+        assert audio.duration_seconds == pytest.approx(length, abs=0.01)
+        row = await db.fetchrow(
+            "SELECT generation_status::text AS status, output_storage_key, download_count"
+            " FROM mashups WHERE id = $1",
+            uuid.UUID(mashup_id),
+        )
+        assert row is not None and dict(row) == {
+            "status": "completed",
+            "output_storage_key": f"exports/{folder.name}/{uuid.UUID(export_id).hex}.flac",
+            "download_count": 1,
+        }
+        assert (storage / row["output_storage_key"]).is_file()
+        stranger = await make_user(db)
+        assert (await on_b.get(export_url, headers=stranger.headers)).status_code == 404
+
         # The owner makes the editor a viewer: their open connection loses edit rights at once.
         demoted = await on_a.put(
             f"/mashups/{mashup_id}/members/{editor.id}",
@@ -96,11 +137,20 @@ async def test_old_previews_are_dropped_and_demotions_apply_at_once(
             [{"op": "move_clip", "clip": "c1", "position_beats": 4}]
         )
         assert (refused["type"], refused["code"]) == ("error", "forbidden")
+        viewer_export = await on_b.post(export_url, headers=editor.headers)
+        assert (viewer_export.status_code, viewer_export.json()["code"]) == (403, "forbidden")
         # Removed altogether: their connection is closed (4403, not a member).
         removed = await on_a.delete(
             f"/mashups/{mashup_id}/members/{editor.id}", headers=owner.headers
         )
         assert removed.status_code == 204
         assert await editor_room.client.closed() == 4403
+
+        # Deleting the mashup deletes the export and the previews from storage.
+        output = storage / row["output_storage_key"]
+        deleted = await on_a.delete(f"/mashups/{mashup_id}", headers=owner.headers)
+        assert deleted.status_code == 204
+        assert not output.exists()
+        assert list(folder.iterdir()) == []
         assert owner_room.state.timeline.bpm == 120.0
         await owner_room.close()

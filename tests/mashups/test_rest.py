@@ -266,7 +266,15 @@ async def test_bad_input_changes_nothing(on_a: httpx.AsyncClient, db: asyncpg.Co
         "not_found",
     )
     problem(await on_a.delete(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found")
+    # Nothing to export yet; strangers cannot export.
+    problem(await on_a.post(f"/mashups/{mashup_id}/export", headers=h), 409, "empty_timeline")
+    export = await on_a.post(f"/mashups/{mashup_id}/export", headers=stranger.headers)
+    problem(export, 404, "not_found")
     assert await _counts(db) == before
+    status = await db.fetchval(
+        "SELECT generation_status::text FROM mashups WHERE id = $1", uuid.UUID(mashup_id)
+    )
+    assert status == "pending"
 
 
 async def test_member_and_input_limits(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> None:

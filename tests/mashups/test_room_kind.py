@@ -165,6 +165,13 @@ def test_viewers_and_strangers_cannot_edit() -> None:
         },
     }
     assert rejected(state, actor(EDITOR), ready) == "forbidden"
+    export = {
+        "op": "export",
+        "export": {"id": "e", "status": "completed", "seq": 1, "requested_by": str(OWNER)},
+    }
+    assert rejected(state, actor(OWNER, "owner"), export) == "forbidden"
+    exported = KIND.apply_batch(state, ops(export), SERVER_ACTOR)
+    assert exported.export is not None and exported.export.status == "completed"
 
 
 def test_ops_on_removed_clips_and_bad_values_are_rejected() -> None:
