@@ -399,6 +399,19 @@ class Room:
         finally:
             self.gap_task = None
 
+    async def refresh(self) -> None:
+        """Deliver whatever the database has after ``seq`` (runs as the gap task)."""
+        try:
+            async with self.hub.services.pool.acquire() as conn:
+                entries = await store.fetch_entries(conn, self.room_id, self.seq)
+            self.catch_up(entries)
+        except Exception:
+            logger.exception("room %s: catching up failed", self.room_id)
+        finally:
+            self.gap_task = None
+        if self.pending and self.gap_task is None:
+            self.gap_task = self.hub.spawn(self._fill_gap())
+
     async def missed_since(self, last_seq: int) -> list[str] | None:
         """The batch messages after ``last_seq`` up to ``self.seq``, or None if not kept.
 
@@ -804,12 +817,16 @@ class Hub:
             pipe.hset(room.members_key, conn.id, member_json)
             pipe.expire(room.members_key, 86400)
             await pipe.execute()
+            # A batch may be committed but never published (its process died right after
+            # the commit): whoever joins gets everything in the database.
+            async with self.services.pool.acquire() as db:
+                db_seq = await db.fetchval("SELECT seq FROM rooms WHERE id = $1", room_id)
+                if db_seq is None:
+                    raise store.RoomGone(str(room_id))
+                if db_seq > room.seq:
+                    room.catch_up(await store.fetch_entries(db, room_id, room.seq))
             missed: list[str] | None = None
             if last_seq is not None and 0 <= last_seq:
-                if last_seq > room.seq:
-                    # The client saw more than we delivered yet: catch up from the database.
-                    async with self.services.pool.acquire() as db:
-                        room.catch_up(await store.fetch_entries(db, room_id, room.seq))
                 if last_seq <= room.seq:
                     missed = await room.missed_since(last_seq)
                 if missed is not None and len(missed) > self.settings.ws_send_queue_max // 2:
@@ -1006,6 +1023,29 @@ class Hub:
                 raise
             except Exception as exc:
                 logger.debug("presence heartbeat failed: %r", exc)
+            try:
+                await self._check_seqs()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("room seq check failed: %r", exc)
+
+    async def _check_seqs(self) -> None:
+        """Catch up rooms that are behind the database: the safety net for batches that were
+        committed but never published (a process killed between the two, a Redis hiccup)."""
+        rooms = [room for room in self.rooms.values() if room.loaded and not room.gone]
+        if not rooms:
+            return
+        rows = await self.services.pool.fetch(
+            "SELECT id, seq FROM rooms WHERE id = ANY($1::uuid[])", [r.room_id for r in rooms]
+        )
+        seqs = {row["id"]: row["seq"] for row in rows}
+        for room in rooms:
+            seq = seqs.get(room.room_id)
+            if seq is None:
+                room.vanish()  # deleted
+            elif seq > room.seq and room.gap_task is None:
+                room.gap_task = self.spawn(room.refresh())
 
     async def _reap(self) -> None:
         """Forget members of processes whose heartbeat key expired (killed processes)."""

@@ -223,7 +223,7 @@ async def test_late_or_lost_publishes_are_filled_from_the_database(
     # The process's state followed: a fresh member gets it in the welcome.
     fresh = await join(a.ws_url, room, alice.token)
     assert fresh.welcome["seq"] == 2 and fresh.welcome["state"]["title"] == "t2"
-    assert await gap_fills(a) == fills_before + 1
+    assert await gap_fills(a) >= fills_before + 1
     await client.close()
     await fresh.close()
 
@@ -240,3 +240,38 @@ def metric(text: str, name: str) -> float:
 
 async def gap_fills(server: ServerProcess) -> float:
     return metric(await metrics_text(server), "blendtune_room_gap_fills_total")
+
+
+async def test_committed_but_unpublished_batches_are_caught_up(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+):
+    """A process killed between commit and publish: nothing on Redis, only the log has it."""
+    a, _ = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    member = await join(a.ws_url, room, alice.token)
+
+    async def commit_silently(seq: int, title: str) -> None:
+        body = {"role": "editor", "ops": [{"op": "title", "title": title}]}
+        await notes.db.execute(
+            "INSERT INTO room_ops (room_id, seq, author_id, op_id, body)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            room,
+            seq,
+            alice.id,
+            f"q{seq}",
+            json.dumps(body),
+        )
+        await notes.db.execute("UPDATE rooms SET seq = $2 WHERE id = $1", room, seq)
+
+    # Members already there get it from the periodic check of the rooms' seqs...
+    await commit_silently(1, "silent")
+    await member.until_seq(1)
+    assert member.batches[-1]["op_id"] == "q1"
+    # ...and whoever joins gets everything in the log.
+    await commit_silently(2, "quiet")
+    fresh = await join(a.ws_url, room, alice.token)
+    assert fresh.welcome["seq"] == 2 and fresh.welcome["state"]["title"] == "quiet"
+    await member.until_seq(2)
+    await member.close()
+    await fresh.close()
