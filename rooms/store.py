@@ -14,6 +14,7 @@ the log (at least ``room_log_retention`` batches).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -371,7 +372,8 @@ async def commit_many(
                 await _mark_duplicates(conn, g.replica.room_id, rejected)
     slow_ids = {id(g) for g in slow}
     outcomes: dict[int, Outcome] = {id(g): g.result() for g in fast if id(g) not in slow_ids}
-    for g in slow:
+
+    async def locked(g: _Group) -> None:
         for pending in g.unique:
             pending.seq, pending.duplicate, pending.rejected = None, False, None
         try:
@@ -379,6 +381,9 @@ async def commit_many(
             outcomes[id(g)] = g.result()
         except Exception as exc:
             outcomes[id(g)] = exc
+
+    # Each room locks only its own row, so they may run side by side (the pool bounds them).
+    await asyncio.gather(*(locked(g) for g in slow))
     return [outcomes[id(g)] for g in groups]
 
 
