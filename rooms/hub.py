@@ -974,8 +974,8 @@ class Hub:
         text = p.encode(
             p.Notice(
                 code="degraded",
-                detail="Fan-out is interrupted: edits are still saved and acknowledged; "
-                "members on other servers see them after a resync.",
+                detail="Fan-out is interrupted: edits are still saved and acknowledged, and "
+                "reach members on other servers every few seconds; presence is paused.",
             )
         )
         for conn in list(self.conns):
