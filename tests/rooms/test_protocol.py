@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 
+import httpx
 import websockets
 
 from tests.rooms.client import join, open_ws
@@ -290,3 +291,12 @@ async def test_flood_is_limited_then_closed(
     # Everything acknowledged is there, once; refused messages are not.
     assert set(c.acks) <= {r["op_id"] for r in rows}
     assert len(rows) == len({r["op_id"] for r in rows}) < 600
+
+
+async def test_plain_http_on_the_rooms_path_is_refused(
+    pair: tuple[ServerProcess, ServerProcess],
+):
+    a, _ = pair
+    async with httpx.AsyncClient(base_url=a.url) as http:
+        response = await http.get(f"/rooms/notes/{uuid.uuid4()}")
+    assert response.status_code == 426
