@@ -808,6 +808,7 @@ class Hub:
         assert room.activation is not None
         # Keep the room while this member is on its way in.
         room.joining += 1
+        registered = False
         try:
             await asyncio.shield(room.activation)
             if len(room.roster) >= self.settings.ws_room_max_members:
@@ -817,6 +818,7 @@ class Hub:
             pipe.hset(room.members_key, conn.id, member_json)
             pipe.expire(room.members_key, 86400)
             await pipe.execute()
+            registered = True
             # A batch may be committed but never published (its process died right after
             # the commit): whoever joins gets everything in the database.
             async with self.services.pool.acquire() as db:
@@ -833,6 +835,8 @@ class Hub:
                     missed = None  # more than the send queue should hold: a snapshot is cheaper
         except BaseException:
             room.joining -= 1
+            if registered:
+                self.publisher.command("hdel", room.members_key, conn.id)
             if not room.members and room.idle:
                 self.deactivate(room)
             raise
