@@ -4,9 +4,11 @@ The steps are separate so that :mod:`dsp.preview` can cache the expensive ones:
 
 1. :func:`stretch_clip` cuts the clip from its source and time-stretches and
    pitch-shifts it in one ``time_stretch`` call (pedalboard's streaming
-   ``PitchShift`` outputs silence when used in chunks, pedalboard#415);
-2. :func:`finish_clip` applies fades, the clip's effect chain (with room for
-   its tail) and gain;
+   ``PitchShift`` outputs silence when used in chunks, pedalboard#415).
+   Previews use :func:`stretch_chunk` and :func:`join_chunks` instead: the
+   same, in independently stretched, crossfaded chunks of a few seconds;
+2. :func:`finish_clip` (or :func:`finish_span` for part of a clip) applies
+   fades, the clip's effect chain (with room for its tail) and gain;
 3. :func:`mix_window` places finished clips sample-accurately in a window;
 4. :func:`master` runs the master chain, then :func:`normalize` brings the
    result to the target loudness under a true-peak limiter.
@@ -242,12 +244,9 @@ def mix_window(
     return mix
 
 
-def _grouped(values: npt.NDArray[np.floating], stride: int, reduce: str) -> Floats:
-    """Reduce consecutive groups of ``stride`` frames (the last may be short)."""
-    starts = np.arange(0, len(values), stride)
-    if reduce == "max":
-        return np.maximum.reduceat(values, starts).astype(np.float64)
-    return np.add.reduceat(values, starts).astype(np.float64)
+def _group_max(values: npt.NDArray[np.floating], stride: int) -> Floats:
+    """The maximum of each run of ``stride`` frames (the last may be short)."""
+    return np.maximum.reduceat(values, np.arange(0, len(values), stride)).astype(np.float64)
 
 
 def _limiter_gain(peaks: Floats, gain: float, ceiling: float, width: int) -> Floats:
@@ -292,7 +291,7 @@ def normalize(
     stride = loudness.block_stride(rate)
     width = max(3, round(_LIMITER_WINDOW_SECONDS * rate / stride) | 1)
     envelope = loudness.peak_envelope(samples)
-    peaks = _grouped(envelope, stride, "max")
+    peaks = _group_max(envelope, stride)
     power = loudness.weighted_powers(samples, rate, stride)
 
     def estimate(gain_db: float) -> tuple[Floats, float | None]:
