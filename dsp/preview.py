@@ -334,7 +334,16 @@ class Previewer:
         total = clip_frames(source, clip, timeline)
         chunk = total if quality else CHUNK_FRAMES
         factor, shift = stretch_factor(clip, timeline), pitch_shift(clip, timeline)
-        base = ("stretch", clip.track_id, clip.in_seconds, clip.out_seconds, factor, shift, chunk)
+        base = (
+            "stretch",
+            clip.track_id,
+            clip.in_seconds,
+            clip.out_seconds,
+            factor,
+            shift,
+            quality,
+            chunk,
+        )
         # Effects start a little before the window so reverbs and compressors are warm.
         preroll = (
             round(min(max(tail_seconds(clip.effects), 0.5), 3.0) * rate) if clip.effects else 0
