@@ -213,11 +213,12 @@ class Listener:
         backoff = 0.05
         was_down = False
         while True:
+            options: dict[str, Any] = {}
+            if not self.url.startswith("unix:"):
+                # TCP keepalive notices a vanished peer; unix sockets take no such option.
+                options["socket_keepalive"] = True
             client = Redis.from_url(
-                self.url,
-                socket_connect_timeout=3,
-                socket_keepalive=True,
-                retry=Retry(NoBackoff(), 0),
+                self.url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0), **options
             )
             pubsub = client.pubsub()
             self._client = client

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,7 +16,7 @@ from tests import support
 from tests.rooms.client import join
 from tests.rooms.conftest import Rooms, StartRoomServer
 from tests.rooms.notes import members_key
-from tests.support import Backends, RedisProcess
+from tests.support import Backends, RedisProcess, redis_server_binary
 
 
 @pytest.fixture
@@ -134,3 +136,36 @@ async def test_slow_reader_is_closed_with_resync(start_room_server: StartRoomSer
     assert len(back.welcome["state"]["notes"]) == count
     for client in (writer, reader, back):
         await client.close()
+
+
+async def test_rooms_work_over_a_unix_socket_redis(
+    start_room_server: StartRoomServer, notes: Rooms, backends: Backends, tmp_path: Path
+):
+    """The embedded default's Redis listens on a unix socket."""
+    socket_path = tmp_path / "redis.sock"
+    process = subprocess.Popen(
+        [redis_server_binary(), "--port", "0", "--unixsocket", str(socket_path), "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        for _ in range(100):
+            if socket_path.exists():
+                break
+            await asyncio.sleep(0.05)
+        url = f"unix://{socket_path}"
+        server = await start_room_server(env={"BLENDTUNE_REDIS_URL": url})
+        alice, bob = await notes.user(), await notes.user()
+        room = await notes.create()
+        await set_members(url, backends.redis_prefix, room, alice, bob)
+        first = await join(server.ws_url, room, alice.token)
+        second = await join(server.ws_url, room, bob.token)
+        op_id = await first.ops(add("over-unix"))
+        assert (await first.ack(op_id))["seq"] == 1
+        await second.until_seq(1)
+        await first.close()
+        await second.close()
+    finally:
+        process.kill()
+        process.wait()
