@@ -8,7 +8,10 @@
 - ops: ``{"type":"ops","op_id":"<member>.<n>.<time>","ops":[{"op":"tick"}]}``; the author
   gets an ``ack`` with the op id and seq, everyone else a ``batch`` with the same op id,
   from which the receiver reads who sent it and when;
-- a server ``ping`` is answered with ``pong`` (the server closes silent connections).
+- a server ``ping`` is answered with ``pong`` (the server closes silent connections);
+- a member that reconnects (churn, or after the server closed it) sends the last seq it saw
+  and, when the server resumes it, must get exactly the batches it missed: gaps and
+  duplicates are counted across the reconnect.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class _State(msgspec.Struct):
 
 class _Welcome(msgspec.Struct, tag_field="type", tag="welcome"):
     seq: int
+    resumed: bool = False
 
 
 class _Presence(msgspec.Struct, tag_field="type", tag="presence"):
@@ -41,6 +45,7 @@ class _Batch(msgspec.Struct, tag_field="type", tag="batch"):
 class _Ack(msgspec.Struct, tag_field="type", tag="ack"):
     op_id: str
     seq: int
+    duplicate: bool = False
 
 
 class _Error(msgspec.Struct, tag_field="type", tag="error"):
@@ -58,9 +63,10 @@ PONG = b'{"type":"pong"}'
 TICK = msgspec.Raw(b'[{"op":"tick"}]')
 
 
-class _Hello(msgspec.Struct, tag_field="type", tag="hello"):
+class _Hello(msgspec.Struct, tag_field="type", tag="hello", omit_defaults=True):
     v: int
     token: str
+    last_seq: int | None = None
 
 
 class _PresenceOut(msgspec.Struct, tag_field="type", tag="presence"):
@@ -98,8 +104,8 @@ class BlendtuneMode:
     def headers(self, member: Member) -> dict[str, str]:
         return {}
 
-    def hello(self, member: Member) -> list[bytes]:
-        return [self._encoder.encode(_Hello(v=1, token=member.token))]
+    def hello(self, member: Member, last_seq: int | None = None) -> list[bytes]:
+        return [self._encoder.encode(_Hello(v=1, token=member.token, last_seq=last_seq))]
 
     def presence(self, member: Member, n: int, t: float) -> bytes:
         state: dict[str, object] = {"m": member.index, "n": n, "t": t}
@@ -124,13 +130,13 @@ class BlendtuneMode:
         if isinstance(msg, _Batch):
             parsed = parse_op_id(msg.op_id)
             if parsed is None:
-                return (modes.OP, msg.seq, -1, None)
-            return (modes.OP, msg.seq, parsed[0], parsed[2])
+                return (modes.OP, msg.seq, -1, None, None)
+            return (modes.OP, msg.seq, parsed[0], parsed[2], parsed[1])
         if isinstance(msg, _Ack):
             parsed = parse_op_id(msg.op_id)
-            return (modes.ACK, parsed[1] if parsed else -1, msg.seq)
+            return (modes.ACK, parsed[1] if parsed else -1, msg.seq, msg.duplicate)
         if isinstance(msg, _Welcome):
-            return (modes.READY, msg.seq)
+            return (modes.READY, msg.seq, msg.resumed)
         if isinstance(msg, _Ping):
             return (modes.REPLY, PONG)
         if msg.op_id is not None:

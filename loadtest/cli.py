@@ -56,6 +56,12 @@ from loadtest.shapes import SHAPES
     "URL (as a load balancer hashing on the room id would place them).",
 )
 @click.option(
+    "--reconnect/--no-reconnect",
+    default=True,
+    show_default=True,
+    help="Reconnect members the server closes during the run, resuming from their last seq.",
+)
+@click.option(
     "--compression/--no-compression",
     default=False,
     show_default=True,
@@ -97,6 +103,7 @@ def loadtest(
     processes: int | None,
     mode: str,
     placement: str,
+    reconnect: bool,
     compression: bool,
     payload_bytes: int,
     seed_file: str | None,
@@ -130,6 +137,7 @@ def loadtest(
         churn_rate=churn_rate if churn_rate is not None else preset.churn_rate,
         payload_bytes=payload_bytes,
         placement=placement,
+        reconnect=reconnect,
         watch_ports=list(watch_ports),
         profile=profile_prefix or "",
     )

@@ -25,10 +25,12 @@ from typing import Protocol
 import msgspec
 
 # Events a mode reports to the generator (plain tuples: they are made per frame).
-READY = 0  # (READY, seq): joined; seq = the room's current sequence number (0 in simple)
+# (READY, seq, resumed): joined; seq = the room's current sequence number (0 in simple);
+# resumed: the batches after the last_seq we sent follow (so ordering continues from ours)
+READY = 0
 PRESENCE = 1  # (PRESENCE, sender, n, t)
-OP = 2  # (OP, seq, sender, t): an accepted batch as fanned out to members
-ACK = 3  # (ACK, n, seq): our batch n was accepted with this seq
+OP = 2  # (OP, seq, sender, t, n): an accepted batch (sender's batch n) as fanned out
+ACK = 3  # (ACK, n, seq, duplicate): our batch n was accepted with this seq
 REJECT = 4  # (REJECT, n, code)
 ERROR = 5  # (ERROR, code)
 OTHER = 6  # (OTHER,): anything else (member joined/left, heartbeats, ...)
@@ -54,7 +56,7 @@ class Mode(Protocol):
 
     def url(self, member: Member) -> str: ...
 
-    def hello(self, member: Member) -> list[bytes]: ...
+    def hello(self, member: Member, last_seq: int | None = None) -> list[bytes]: ...
 
     def headers(self, member: Member) -> dict[str, str]: ...
 
@@ -110,7 +112,7 @@ class SimpleMode:
     def headers(self, member: Member) -> dict[str, str]:
         return {}
 
-    def hello(self, member: Member) -> list[bytes]:
+    def hello(self, member: Member, last_seq: int | None = None) -> list[bytes]:
         return [self._encoder.encode(SimpleJoin(room=member.room))]
 
     def presence(self, member: Member, n: int, t: float) -> bytes:
@@ -132,4 +134,4 @@ class SimpleMode:
             return (OTHER,)
         if type(msg) is SimplePresence:
             return (PRESENCE, msg.m, msg.n, msg.t)
-        return (READY, 0)
+        return (READY, 0, False)

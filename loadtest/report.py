@@ -54,6 +54,8 @@ class Connections(msgspec.Struct, frozen=True, kw_only=True):
     held_at_end: int
     connect_failures: int
     disconnects: int
+    resumes: int  # reconnects (churn, or after a server close) the server resumed
+    resyncs: int  # reconnects answered with a snapshot (history no longer kept)
     close_codes: dict[str, int]
     connect_latency: LatencySummary  # TCP + WebSocket handshake + join, until the welcome
     reconnect_latency: LatencySummary  # the same, for connects made during the run (churn)
@@ -257,6 +259,8 @@ def build(
             held_at_end=sum(r.held_at_end for r in results),
             connect_failures=c.connect_failures,
             disconnects=c.disconnects,
+            resumes=c.resumes,
+            resyncs=c.resyncs,
             close_codes=close_codes,
             connect_latency=summarize(hist["connect"]),
             reconnect_latency=summarize(hist["reconnect"]),

@@ -44,6 +44,7 @@ class RunOptions:
     payload_bytes: int = 178
     drain: float = 2.0
     connect_concurrency: int = 64
+    reconnect: bool = True
     watch_ports: list[int] = field(default_factory=list)
     # Blendtune mode: room ids (one per room) and session tokens (one per member slot).
     room_ids: list[str] = field(default_factory=list)
@@ -159,6 +160,7 @@ def run(
             compression=options.compression,
             connect_concurrency=options.connect_concurrency,
             churn_rate=options.churn_rate / options.processes,
+            reconnect=options.reconnect,
         )
         proc = context.Process(
             target=worker_main,
@@ -285,7 +287,10 @@ def summary_table(report: reporting.Report, title: str | None = None) -> Table:
         "connect p50 / p99", f"{c.connect_latency.p50_ms} / {c.connect_latency.p99_ms} ms"
     )
     if c.reconnect_latency.count:
-        table.add_row("reconnects during the run", f"{c.reconnect_latency.count:,}")
+        table.add_row(
+            "reconnects during the run (resumed / resynced)",
+            f"{c.reconnect_latency.count:,} ({c.resumes:,} / {c.resyncs:,})",
+        )
         table.add_row("reconnect latency", _latency(c.reconnect_latency))
     p = report.presence
     if p.sent:

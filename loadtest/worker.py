@@ -49,6 +49,7 @@ class WorkerPlan(msgspec.Struct, kw_only=True):
     connect_concurrency: int = 64
     connect_timeout: float = 30.0
     churn_rate: float = 0.0  # reconnects per second (this worker's share)
+    reconnect: bool = True  # reconnect (and resume) members the server closed during the run
     progress_interval: float = 0.5
 
 
@@ -145,6 +146,7 @@ class Conn:
         "n_presence",
         "pending_ops",
         "ready",
+        "resuming",
         "seen_presence",
         "worker",
     )
@@ -158,6 +160,7 @@ class Conn:
         self.held = False  # counted in connections_held
         self.generation = 0  # which connection of this member is current (churn reconnects)
         self.closing = False
+        self.resuming = False  # this connect sent the last seq seen (a resume)
         self.last_seq = -1  # last op seq seen in this member's room (-1: not joined yet)
         self.n_presence = 0
         self.n_op = 0
@@ -194,6 +197,7 @@ class Worker:
         self.start = 0.0  # the common start time (unix seconds)
         self.running = False
         self.held_at_end = 0
+        self.reopening: set[asyncio.Task[bool]] = set()
         self.cpu_seconds = 0.0
         self.phase = "connecting"
 
@@ -229,7 +233,14 @@ class Worker:
         elif kind == modes.OP:
             seq = event[1]
             assert isinstance(seq, int)
-            if not self._see_seq(conn, seq) or event[2] == conn.member.index:
+            if not self._see_seq(conn, seq):
+                return
+            if event[2] == conn.member.index:
+                # Our own batch, in the stream a resume replays: it was committed, and its
+                # ack was lost with the old connection.
+                n = event[4]
+                if isinstance(n, int):
+                    self._acked(conn, n, now)
                 return
             self.counters.ops_received += 1
             t = event[3]
@@ -239,23 +250,31 @@ class Worker:
         elif kind == modes.ACK:
             n = event[1]
             assert isinstance(n, int)
-            sent_at = conn.pending_ops.pop(n, None)
             seq = event[2]
-            if isinstance(seq, int):
+            # A duplicate ack answers a re-sent batch with its original (older) seq.
+            if isinstance(seq, int) and event[3] is not True:
                 self._see_seq(conn, seq)
-            if sent_at is None:
-                return
-            self.counters.ops_acked += 1
-            self.counters.expected_op_deliveries += conn.member.room_size - 1
-            if self.running:
-                self.acks.latency.append(now - sent_at)
-                self.acks.at.append(now - self.start)
-                second = int(now - self.start)
-                self.ops_acked_per_s[second] = self.ops_acked_per_s.get(second, 0) + 1
+            self._acked(conn, n, now)
         elif kind == modes.READY:
             seq = event[1]
             assert isinstance(seq, int)
-            conn.last_seq = seq
+            if conn.resuming:
+                conn.resuming = False
+                if event[2] is True:
+                    # The batches after our last seq follow: ordering continues from ours.
+                    self.counters.resumes += 1
+                else:
+                    conn.last_seq = seq  # a fresh snapshot: start over from its seq
+                    self.counters.resyncs += 1
+                # Batches sent before the old connection went away may or may not have
+                # been committed: send them again with the same op ids (never applied
+                # twice: the server answers a duplicate with its original seq).
+                client = conn.client
+                for n, sent_at in sorted(conn.pending_ops.items()):
+                    if client is not None:
+                        client.send_text(self.mode.op(conn.member, n, sent_at))
+            else:
+                conn.last_seq = seq
             conn.joined = True
             if conn.ready is not None and not conn.ready.done():
                 conn.ready.set_result(None)
@@ -274,6 +293,18 @@ class Worker:
             frame = event[1]
             if conn.client is not None and isinstance(frame, bytes):
                 conn.client.send_text(frame)
+
+    def _acked(self, conn: Conn, n: int, now: float) -> None:
+        sent_at = conn.pending_ops.pop(n, None)
+        if sent_at is None:
+            return  # not ours, or already counted (a duplicate ack after a resume)
+        self.counters.ops_acked += 1
+        self.counters.expected_op_deliveries += conn.member.room_size - 1
+        if self.running:
+            self.acks.latency.append(now - sent_at)
+            self.acks.at.append(now - self.start)
+            second = int(now - self.start)
+            self.ops_acked_per_s[second] = self.ops_acked_per_s.get(second, 0) + 1
 
     def _see_seq(self, conn: Conn, seq: int) -> bool:
         """Track the room's order as this member sees it; False for a duplicate."""
@@ -304,6 +335,17 @@ class Worker:
             key = str(code)
             self.close_codes[key] = self.close_codes.get(key, 0) + 1
             self._note(f"closed by the server: {code} {reason}"[:200])
+            if self.running and self.plan.reconnect:
+                # As a client would: come back after a moment and resume.
+                loop = asyncio.get_running_loop()
+                loop.call_later(0.5 + random.random() / 2, self._reopen, conn)
+
+    def _reopen(self, conn: Conn) -> None:
+        if not self.running or conn.client is not None:
+            return
+        task = asyncio.get_running_loop().create_task(self.open(conn, resume=True))
+        self.reopening.add(task)
+        task.add_done_callback(self.reopening.discard)
 
     def _note(self, error: str) -> None:
         if len(self.errors) < 20 and error not in self.errors:
@@ -311,12 +353,17 @@ class Worker:
 
     # Connecting.
 
-    async def open(self, conn: Conn) -> bool:
+    async def open(self, conn: Conn, resume: bool = False) -> bool:
+        """Connect and join; ``resume``: send the last seq seen, as a reconnecting client
+        does, so the server sends exactly the batches missed meanwhile."""
         member = conn.member
         began = time.perf_counter()
         conn.closing = False
         conn.joined = False
-        conn.last_seq = -1
+        last_seq = conn.last_seq if resume and conn.last_seq >= 0 else None
+        conn.resuming = last_seq is not None
+        if last_seq is None:
+            conn.last_seq = -1
         conn.ready = asyncio.get_running_loop().create_future()
         generation = conn.generation = conn.generation + 1
 
@@ -338,7 +385,7 @@ class Worker:
                 headers=self.mode.headers(member),
                 open_timeout=self.plan.connect_timeout,
             )
-            for frame in self.mode.hello(member):
+            for frame in self.mode.hello(member, last_seq):
                 conn.client.send_text(frame)
             await asyncio.wait_for(conn.ready, self.plan.connect_timeout)
         except (TimeoutError, OSError, ConnectionError, Exception) as exc:
@@ -444,7 +491,7 @@ class Worker:
             if conn.held:
                 conn.held = conn.joined = False
                 self.counters.connections_held -= 1
-            task = asyncio.create_task(self.open(conn))
+            task = asyncio.create_task(self.open(conn, resume=True))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:

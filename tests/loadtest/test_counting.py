@@ -68,6 +68,26 @@ def test_ops_gaps_and_duplicates_are_counted_per_member_from_the_welcome_seq() -
     assert worker.ops.latency and all(0 < x < 1 for x in worker.ops.latency)
 
 
+def test_a_resumed_member_keeps_counting_from_its_own_last_seq() -> None:
+    worker = make_worker()
+    a, b = worker.conns
+    for conn in (a, b):
+        feed(worker, conn, {"type": "welcome", "seq": 5, "state": {}, "members": []})
+        feed(worker, conn, batch(6, sender=3))
+    # Both reconnect having seen 6; the room is at 9 meanwhile.
+    a.resuming = b.resuming = True
+    feed(worker, a, {"type": "welcome", "seq": 9, "resumed": True, "state": None, "members": []})
+    feed(worker, b, {"type": "welcome", "seq": 9, "resumed": False, "state": {}, "members": []})
+    assert a.last_seq == 6  # the missed batches follow
+    assert b.last_seq == 9  # a snapshot: start over from there
+    for seq in (7, 9):  # 8 is missing from what a was sent: a gap
+        feed(worker, a, batch(seq, sender=3))
+    feed(worker, b, batch(10, sender=3))
+    c = worker.counters
+    assert (c.resumes, c.resyncs) == (1, 1)
+    assert (c.ops_gaps, c.ops_duplicates) == (1, 0)
+
+
 def test_an_ack_advances_the_authors_seq_and_measures_ack_latency() -> None:
     worker = make_worker()
     a = worker.conns[0]
@@ -129,6 +149,8 @@ def test_blendtune_frames_round_trip() -> None:
     assert mode.url(member) == "wss://h:8443/rooms/loadtest/abc"
     hello = msgspec.json.decode(mode.hello(member)[0])
     assert hello == {"type": "hello", "v": 1, "token": ""}
+    resume = msgspec.json.decode(mode.hello(member, 41)[0])
+    assert resume == {"type": "hello", "v": 1, "token": "", "last_seq": 41}
     frame = mode.presence(member, 17, 1234.5)
     assert len(frame) == 178
     sent = msgspec.json.decode(frame)
@@ -149,7 +171,7 @@ def test_simple_frames_round_trip() -> None:
     frame = mode.presence(member, 4, 99.25)
     assert len(frame) == 178
     assert mode.parse(frame) == (modes.PRESENCE, 2, 4, 99.25)
-    assert mode.parse(b'{"type":"joined"}') == (modes.READY, 0)
+    assert mode.parse(b'{"type":"joined"}') == (modes.READY, 0, False)
     assert mode.parse(b"garbage") == (modes.OTHER,)
     with pytest.raises(ValueError):
         mode.op(member, 1, 0.0)
