@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from server.settings import Settings, SettingsError, load_settings
+from server.settings import Settings, SettingsError, env_name, load_settings
 from tests.support import ROOT
 
 
@@ -64,3 +64,9 @@ def test_cli_reports_bad_settings_without_a_traceback() -> None:
     assert result.returncode == 2
     assert "BLENDTUNE_PORT='eighty' is invalid" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [n for n in map(env_name, Settings.__struct_fields__) if f"`{n}`" not in readme]
+    assert missing == []
