@@ -319,6 +319,11 @@ def summary_table(report: reporting.Report, title: str | None = None) -> Table:
                 f"{m.commits:,} x {m.batches_per_commit:g} batches, mean {m.commit_mean_ms} ms, "
                 f"p99 <= {m.commit_p99_ms_at_most:g} ms",
             )
+        if m.fanout_count:
+            table.add_row(
+                f"publish-to-send (server) {m.url}",
+                f"mean {m.fanout_mean_ms} ms, p99 <= {m.fanout_p99_ms_at_most:g} ms",
+            )
         if m.slow_consumer_disconnects or m.gap_fills:
             table.add_row(
                 f"slow consumers / gap fills {m.url}",

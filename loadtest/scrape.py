@@ -19,6 +19,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 class ServerMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Deltas over the window; fan-out: publish to the socket write of one sampled member."""
+
     url: str
     commits: int
     batches_committed: int
@@ -76,10 +78,17 @@ def _quantile(samples: Samples, name: str, q: float) -> float:
     return buckets[-1][0] * 1e3
 
 
+# Publish on any process to a member's socket here (older servers: to the queue).
+FANOUT_NAMES = ("blendtune_room_publish_to_send_seconds", "blendtune_room_fanout_latency_seconds")
+
+
 def summarize(url: str, d: Samples) -> ServerMetrics:
     commits = _total(d, "blendtune_room_commit_seconds_count")
     batches = _total(d, "blendtune_room_commit_batches_sum")
-    fanouts = _total(d, "blendtune_room_fanout_latency_seconds_count")
+    fanout = next(
+        (n for n in FANOUT_NAMES if any(k[0] == n + "_count" for k in d)), FANOUT_NAMES[0]
+    )
+    fanouts = _total(d, fanout + "_count")
     rejected = {
         dict(labels).get("reason", "?"): int(v)
         for (n, labels), v in d.items()
@@ -97,12 +106,10 @@ def summarize(url: str, d: Samples) -> ServerMetrics:
         commit_p99_ms_at_most=_quantile(d, "blendtune_room_commit_seconds", 0.99),
         fanout_count=int(fanouts),
         fanout_mean_ms=round(
-            1e3 * _total(d, "blendtune_room_fanout_latency_seconds_sum") / fanouts
-            if fanouts
-            else 0.0,
+            1e3 * _total(d, fanout + "_sum") / fanouts if fanouts else 0.0,
             3,
         ),
-        fanout_p99_ms_at_most=_quantile(d, "blendtune_room_fanout_latency_seconds", 0.99),
+        fanout_p99_ms_at_most=_quantile(d, fanout, 0.99),
         slow_consumer_disconnects=int(_total(d, "blendtune_room_slow_consumer_disconnects_total")),
         gap_fills=int(_total(d, "blendtune_room_gap_fills_total")),
         rejected=rejected,

@@ -27,6 +27,11 @@ blendtune_room_commit_batches_sum 310.0
 blendtune_room_rejected_total{reason="rate_limited"} 4.0
 blendtune_room_rejected_total{reason="bad_ops"} 0.0
 blendtune_room_slow_consumer_disconnects_total 2.0
+blendtune_room_publish_to_send_seconds_bucket{le="0.001"} 3.0
+blendtune_room_publish_to_send_seconds_bucket{le="0.01"} 4.0
+blendtune_room_publish_to_send_seconds_bucket{le="+Inf"} 4.0
+blendtune_room_publish_to_send_seconds_count 4.0
+blendtune_room_publish_to_send_seconds_sum 0.008
 """
 
 
@@ -48,4 +53,4 @@ def test_deltas_over_the_window() -> None:
     assert m.commit_p99_ms_at_most == 50.0  # the 99th is in the 50 ms bucket
     assert m.rejected == {"rate_limited": 3}
     assert m.slow_consumer_disconnects == 2
-    assert (m.fanout_count, m.fanout_mean_ms, m.fanout_p99_ms_at_most) == (0, 0.0, 0.0)
+    assert (m.fanout_count, m.fanout_mean_ms, m.fanout_p99_ms_at_most) == (4, 2.0, 10.0)
