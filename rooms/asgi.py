@@ -24,7 +24,7 @@ from litestar.handlers import asgi
 
 from rooms import protocol as p
 from rooms import store
-from rooms.hub import Conn, Hub, JoinRefused
+from rooms.hub import Conn, DirectWriter, Hub, JoinRefused
 from rooms.kinds import Actor, RoomKind
 from rooms.registry import load_kinds
 from server.auth import SESSION_COOKIE, authenticate, token_from_headers
@@ -172,6 +172,7 @@ class RoomsEndpoint:
         actor = Actor(user_id=principal.user_id, role=membership.role)
         member = p.Member(id=hub.new_member_id(), user_id=principal.user_id, role=membership.role)
         conn = Conn(hub, send, _abort_for(receive), member, actor)
+        conn.direct = DirectWriter.for_receive(receive)
         try:
             await hub.join(kind, room_id, conn, hello.last_seq)
         except JoinRefused as exc:
