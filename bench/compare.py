@@ -292,6 +292,15 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{mine / rate_:.2f}x" if rate_ and "blendtune" in best else "-"
             table.add_row(LABELS[name], f"{rate_:,.0f}", f"{p99:g}", f"{deliveries:,.0f}", ratio)
         out.print(table)
+        mine = best.get("blendtune", (0.0, 0.0, 0.0))[0]
+        # The aims of issue 8, for presence in small rooms.
+        for name, aim in (("channels", 2.0), ("bare", 0.7)):
+            theirs = best.get(name, (0.0, 0.0, 0.0))[0]
+            if mine and theirs:
+                verdict = "met" if mine / theirs >= aim else "NOT met"
+                out.print(
+                    f"aim: Blendtune >= {aim:g}x {LABELS[name]}: {mine / theirs:.2f}x, {verdict}"
+                )
     if args.json:
         import msgspec
 
