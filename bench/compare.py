@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                     started[name] = Target(name, urls, "simple")
                 procs.extend(ps)
             given_up: set[str] = set()
+            warmed: set[str] = set()  # a warm-up before a server's first run only
             for rate in rates:
                 results: dict[str, Report] = {}
                 for name in names:
@@ -240,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                     run = functools.partial(
                         run_shape, target, args, seeded, rate, op_rate, watch=[redis_port]
                     )
-                    if args.warmup > 0:
+                    if args.warmup > 0 and name not in warmed:
                         err.print(f"{LABELS[name]}: warm-up {args.warmup:g} s")
                         run(duration=args.warmup)
+                        warmed.add(name)
                     err.print(f"{LABELS[name]}: {rate:g} Hz/member for {args.duration:g} s")
                     results[name] = run(duration=args.duration)
                     points[name].append((rate, results[name]))
