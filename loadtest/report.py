@@ -214,8 +214,8 @@ def build(
     empty = Histogram()
     timeline = []
     for t in seconds:
-        if t < 0:
-            continue
+        if t < 0 or t >= measured_seconds:
+            continue  # the drain after the window: in the totals, not in the per-second plot
         p = timelines["presence_timeline"].seconds.get(t, empty)
         o = timelines["ops_timeline"].seconds.get(t, empty)
         a = timelines["acks_timeline"].seconds.get(t, empty)
