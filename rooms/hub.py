@@ -723,12 +723,15 @@ class Committer:
         try:
             # A hung database must not hold the rooms forever; a batch whose outcome is
             # unknown is answered "unavailable" and resent by its client with the same op id.
+            paths: dict[str, int] = {}
             outcomes = await asyncio.wait_for(
                 store.commit_many(
-                    self.hub.services.pool, [(room, batch) for room, batch, _ in work]
+                    self.hub.services.pool, [(room, batch) for room, batch, _ in work], paths
                 ),
                 COMMIT_TIMEOUT,
             )
+            for path, count in paths.items():
+                metrics.commit_paths.labels(path).inc(count)
         except Exception as exc:  # unreachable, or unknown outcome: the clients resend
             outcomes = [exc] * len(work)
         finally:

@@ -63,6 +63,13 @@ class RoomMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         )
+        self.commit_paths = Counter(
+            "blendtune_room_commits_total",
+            "Rooms committed, by path: fast (one statement) or locked (another process moved"
+            " the room's seq, or an op id was re-sent).",
+            ["path"],
+            registry=registry,
+        )
         self.fanout_errors = Counter(
             "blendtune_room_fanout_errors_total",
             "Redis commands dropped because Redis did not answer.",

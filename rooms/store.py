@@ -315,7 +315,9 @@ Outcome = tuple[Any, list[Entry]] | BaseException
 
 
 async def commit_many(
-    pool: Any, work: Sequence[tuple[Replica, Sequence[Pending]]]
+    pool: Any,
+    work: Sequence[tuple[Replica, Sequence[Pending]]],
+    paths: dict[str, int] | None = None,
 ) -> list[Outcome]:
     """Sequence and persist batches for several rooms at once (group commit).
 
@@ -372,6 +374,9 @@ async def commit_many(
                 await _mark_duplicates(conn, g.replica.room_id, rejected)
     slow_ids = {id(g) for g in slow}
     outcomes: dict[int, Outcome] = {id(g): g.result() for g in fast if id(g) not in slow_ids}
+    if paths is not None:  # (for the metrics: how often rooms need the locking path)
+        paths["fast"] = paths.get("fast", 0) + len(groups) - len(slow)
+        paths["locked"] = paths.get("locked", 0) + len(slow)
 
     async def locked(g: _Group) -> None:
         for pending in g.unique:
