@@ -546,6 +546,14 @@ class Room:
         for entry in entries:
             pending = by_seq[entry.seq]
             text = entry.batch_text()
+            # Publish even if a catch-up from the log got here first: other processes may
+            # not have it.
+            hub.publisher.publish(self.channel, pack("b", entry.seq, hub.proc_id, entry.role, text))
+            if entry.seq <= self.seq:
+                # A catch-up from the log (a gap fill, the periodic check) delivered it while
+                # the commit was returning; its author got it as a batch of its own, which
+                # the protocol says stands for the ack.
+                continue
             author = pending.owner if isinstance(pending.owner, Conn) else None
             d = Delivery(
                 entry.seq,
@@ -559,10 +567,11 @@ class Room:
             )
             assert entry.seq == self.seq + 1, (entry.seq, self.seq)
             self._deliver(d, applied=True)
-            hub.publisher.publish(self.channel, pack("b", entry.seq, hub.proc_id, entry.role, text))
         if entries:
-            self._state = state
-            self._unapplied.clear()
+            if self.seq == entries[-1].seq:
+                # ``state`` is the state at seq (whatever a catch-up queued unapplied is ours).
+                self._state = state
+                self._unapplied.clear()
             self._drain()
         for pending in batch:
             conn = pending.owner
@@ -1103,7 +1112,8 @@ class Hub:
     async def _check_seqs(self) -> None:
         """Catch up rooms that are behind the database: the safety net for batches that were
         committed but never published (a process killed between the two, a Redis hiccup)."""
-        rooms = [room for room in self.rooms.values() if room.loaded and not room.gone]
+        # (Rooms with a commit in flight catch up by themselves when they need to.)
+        rooms = [r for r in self.rooms.values() if r.loaded and not r.gone and not r.busy]
         if not rooms:
             return
         rows = await self.services.pool.fetch(
