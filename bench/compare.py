@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     started[name] = Target(name, urls, "simple")
                 procs.extend(ps)
             given_up: set[str] = set()
+            failures: dict[str, int] = {}
             warmed: set[str] = set()  # a warm-up before a server's first run only
             for rate in rates:
                 results: dict[str, Report] = {}
@@ -250,14 +251,14 @@ def main(argv: list[str] | None = None) -> int:
                     err.print(f"{LABELS[name]}: {rate:g} Hz/member for {args.duration:g} s")
                     results[name] = run(duration=args.duration)
                     points[name].append((rate, results[name]))
-                    if (
-                        args.sweep
-                        and not sustained([(rate, results[name])], args.p99_ms, args.min_delivered)[
-                            0
-                        ]
-                    ):
-                        # Past its limit: higher rates would only take time (and CPU).
-                        given_up.add(name)
+                    if args.sweep:
+                        point = [(rate, results[name])]
+                        passed = sustained(point, args.p99_ms, args.min_delivered)[0] > 0
+                        failures[name] = 0 if passed else failures.get(name, 0) + 1
+                        if failures[name] >= 2:
+                            # Past its limit (twice: not one noisy run); higher rates would
+                            # only take time and CPU.
+                            given_up.add(name)
                 if not results:
                     break
                 everything[f"{rate:g}"] = results
