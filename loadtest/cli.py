@@ -67,7 +67,13 @@ from loadtest.shapes import SHAPES
     show_default=True,
     help="Offer permessage-deflate, as browsers do.",
 )
-@click.option("--payload-bytes", type=click.IntRange(min=64), default=178, show_default=True)
+@click.option(
+    "--payload-bytes",
+    type=click.IntRange(min=64),
+    default=178,
+    show_default=True,
+    help="Presence frames are padded to this size.",
+)
 @click.option(
     "--seed",
     "seed_file",
@@ -117,7 +123,8 @@ def loadtest(
 
     Members send presence updates and op batches on a fixed open-loop timetable; latency is
     measured from the scheduled send time. Prints a summary and optionally writes a JSON
-    report and a PNG plot. See docs/performance.md.
+    report and a PNG plot. The servers need the load-test room kind
+    (BLENDTUNE_ROOM_KINDS=loadtest.kind:LoadTestKind). See docs/performance.md.
     """
     from loadtest import report as reporting
     from loadtest import runner
