@@ -169,3 +169,95 @@ async def test_rooms_work_over_a_unix_socket_redis(
     finally:
         process.kill()
         process.wait()
+
+
+class Proxy:
+    """A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.up = True
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers.update((writer, up_writer))
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            self.writers.discard(writer)
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in list(self.writers):
+            writer.transport.abort()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_postgres_outage_answers_unavailable_and_recovers(
+    start_room_server: StartRoomServer, notes: Rooms, backends: Backends
+):
+    proxy = Proxy("127.0.0.1", 5432)
+    await proxy.start()
+    try:
+        url = backends.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        assert url != backends.database_url, "this test needs PostgreSQL on 127.0.0.1:5432"
+        server = await start_room_server(env={"BLENDTUNE_DATABASE_URL": url})
+        alice = await notes.user()
+        room = await notes.create((alice, "editor"))
+        client = await join(server.ws_url, room, alice.token)
+        assert (await client.ack(await client.ops(add("before"))))["seq"] == 1
+
+        proxy.cut()
+        during = await client.ops(add("during"))
+        error = await client.ack(during)
+        assert error["type"] == "error" and error["code"] == "unavailable"
+        with pytest.raises(websockets.ConnectionClosed) as refused:
+            await join(server.ws_url, room, alice.token)
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 1013
+
+        proxy.up = True
+        # The client resends the same op id until the database is back.
+        for _ in range(100):
+            client.acks.pop(during, None)
+            await client.ops(add("during"), during)
+            answer = await client.ack(during)
+            if answer["type"] == "ack":
+                break
+            assert answer["code"] == "unavailable"
+            await asyncio.sleep(0.2)
+        assert answer["seq"] == 2
+        rows = await notes.ops(room)
+        assert [(r["seq"], r["op_id"]) for r in rows][1:] == [(2, during)]
+        fresh = await join(server.ws_url, room, alice.token)
+        assert set(fresh.welcome["state"]["notes"]) == {"before", "during"}
+        await client.close()
+        await fresh.close()
+    finally:
+        await proxy.stop()
