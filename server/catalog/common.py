@@ -119,3 +119,36 @@ _CONSTRAINT_RE = re.compile(r"[a-z0-9_]+")
 def constraint_of(exc: BaseException) -> str:
     name = getattr(exc, "constraint_name", None) or ""
     return name if _CONSTRAINT_RE.fullmatch(name) else ""
+
+
+async def newest_first(
+    conn: Any,
+    select_from: str,
+    where: str,
+    args: list[Any],
+    *,
+    alias: str,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """One page of rows ordered newest first by ``(created_at, id)`` of ``alias``, and the
+    cursor of the next page (None on the last one).
+
+    ``select_from`` is ``SELECT ... FROM ...``; ``where`` refers to ``args`` as $2, $3, ...
+    ($1 is the limit).
+    """
+    params: list[Any] = [limit + 1, *args]
+    if cursor is not None:
+        values = decode_cursor(cursor)
+        if len(values) != 2:
+            raise Problem(400, "invalid_cursor", "The cursor is not valid.")
+        params += [cursor_datetime(values[0]), cursor_uuid(values[1])]
+        where += f" AND ({alias}.created_at, {alias}.id) < (${len(params) - 1}, ${len(params)})"
+    rows = await conn.fetch(
+        f"{select_from} WHERE {where} ORDER BY {alias}.created_at DESC, {alias}.id DESC LIMIT $1",
+        *params,
+    )
+    if len(rows) <= limit:
+        return list(rows), None
+    last = rows[limit - 1]
+    return list(rows[:limit]), encode_cursor(last["created_at"].isoformat(), last["id"])

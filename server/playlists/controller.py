@@ -22,10 +22,7 @@ from server.auth import Principal
 from server.catalog.common import (
     CursorParam,
     Limit,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    newest_first,
 )
 from server.playlists import schemas
 from server.problems import Problem
@@ -147,7 +144,7 @@ class PlaylistController(Controller):
         cursor: CursorParam = None,
     ) -> schemas.PlaylistPage:
         """Playlists, newest first (without their tracks)."""
-        args: list[Any] = [limit + 1]
+        args: list[Any] = []
         if which == "mine":
             args.append(principal.user_id)
             where = (
@@ -156,22 +153,16 @@ class PlaylistController(Controller):
             )
         else:
             where = "p.is_public"
-        if cursor is not None:
-            values = decode_cursor(cursor)
-            if len(values) != 2:
-                raise Problem(400, "invalid_cursor", "The cursor is not valid.")
-            args += [cursor_datetime(values[0]), cursor_uuid(values[1])]
-            where += f" AND (p.created_at, p.id) < (${len(args) - 1}, ${len(args)})"
-        rows = await services.pool.fetch(
-            f"SELECT {_COLUMNS} FROM playlists p WHERE {where}"
-            " ORDER BY p.created_at DESC, p.id DESC LIMIT $1",
-            *args,
+        rows, next_cursor = await newest_first(
+            services.pool,
+            f"SELECT {_COLUMNS} FROM playlists p",
+            where,
+            args,
+            alias="p",
+            limit=limit,
+            cursor=cursor,
         )
-        items = [msgspec.convert(dict(r), schemas.Playlist) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last["created_at"].isoformat(), last["id"])
+        items = [msgspec.convert(dict(r), schemas.Playlist) for r in rows]
         return schemas.PlaylistPage(items=items, next_cursor=next_cursor)
 
     @get("/{playlist_id:uuid}")

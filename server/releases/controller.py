@@ -16,10 +16,7 @@ from server.auth import Principal
 from server.catalog.common import (
     CursorParam,
     Limit,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    newest_first,
 )
 from server.problems import Problem
 from server.releases import lifecycle, queries, schemas
@@ -87,7 +84,7 @@ class ReleaseController(Controller):
         cursor: CursorParam = None,
     ) -> schemas.ReleasePage:
         """My releases, the published ones, or (admins) the review queue; newest first."""
-        args: list[Any] = [limit + 1]
+        args: list[Any] = []
         if which == "mine":
             args.append(principal.user_id)
             where = "r.artist_id = $2"
@@ -97,22 +94,16 @@ class ReleaseController(Controller):
             if not principal.has_role("admin"):
                 raise Problem(403, "forbidden", "The review queue is for admins.")
             where = "r.status = 'pending_review'"
-        if cursor is not None:
-            values = decode_cursor(cursor)
-            if len(values) != 2:
-                raise Problem(400, "invalid_cursor", "The cursor is not valid.")
-            args += [cursor_datetime(values[0]), cursor_uuid(values[1])]
-            where += f" AND (r.created_at, r.id) < (${len(args) - 1}, ${len(args)})"
-        rows = await services.pool.fetch(
-            f"SELECT {queries.RELEASE_COLUMNS} FROM releases r WHERE {where}"
-            " ORDER BY r.created_at DESC, r.id DESC LIMIT $1",
-            *args,
+        rows, next_cursor = await newest_first(
+            services.pool,
+            f"SELECT {queries.RELEASE_COLUMNS} FROM releases r",
+            where,
+            args,
+            alias="r",
+            limit=limit,
+            cursor=cursor,
         )
-        items = [queries.release_from(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last["created_at"].isoformat(), last["id"])
+        items = [queries.release_from(r) for r in rows]
         return schemas.ReleasePage(items=items, next_cursor=next_cursor)
 
     @get("/{release_id:uuid}")

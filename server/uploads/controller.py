@@ -22,10 +22,7 @@ from server.auth import Principal
 from server.catalog.common import (
     CursorParam,
     Limit,
-    cursor_datetime,
-    cursor_uuid,
-    decode_cursor,
-    encode_cursor,
+    newest_first,
 )
 from server.problems import Problem
 from server.services import Services
@@ -163,25 +160,16 @@ class UploadController(Controller):
         cursor: CursorParam = None,
     ) -> UploadPage:
         """My uploads, newest first."""
-        args: list[Any] = [principal.user_id, limit + 1]
-        where = "u.user_id = $1"
-        if cursor is not None:
-            values = decode_cursor(cursor)
-            if len(values) != 2:
-                raise Problem(400, "invalid_cursor", "The cursor is not valid.")
-            args += [cursor_datetime(values[0]), cursor_uuid(values[1])]
-            where += " AND (u.created_at, u.id) < ($3, $4)"
-        rows = await services.pool.fetch(
-            f"SELECT {_COLUMNS} {_FROM} WHERE {where} ORDER BY u.created_at DESC, u.id DESC"
-            " LIMIT $2",
-            *args,
+        rows, next_cursor = await newest_first(
+            services.pool,
+            f"SELECT {_COLUMNS} {_FROM}",
+            "u.user_id = $2",
+            [principal.user_id],
+            alias="u",
+            limit=limit,
+            cursor=cursor,
         )
-        items = [_upload(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor(last["created_at"].isoformat(), last["id"])
-        return UploadPage(items=items, next_cursor=next_cursor)
+        return UploadPage(items=[_upload(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{upload_id:uuid}")
     async def get_upload(
