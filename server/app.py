@@ -9,7 +9,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from rooms import asgi as rooms_asgi
-from server import accounts, auth, health, logs
+from server import accounts, auth, health, logs, web
 from server.auth import current_principal
 from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MashupController,
             *accounts.route_handlers,
             rooms_endpoint,
+            web.create_router(),
         ],
         dependencies={
             "services": Provide(get_services, sync_to_thread=False),
