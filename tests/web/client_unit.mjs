@@ -1,0 +1,180 @@
+// Unit checks of the web client's RoomClient against a scripted socket (run by test_client.py).
+// Each step follows docs/protocol.md, "What a client does" and "Close codes".
+import assert from "node:assert/strict";
+import { RoomClient, keyForMove, compareStrings } from "../../server/static/app.js";
+
+const tick = (ms = 5) => new Promise((resolve) => setTimeout(resolve, ms));
+const ME = "0b2e0000-0000-0000-0000-000000000001";
+const OTHER = "9d410000-0000-0000-0000-000000000002";
+
+class FakeSocket {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.readyState = 0;
+    FakeSocket.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code) {
+    this.readyState = 3;
+    this.closedWith = code;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  receive(message) {
+    this.onmessage?.({ data: JSON.stringify(message) });
+  }
+  serverClose(code) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
+  }
+}
+const latest = () => FakeSocket.all[FakeSocket.all.length - 1];
+
+function welcome(seq, extra = {}) {
+  return {
+    type: "welcome", v: 1, room_id: "r", kind: "blend", member_id: "m.1", user_id: ME,
+    role: "owner", seq, resumed: false, future_field: 1,
+    state: { name: "Friday", items: [], members: [], library: {}, generation: 0 },
+    members: [{ id: "m.1", user_id: ME, role: "owner", state: null }],
+    heartbeat_seconds: 20, limits: { max_frame_bytes: 65536, ops_per_second: 50,
+      max_batch_ops: 100, presence_max_bytes: 1024 },
+    ...extra,
+  };
+}
+
+const errors = [];
+const fatal = [];
+const client = new RoomClient("blend", "r", {
+  url: "ws://example/rooms/blend/r",
+  WebSocket: FakeSocket,
+  onError: (text) => errors.push(text),
+  onFatal: (error) => fatal.push(error.code),
+});
+client.start();
+
+// A fresh join: hello without a token (the cookie authenticates) and without last_seq.
+let ws = latest();
+assert.equal(ws.url, "ws://example/rooms/blend/r");
+ws.open();
+assert.deepEqual(ws.sent, [{ type: "hello", v: 1 }]);
+ws.receive(welcome(5));
+assert.equal(client.status, "live");
+assert.equal(client.seq, 5);
+
+// An edit is pending until its ack, then applied at the ack's seq.
+const renamed = client.edit([{ op: "rename", name: "  Road   trip " }]);
+assert.deepEqual(ws.sent[1], { type: "ops", op_id: renamed, ops: [{ op: "rename", name: "  Road   trip " }] });
+assert.equal(client.state.name, "Friday", "nothing is applied before the ack");
+ws.receive({ type: "ack", op_id: renamed, seq: 6, duplicate: false });
+assert.equal(client.state.name, "Road trip");
+assert.equal(client.seq, 6);
+assert.equal(client.pending.size, 0);
+
+// Another member's batch, presence, joins, leaves, pings; unknown types are ignored.
+ws.receive({ type: "batch", seq: 7, author: OTHER, op_id: "x-1", ops: [{ op: "rename", name: "Mix" }] });
+assert.equal(client.state.name, "Mix");
+ws.receive({ type: "joined", member: { id: "m.2", user_id: OTHER, role: "member", state: null } });
+ws.receive({ type: "presence", id: "m.2", state: { selection: ["g1.0"] } });
+assert.deepEqual(client.members.get("m.2").state, { selection: ["g1.0"] });
+ws.receive({ type: "something_new", x: 1 });
+ws.receive({ type: "ping" });
+assert.deepEqual(ws.sent[ws.sent.length - 1], { type: "pong" });
+ws.receive({ type: "left", id: "m.2" });
+assert.equal(client.members.has("m.2"), false);
+
+// Rejections: a rate-limited batch stays pending (resent later), a refused one is dropped.
+const limited = client.edit([{ op: "rename", name: "A" }]);
+ws.receive({ type: "error", code: "rate_limited", detail: "slow down", op_id: limited });
+assert.ok(client.pending.has(limited));
+const refused = client.edit([{ op: "remove", item: "t-19" }]);
+ws.receive({ type: "error", code: "not_found", detail: "no such item", op_id: refused });
+assert.ok(!client.pending.has(refused));
+assert.ok(errors.some((e) => e.startsWith("not_found")), errors.join("; "));
+
+// A gap (seq 9 after 7) closes the socket and resumes at once with last_seq 7 ...
+ws.receive({ type: "batch", seq: 9, author: OTHER, op_id: "x-2", ops: [] });
+assert.equal(ws.readyState, 3);
+assert.equal(client.seq, 7);
+await tick();
+ws = latest();
+ws.open();
+assert.deepEqual(ws.sent[0], { type: "hello", v: 1, last_seq: 7 });
+// ... a resumed welcome keeps the state and seq; pending batches are resent with their op_id;
+// the missed batches follow, ours among them (its ack was lost): it counts as the ack.
+ws.receive(welcome(8, { resumed: true, state: null }));
+assert.equal(client.state.name, "Mix");
+assert.equal(client.seq, 7);
+assert.deepEqual(ws.sent.slice(1), [{ type: "ops", op_id: limited, ops: [{ op: "rename", name: "A" }] }]);
+ws.receive({ type: "batch", seq: 8, author: ME, op_id: limited, ops: [{ op: "rename", name: "A" }] });
+assert.equal(client.state.name, "A");
+assert.equal(client.pending.size, 0);
+// A duplicate ack answers a resend; it is not part of the seq stream.
+ws.receive({ type: "ack", op_id: limited, seq: 8, duplicate: true });
+assert.equal(client.seq, 8);
+
+// 1012 (server restart): reconnect at once with last_seq and resend what is pending.
+const during = client.edit([{ op: "rename", name: "B" }]);
+ws.serverClose(1012);
+const restarted = client.edit([{ op: "rename", name: "C" }]);
+await tick();
+ws = latest();
+ws.open();
+assert.deepEqual(ws.sent[0], { type: "hello", v: 1, last_seq: 8 });
+ws.receive(welcome(9, { resumed: false, state: { name: "B", items: [], members: [], library: {} } }));
+assert.equal(client.seq, 9, "a snapshot welcome sets seq");
+assert.deepEqual(ws.sent.slice(1).map((m) => m.op_id), [during, restarted]);
+ws.receive({ type: "ack", op_id: during, seq: 6, duplicate: true });
+ws.receive({ type: "ack", op_id: restarted, seq: 10, duplicate: false });
+assert.equal(client.state.name, "C");
+assert.equal(client.seq, 10);
+
+// A repeated seq is a gap too.
+ws.receive({ type: "batch", seq: 10, author: OTHER, op_id: "x-3", ops: [] });
+await tick();
+ws = latest();
+ws.open();
+assert.equal(ws.sent[0].last_seq, 10);
+ws.receive(welcome(10, { resumed: true, state: null }));
+
+// 1013 and network loss back off (not at once); 4403 gives up.
+const before = FakeSocket.all.length;
+ws.serverClose(1013);
+await tick();
+assert.equal(FakeSocket.all.length, before, "1013 waits before reconnecting");
+await tick(300);
+assert.equal(FakeSocket.all.length, before + 1, "then reconnects");
+ws = latest();
+ws.open();
+ws.receive(welcome(10, { resumed: true, state: null }));
+ws.serverClose(4403);
+await tick(300);
+assert.equal(FakeSocket.all.length, before + 1, "4403 is not retried");
+assert.deepEqual(fatal, [4403]);
+
+// The token, when known, goes in the hello; never in the URL.
+const withToken = new RoomClient("blend", "r2", {
+  url: "ws://example/rooms/blend/r2", token: "tok", WebSocket: FakeSocket,
+});
+withToken.start();
+latest().open();
+assert.deepEqual(latest().sent[0], { type: "hello", v: 1, token: "tok" });
+assert.ok(!latest().url.includes("tok"));
+latest().serverClose(4401);
+assert.equal(withToken.status, "closed (4401)");
+
+// Moves by fractional keys, including neighbours whose keys tie.
+const keys = ["V", "k", "t"];
+const up = keyForMove(keys, 2, 0);
+assert.ok(compareStrings(up, "V") < 0);
+const down = keyForMove(keys, 0, 1);
+assert.ok(compareStrings("k", down) < 0 && compareStrings(down, "t") < 0);
+const tied = keyForMove(["V", "V", "k", "t"], 3, 1);
+assert.ok(compareStrings("V", tied) < 0 && compareStrings(tied, "k") < 0);
+
+console.log("ok");

@@ -1,0 +1,111 @@
+"""The web client and the documented contract cannot drift apart silently.
+
+Reads server/static/app.js as text and checks that the message types it sends and handles, the
+ops it sends and applies, and the close codes it acts on are exactly those of docs/protocol.md,
+docs/blends.md and docs/mashups.md. The client marks the switch statements this reads with
+``// <name>:begin`` / ``// <name>:end`` comments.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent.parent
+APP = (ROOT / "server" / "static" / "app.js").read_text()
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
+BLENDS = (ROOT / "docs" / "blends.md").read_text()
+MASHUPS = (ROOT / "docs" / "mashups.md").read_text()
+
+
+def region(name: str) -> str:
+    match = re.search(rf"// {name}:begin\n(.*?)// {name}:end", APP, re.S)
+    assert match, f"app.js has no {name} region"
+    return match.group(1)
+
+
+def section(text: str, start: str, end: str) -> str:
+    return text[text.index(start) : text.index(end, text.index(start))]
+
+
+def case_labels(name: str) -> set[str]:
+    return set(re.findall(r'case "?(\w+)"?:', region(name)))
+
+
+def table_names(text: str) -> set[str]:
+    """The first column of a markdown table whose cells start with a `name`."""
+    return set(re.findall(r"^\| `(\w+)` \|", text, re.M))
+
+
+def documented_types() -> set[str]:
+    return set(re.findall(r'"type":\s*"(\w+)"', PROTOCOL))
+
+
+def client_only_types() -> set[str]:
+    # "### 1. hello (client → server, ...)", "### ack (server → author)", "### joined / left ..."
+    client, server = set(), set()
+    heading = r"^### (?:\d+\. )?([\w /]+?) \((client|server) →"
+    for names, side in re.findall(heading, PROTOCOL, re.M):
+        (client if side == "client" else server).update(names.split(" / "))
+    return client - server
+
+
+def test_sent_message_types_are_the_documented_client_messages() -> None:
+    # Everything the client sends goes through RoomClient (the rest of app.js is the page).
+    start, end = APP.index("export class RoomClient"), APP.index("export const CLOSE_REASONS")
+    room_client = APP[start:end]
+    sent = set(re.findall(r'\btype: "(\w+)"', room_client))
+    # The `unknown_type` row lists what a client may send.
+    row = re.search(r"^\| `unknown_type` \| `type` is not one of (.*)\|$", PROTOCOL, re.M)
+    assert row
+    allowed = set(re.findall(r"`(\w+)`", row.group(1)))
+    assert sent == allowed == {"hello", "ops", "presence", "ping", "pong"}
+    assert sent <= documented_types()
+
+
+def test_every_server_message_is_handled_and_nothing_else() -> None:
+    handled = case_labels("messages")
+    server_types = documented_types() - client_only_types()
+    assert client_only_types() == {"hello", "ops"}
+    assert handled == server_types
+
+
+def test_blend_ops_match_the_blend_room() -> None:
+    room = section(BLENDS, "## The blend room", "## Tests")
+    documented = table_names(room)
+    server_only = set(re.findall(r"^\| `(\w+)` \|[^\n]*\| server only \|", room, re.M))
+    assert {"reorder", "remove", "react", "woven"} <= documented and server_only
+    assert case_labels("ops:blend") == documented
+    assert sent_ops() & documented <= documented - server_only
+
+
+def test_mashup_ops_match_the_mashup_room() -> None:
+    client_ops = table_names(section(MASHUPS, "### Client ops", "### Server ops"))
+    server_ops = table_names(section(MASHUPS, "### Server ops", "## Previews"))
+    assert {"reorder_clip", "remove_clip"} <= client_ops and "preview_ready" in server_ops
+    assert case_labels("ops:mashup") == client_ops | server_ops
+
+
+def sent_ops() -> set[str]:
+    literal = set(re.findall(r'\bop: "(\w+)"', APP))
+    listed = re.search(r"const LIST_OPS = \{(.*?)\n\};", APP, re.S)
+    assert listed
+    return literal | set(re.findall(r'(?:reorder|remove): "(\w+)"', listed.group(1)))
+
+
+def test_sent_ops_are_client_ops_of_their_kind() -> None:
+    blend_room = section(BLENDS, "## The blend room", "## Tests")
+    blend_client = table_names(blend_room) - set(
+        re.findall(r"^\| `(\w+)` \|[^\n]*\| server only \|", blend_room, re.M)
+    )
+    mashup_client = table_names(section(MASHUPS, "### Client ops", "### Server ops"))
+    sent = sent_ops()
+    assert sent == {"reorder", "remove", "react", "reorder_clip", "remove_clip"}
+    assert sent <= blend_client | mashup_client
+
+
+def test_close_codes_match_the_table() -> None:
+    table = section(PROTOCOL, "## Close codes", "## What a client does")
+    documented = set(re.findall(r"^\| (\d{4}) \|", table, re.M))
+    assert {"1012", "4409", "4401"} <= documented
+    assert case_labels("close-codes") == documented
