@@ -841,8 +841,9 @@ function sortableRow(entries, n, ...content) {
     {
       draggable: editable ? "true" : null,
       dataset: { id: entry.id },
-      ondragstart: () => {
+      ondragstart: (event) => {
         dragged = n;
+        event.dataTransfer.setData("text/plain", entry.id); // Firefox starts no drag without it
       },
       ondragover: (event) => event.preventDefault(),
       ondrop: (event) => {
