@@ -90,3 +90,11 @@ async def test_missing_and_escaping_paths_are_404_problems(http: httpx.AsyncClie
         assert response.json()["code"] == "not_found"
     # The API is untouched by the page at /: a POST there is not allowed.
     assert (await http.post("/")).status_code == 405
+
+
+async def test_the_client_is_not_part_of_the_api_description(http: httpx.AsyncClient) -> None:
+    response = await http.get("/schema/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert "/blends" in paths
+    assert not [p for p in paths if p == "/" or p.startswith("/static")]
