@@ -611,7 +611,12 @@ async function api(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: text.slice(0, 200) }; // not ours (a proxy's error page, say)
+  }
   if (!response.ok) {
     if (response.status === 401 && path !== "/auth/login") signedOut();
     throw new ApiError(response.status, data || {});
@@ -692,8 +697,12 @@ async function loadHome() {
         {},
         `${b.name} (${b.member_count} members, ${b.status}${b.my_status === "pending" ? ", invited" : ""}) `,
         b.my_status === "accepted"
-          ? el("button", { type: "button", onclick: open("blend", b.id) }, "Open")
-          : el("button", { type: "button", onclick: action(() => acceptInvite(b.id)) }, "Accept"),
+          ? el("button", { type: "button", "aria-label": `Open ${b.name}`, onclick: open("blend", b.id) }, "Open")
+          : el(
+              "button",
+              { type: "button", "aria-label": `Accept the invitation to ${b.name}`, onclick: action(() => acceptInvite(b.id)) },
+              "Accept",
+            ),
       ),
     ),
   );
@@ -703,7 +712,7 @@ async function loadHome() {
         "li",
         {},
         `${m.name} (${m.my_role}, ${m.member_count} members) `,
-        el("button", { type: "button", onclick: open("mashup", m.id) }, "Open"),
+        el("button", { type: "button", "aria-label": `Open ${m.name}`, onclick: open("mashup", m.id) }, "Open"),
       ),
     ),
   );
@@ -833,7 +842,8 @@ function remove(entry) {
 
 let dragged = null;
 
-function sortableRow(entries, n, ...content) {
+// One row of a reorderable list; `label` names the entry for screen readers.
+function sortableRow(entries, n, label, ...content) {
   const entry = entries[n];
   const editable = canEdit(room.client);
   return el(
@@ -861,7 +871,7 @@ function sortableRow(entries, n, ...content) {
         {
           type: "button",
           disabled: !editable || n === 0,
-          "aria-label": "Move up",
+          "aria-label": `Move ${label} up`,
           dataset: { key: `up-${entry.id}` },
           onclick: () => move(entries, n, n - 1),
         },
@@ -872,7 +882,7 @@ function sortableRow(entries, n, ...content) {
         {
           type: "button",
           disabled: !editable || n === entries.length - 1,
-          "aria-label": "Move down",
+          "aria-label": `Move ${label} down`,
           dataset: { key: `down-${entry.id}` },
           onclick: () => move(entries, n, n + 1),
         },
@@ -883,6 +893,7 @@ function sortableRow(entries, n, ...content) {
         {
           type: "button",
           disabled: !editable,
+          "aria-label": `Remove ${label}`,
           dataset: { key: `remove-${entry.id}` },
           onclick: () => remove(entry),
         },
@@ -915,6 +926,7 @@ function renderBlend(client) {
       return sortableRow(
         items,
         n,
+        item.song.name,
         el("span", { class: "title" }, `${item.song.name} — ${item.song.artist}`),
         el(
           "span",
@@ -947,6 +959,7 @@ function renderMashup(client) {
       sortableRow(
         clips,
         n,
+        `clip ${clip.id}`,
         el(
           "span",
           { class: "title" },
@@ -1101,7 +1114,10 @@ function main() {
     });
   }
   // The cookie may still hold a session (a reload, a new tab): ask before showing the form.
-  signedIn().catch(() => showView("login"));
+  signedIn().catch((error) => {
+    if (me === null) showView("login");
+    else say(error instanceof ApiError ? `${error.code}: ${error.message}` : String(error), "error");
+  });
 }
 
 if (typeof document !== "undefined") main();
