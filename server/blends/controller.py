@@ -13,12 +13,13 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rooms.store import ensure_room
 from server.auth import Principal
-from server.blends import codes, guard, live, queries, room, schemas, taste
+from server.blends import live, queries, room, schemas, taste
 from server.blends.crypto import TokenCipher
 from server.blends.generation import BlendJobs
 from server.blends.weave import merge_songs
 from server.problems import Problem
 from server.services import Services
+from server.share_codes import codes, guard, store
 
 PROVIDERS = ("spotify", "apple")
 TIME_RANGES = ("short_term", "medium_term", "long_term")
@@ -72,7 +73,7 @@ class BlendController(Controller):
                 blend_id,
                 principal.user_id,
             )
-            await queries.set_share_code(conn, blend_id, services.settings.blend_share_code_days)
+            await store.issue(conn, "blends", blend_id, services.settings.blend_share_code_days)
             await ensure_room(conn, room.KIND, blend_id)
             detail = await queries.detail(conn, blend_id, principal.user_id)
         await _changed(services, jobs, blend_id, with_name=True)
@@ -159,12 +160,12 @@ class BlendController(Controller):
         principal: Principal,
         blend_id: uuid.UUID,
         data: schemas.RotateShareCode | None = None,
-    ) -> schemas.ShareCode:
+    ) -> store.ShareCode:
         """Issue a new share code; the old one stops working at once (owner only)."""
         days = (data.expires_in_days if data else None) or services.settings.blend_share_code_days
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, blend_id, principal.user_id, lock=True)
-            return await queries.set_share_code(conn, blend_id, days)
+            return await store.issue(conn, "blends", blend_id, days)
 
     @delete("/{blend_id:uuid}/share-code", status_code=HTTP_204_NO_CONTENT)
     async def revoke_share_code(
@@ -173,7 +174,7 @@ class BlendController(Controller):
         """Revoke the share code: nobody can join by code until a new one is issued."""
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, blend_id, principal.user_id, lock=True)
-            await queries.revoke_share_code(conn, blend_id)
+            await store.revoke(conn, "blends", blend_id)
 
     @post("/join", status_code=200)
     async def join_blend(

@@ -7,15 +7,14 @@ Functions take an asyncpg connection (or the pool for single statements) and rai
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 
-from server.blends import codes, schemas
+from server.blends import schemas
 from server.blends.weave import TasteMatch, Weave
 from server.problems import Problem
+from server.share_codes import store
 
 NOT_FOUND = "No such blend (or you are not one of its members)."
 
@@ -127,35 +126,6 @@ async def mark_pending(conn: Any, blend_id: uuid.UUID) -> None:
 # ------------------------------------------------------------------ share codes
 
 
-async def set_share_code(conn: Any, blend_id: uuid.UUID, days: int) -> schemas.ShareCode:
-    """A fresh code for the blend (replacing any earlier one)."""
-    for _ in range(5):
-        code = codes.new_code()
-        try:
-            async with conn.transaction():  # a savepoint: a clash retries with another code
-                expires_at: datetime = await conn.fetchval(
-                    """
-                    UPDATE blends SET share_code = $2,
-                        share_code_expires_at = now() + make_interval(days => $3)
-                    WHERE id = $1 RETURNING share_code_expires_at
-                    """,
-                    blend_id,
-                    code,
-                    days,
-                )
-        except asyncpg.UniqueViolationError:
-            continue
-        return schemas.ShareCode(code=codes.display(code), expires_at=expires_at)
-    raise Problem(503, "unavailable", "Could not allocate a share code; please retry.")
-
-
-async def revoke_share_code(conn: Any, blend_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE blends SET share_code = NULL, share_code_expires_at = NULL WHERE id = $1",
-        blend_id,
-    )
-
-
 async def blend_for_code(conn: Any, code: str) -> tuple[uuid.UUID, schemas.BlendSettings] | None:
     """The blend a live code opens, locked for the join; None for any invalid code."""
     row = await conn.fetchrow(
@@ -248,9 +218,7 @@ async def detail(conn: Any, blend_id: uuid.UUID, user_id: uuid.UUID) -> schemas.
     )
     share_code = None
     if row["my_status"] == "accepted" and row["code_live"]:
-        share_code = schemas.ShareCode(
-            code=codes.display(row["share_code"]), expires_at=row["share_code_expires_at"]
-        )
+        share_code = store.from_row(row)
     taste_raw = row["taste_match"]
     if isinstance(taste_raw, str):
         taste_raw = msgspec.json.decode(taste_raw)

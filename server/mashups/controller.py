@@ -12,11 +12,11 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rooms.store import ensure_room
 from server.auth import Principal
-from server.blends import codes, guard
 from server.mashups import live, queries, room, schemas
 from server.mashups.previews import PreviewService
 from server.problems import Problem
 from server.services import Services
+from server.share_codes import codes, guard, store
 
 # Bounds on what the room state carries (members and inputs are in every welcome).
 MAX_MEMBERS = 50
@@ -91,7 +91,7 @@ class MashupController(Controller):
                 mashup_id,
                 principal.user_id,
             )
-            await queries.set_share_code(conn, mashup_id, services.settings.mashup_share_code_days)
+            await store.issue(conn, "mashups", mashup_id, services.settings.mashup_share_code_days)
             await ensure_room(conn, room.KIND, mashup_id)
         await live.publish_sync(services, mashup_id)
         return await _detail(services, mashup_id, principal.user_id)
@@ -169,12 +169,12 @@ class MashupController(Controller):
         principal: Principal,
         mashup_id: uuid.UUID,
         data: schemas.RotateShareCode | None = None,
-    ) -> schemas.ShareCode:
+    ) -> store.ShareCode:
         """Issue a new share code; the old one stops working at once (owner only)."""
         days = (data.expires_in_days if data else None) or services.settings.mashup_share_code_days
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
-            return await queries.set_share_code(conn, mashup_id, days)
+            return await store.issue(conn, "mashups", mashup_id, days)
 
     @delete("/{mashup_id:uuid}/share-code", status_code=HTTP_204_NO_CONTENT)
     async def revoke_share_code(
@@ -183,7 +183,7 @@ class MashupController(Controller):
         """Revoke the share code: nobody can join by code until a new one is issued."""
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
-            await queries.revoke_share_code(conn, mashup_id)
+            await store.revoke(conn, "mashups", mashup_id)
 
     @post("/join", status_code=200)
     async def join_mashup(

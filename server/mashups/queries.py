@@ -1,21 +1,20 @@
 """Mashups in PostgreSQL: the SQL behind the REST API (asyncpg, explicit transactions).
 
 Functions take an asyncpg connection and raise ``Problem`` with the codes docs/mashups.md
-documents. Share codes are the blends' (``server.blends.codes``): same alphabet, same form.
+documents. Share codes (``server.share_codes``) are the same as blends'.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from server.blends import codes
 from server.mashups import room, schemas
 from server.problems import Problem
+from server.share_codes import store
 
 NOT_FOUND = "No such mashup (or you are not one of its members)."
 
@@ -91,35 +90,6 @@ async def touch(conn: Any, mashup_id: uuid.UUID) -> None:
 
 
 # ------------------------------------------------------------------ share codes
-
-
-async def set_share_code(conn: Any, mashup_id: uuid.UUID, days: int) -> schemas.ShareCode:
-    """A fresh code for the mashup (replacing any earlier one)."""
-    for _ in range(5):
-        code = codes.new_code()
-        try:
-            async with conn.transaction():  # a savepoint: a clash retries with another code
-                expires_at: datetime = await conn.fetchval(
-                    """
-                    UPDATE mashups SET share_code = $2,
-                        share_code_expires_at = now() + make_interval(days => $3)
-                    WHERE id = $1 RETURNING share_code_expires_at
-                    """,
-                    mashup_id,
-                    code,
-                    days,
-                )
-        except asyncpg.UniqueViolationError:
-            continue
-        return schemas.ShareCode(code=codes.display(code), expires_at=expires_at)
-    raise Problem(503, "unavailable", "Could not allocate a share code; please retry.")
-
-
-async def revoke_share_code(conn: Any, mashup_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE mashups SET share_code = NULL, share_code_expires_at = NULL WHERE id = $1",
-        mashup_id,
-    )
 
 
 async def mashup_for_code(conn: Any, code: str) -> uuid.UUID | None:
@@ -226,12 +196,10 @@ async def detail_row(conn: Any, mashup_id: uuid.UUID, user_id: uuid.UUID) -> asy
     return row
 
 
-def share_code_of(row: asyncpg.Record) -> schemas.ShareCode | None:
+def share_code_of(row: asyncpg.Record) -> store.ShareCode | None:
     if row["my_role"] not in room.EDITORS or not row["code_live"]:
         return None
-    return schemas.ShareCode(
-        code=codes.display(row["share_code"]), expires_at=row["share_code_expires_at"]
-    )
+    return store.from_row(row)
 
 
 # ------------------------------------------------------------------ the room's view

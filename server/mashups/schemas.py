@@ -10,6 +10,7 @@ import msgspec
 
 from dsp.timeline import Timeline
 from server.mashups.room import Export, Preview
+from server.share_codes.store import ShareCode
 
 # No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
 PLAIN = r"^[^\x00-\x1f\x7f]*$"
@@ -39,11 +40,6 @@ class JoinMashup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RotateShareCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # None means the configured default (mashup_share_code_days, 7 unless changed).
     expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=30)] | None = None
-
-
-class ShareCode(msgspec.Struct, frozen=True, kw_only=True):
-    code: str  # displayed form, ABCD-EFGH
-    expires_at: datetime
 
 
 class SetRole(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
