@@ -93,7 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # client address and per user; woven playlists are refreshed this often; the generation
     # job looks for pending blends this often (joins also wake it at once).
     blend_share_code_days: Positive = 7
-    blend_join_failures_per_minute: Positive = 10
+    share_code_failures_per_minute: Positive = 10
     blend_regenerate_hours: PositiveFloat = 24.0
     blend_scan_seconds: PositiveFloat = 30.0
     # Mashups: share-code lifetime; previews: longest window, format, render threads, cache

@@ -2,7 +2,7 @@
 
 Every join by code first takes a token from two counters, one for the client address and one
 for the user (each lives 60 s from its first use); a join that succeeds gives its tokens
-back, so only failures add up. Over ``blend_join_failures_per_minute`` on either counter the
+back, so only failures add up. Over ``share_code_failures_per_minute`` on either counter the
 request is refused with 429 before the code is even looked up, whether it is right or not.
 Without Redis the limiter cannot count and refuses (503) rather than allow unlimited guesses.
 """
@@ -46,7 +46,7 @@ async def take(services: Services, address: str, user_id: uuid.UUID) -> list[str
             results = await pipe.execute()
     except (RedisError, OSError) as exc:
         raise _unavailable(exc) from exc
-    limit = services.settings.blend_join_failures_per_minute
+    limit = services.settings.share_code_failures_per_minute
     retry_after = 0
     for i in range(len(keys)):
         count, ttl = int(results[3 * i + 1]), int(results[3 * i + 2])

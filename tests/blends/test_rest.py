@@ -444,7 +444,7 @@ async def test_join_failures_are_limited_across_processes(
 ) -> None:
     # Counters of their own (under this run's prefix), shared by these two processes only.
     prefix = f"{backends.redis_prefix}rl{uuid.uuid4().hex[:8]}:"
-    env = {"BLENDTUNE_BLEND_JOIN_FAILURES_PER_MINUTE": "3", "BLENDTUNE_REDIS_PREFIX": prefix}
+    env = {"BLENDTUNE_SHARE_CODE_FAILURES_PER_MINUTE": "3", "BLENDTUNE_REDIS_PREFIX": prefix}
     a: ServerProcess = await start_server(env=env)
     b: ServerProcess = await start_server(env=env)
     owner, guesser, honest = await make_user(db), await make_user(db), await make_user(db)
