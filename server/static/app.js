@@ -258,6 +258,7 @@ const REDUCERS = { blend: applyBlendOp, mashup: applyMashupOp };
 
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
+const STABLE_AFTER_MS = 10_000;
 
 // Codes after which reconnecting cannot help (docs/protocol.md, "Close codes").
 export class RoomClosed extends Error {
@@ -291,6 +292,7 @@ export class RoomClient {
     this.welcome = null;
     this.ws = null;
     this.attempt = 0;
+    this.liveSince = null;
     this.stopped = false;
     this.opCounter = 0;
     this.devicePrefix = `w${Math.random().toString(36).slice(2, 8)}`;
@@ -449,7 +451,7 @@ export class RoomClient {
       return;
     }
     this.welcome = m;
-    this.attempt = 0;
+    this.liveSince = Date.now();
     this.members = new Map(m.members.map((member) => [member.id, member]));
     if (!m.resumed) {
       // A snapshot: replace what we had. Resumed: keep our seq; the missed batches follow.
@@ -540,6 +542,10 @@ export class RoomClient {
 
   closed(code, reason) {
     if (this.stopped) return;
+    // Back off from scratch only after a connection that lasted: a server that closes right
+    // after every welcome (a flapping Redis, say) must not be hammered.
+    if (this.liveSince !== null && Date.now() - this.liveSince > STABLE_AFTER_MS) this.attempt = 0;
+    this.liveSince = null;
     switch (code) {
       // close-codes:begin
       case 1012: // the process is shutting down: another one takes us at once

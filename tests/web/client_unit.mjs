@@ -147,13 +147,13 @@ const before = FakeSocket.all.length;
 ws.serverClose(1013);
 await tick();
 assert.equal(FakeSocket.all.length, before, "1013 waits before reconnecting");
-await tick(300);
+await tick(600);
 assert.equal(FakeSocket.all.length, before + 1, "then reconnects");
 ws = latest();
 ws.open();
 ws.receive(welcome(10, { resumed: true, state: null }));
 ws.serverClose(4403);
-await tick(300);
+await tick(600);
 assert.equal(FakeSocket.all.length, before + 1, "4403 is not retried");
 assert.deepEqual(fatal, [4403]);
 
@@ -176,5 +176,20 @@ const down = keyForMove(keys, 0, 1);
 assert.ok(compareStrings("k", down) < 0 && compareStrings(down, "t") < 0);
 const tied = keyForMove(["V", "V", "k", "t"], 3, 1);
 assert.ok(compareStrings("V", tied) < 0 && compareStrings(tied, "k") < 0);
+
+// A server that closes with 4409 right after every welcome is not hammered: the delays grow.
+const flapping = new RoomClient("blend", "r3", { url: "ws://example/rooms/blend/r3", WebSocket: FakeSocket });
+const delays = [];
+flapping.reconnect = (delay) => delays.push(delay);
+flapping.start();
+for (let n = 0; n < 4; n += 1) {
+  latest().open();
+  latest().receive(welcome(1));
+  latest().serverClose(4409);
+  flapping.connect();
+}
+assert.equal(delays[0], 0, "the first resync is at once");
+assert.ok(delays[3] > delays[1] && delays[1] > 0, delays.join(", "));
+flapping.stop();
 
 console.log("ok");
