@@ -259,6 +259,7 @@ const REDUCERS = { blend: applyBlendOp, mashup: applyMashupOp };
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
 const STABLE_AFTER_MS = 10_000;
+const WELCOME_TIMEOUT_MS = 15_000;
 
 // Codes after which reconnecting cannot help (docs/protocol.md, "Close codes").
 export class RoomClosed extends Error {
@@ -280,6 +281,7 @@ export class RoomClient {
     this.url = options.url; // ws(s)://host/rooms/<kind>/<id>; never with a token in it
     this.token = options.token ?? null; // null: the bt_session cookie authenticates
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
     this.reduce = REDUCERS[kind];
     for (const name of ["onUpdate", "onBatch", "onError", "onNotice", "onFatal"]) {
       this[name] = options[name] ?? (() => {});
@@ -345,6 +347,15 @@ export class RoomClient {
       if (this.token) hello.token = this.token;
       if (this.state !== null) hello.last_seq = this.seq; // resume; else a fresh join
       this.send(hello);
+      // The protocol sets no deadline for the welcome; a server that never sends one (stuck on
+      // its database, say) is left for another try rather than waited on forever.
+      this.later(this.welcomeTimeoutMs, () => {
+        if (this.ws === ws && this.welcome === null) {
+          this.detach(ws).close(4000, "no welcome");
+          this.ws = null;
+          this.reconnect(this.backoff());
+        }
+      });
     };
     ws.onmessage = (event) => {
       this.heardAt = Date.now();
@@ -533,6 +544,8 @@ export class RoomClient {
 
   fatal(error) {
     this.stopped = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
     if (this.ws) this.detach(this.ws).close(1000);
     this.ws = null;
     clearInterval(this.heartbeatTimer);

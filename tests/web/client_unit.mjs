@@ -191,5 +191,20 @@ for (let n = 0; n < 4; n += 1) {
 assert.equal(delays[0], 0, "the first resync is at once");
 assert.ok(delays[3] > delays[1] && delays[1] > 0, delays.join(", "));
 flapping.stop();
+client.stop();
+withToken.stop();
+
+// No welcome after the hello: the client gives that socket up and tries again.
+const silent = new RoomClient("blend", "r4", {
+  url: "ws://example/rooms/blend/r4", WebSocket: FakeSocket, welcomeTimeoutMs: 20,
+});
+silent.start();
+const unanswered = latest();
+unanswered.open();
+await tick(50);
+assert.equal(unanswered.closedWith, 4000);
+await tick(300);
+assert.notEqual(latest(), unanswered, "a new socket after the backoff");
+silent.stop();
 
 console.log("ok");
