@@ -3,7 +3,8 @@
 ``client_unit.mjs`` scripts a socket through the protocol's cases (gaps, resume, close codes,
 rejections); ``drive_rooms.mjs`` runs two members' RoomClients against a real server and checks
 that every client's state equals a fresh snapshot, so the client's reducers cannot drift from
-the server's. Skipped where Node.js is not installed.
+the server's; ``page_smoke.mjs`` clicks through the page itself under a minimal DOM stand-in.
+Skipped where Node.js is not installed.
 """
 
 from __future__ import annotations
