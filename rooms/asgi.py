@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Litestar
@@ -57,6 +58,23 @@ def _tokens(scope: Scope) -> str | None:
         else:
             headers[key] = text
     return token_from_headers(headers, cookies)
+
+
+def _origin_allowed(scope: Scope, public_url: str) -> bool:
+    """Browsers send ``Origin``; only this server's own pages may open a room with the
+    visitor's cookie (SameSite=Lax still lets a sibling subdomain try). Clients that are not
+    browsers send no Origin and authenticate explicitly."""
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    # Hosts, not schemes: behind a TLS-terminating proxy the socket's scheme is not the page's.
+    allowed = {headers.get(b"host", b"").decode("latin-1").lower(), _host(public_url)}
+    return _host(origin.decode("latin-1")) in allowed
+
+
+def _host(url: str) -> str:
+    return urlsplit(url.strip()).netloc.lower()
 
 
 def _target(path: str) -> tuple[str, uuid.UUID | None]:
@@ -101,6 +119,10 @@ class RoomsEndpoint:
             return
         message = await receive()
         if message["type"] != "websocket.connect":
+            return
+        if not _origin_allowed(scope, self.hub.settings.effective_public_url):
+            # Closing before accepting refuses the handshake with HTTP 403.
+            await send({"type": "websocket.close", "code": p.Close.FORBIDDEN})
             return
         await send({"type": "websocket.accept"})
         try:

@@ -257,6 +257,30 @@ async def test_handshake_close_codes(pair: tuple[ServerProcess, ServerProcess], 
     assert await notes.ops(room) == []
 
 
+async def test_other_sites_cannot_open_a_room(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+):
+    a, _ = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    cookie = {"Cookie": f"bt_session={alice.token}"}
+    # A page of another site (even a sibling subdomain) is refused at the handshake.
+    for origin in ("http://evil.example", "http://127.0.0.1.evil.example"):
+        try:
+            await open_ws(a.ws_url, "notes", room, origin=origin, additional_headers=cookie)
+        except websockets.InvalidStatus as exc:
+            assert exc.response.status_code == 403
+        else:
+            raise AssertionError(f"{origin} was let in")
+    # The server's own pages are welcome.
+    ws = await open_ws(
+        a.ws_url, "notes", room, origin=f"http://127.0.0.1:{a.port}", additional_headers=cookie
+    )
+    await ws.send(json.dumps({"type": "hello", "v": 1}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "welcome"
+    await ws.close()
+
+
 async def test_oversized_frame_is_refused(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
     a, _ = pair
     alice = await notes.user()
