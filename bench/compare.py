@@ -262,17 +262,24 @@ def main(argv: list[str] | None = None) -> int:
                 if not results:
                     break
                 everything[f"{rate:g}"] = results
-                title = f"{args.shape} at {rate:g} Hz/member"
-                out.print(side_by_side(title, results, redis_port))
+                if rate > 0:  # presence figures (the ops shape has none)
+                    title = f"{args.shape} at {rate:g} Hz/member"
+                    out.print(side_by_side(title, results, redis_port))
                 if op_rate and "blendtune" in results:
                     o = results["blendtune"].ops
+                    r = results["blendtune"]
                     out.print(
-                        f"Blendtune ops: {o.acked_per_s:,.0f} acked batches/s, ack p50 "
+                        f"Blendtune ops at {op_rate:g} Hz/member: {o.sent:,} sent, "
+                        f"{o.acked_per_s:,.0f} acked batches/s, ack p50 "
                         f"{o.ack_latency.p50_ms} ms p99 {o.ack_latency.p99_ms} ms p99.9 "
                         f"{o.ack_latency.p999_ms} ms, delivery p99 {o.latency.p99_ms} ms, "
                         f"gaps {o.gaps}, duplicates {o.duplicates}, rejected {o.rejected}"
                     )
-                    for m in results["blendtune"].server_metrics:
+                    out.print(
+                        f"  server CPU {r.server_cpu_pct:g} % (with Redis), generator CPU "
+                        f"{r.generator_cpu_pct:g} %, generator lag p99 {r.generator_lag.p99_ms} ms"
+                    )
+                    for m in r.server_metrics:
                         out.print(
                             f"  {m.url}: {m.commits:,} group commits x {m.batches_per_commit:g} "
                             f"batches, mean {m.commit_mean_ms} ms, p99 <= "
