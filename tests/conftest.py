@@ -16,6 +16,7 @@ from tests.support import (
     ServerProcess,
     database_url_for,
     embedded_postgres,
+    new_address,
     reachable,
     unique_name,
 )
@@ -102,7 +103,10 @@ async def start_server(backends: Backends) -> AsyncIterator[StartServer]:
 
 @pytest.fixture
 async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    # Each test is its own client address, so per-address rate limits do not leak between
+    # tests sharing the server.
+    headers = {"X-Forwarded-For": new_address()}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=headers) as client:
         yield client
 
 

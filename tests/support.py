@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -202,6 +203,16 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A client address of its own. The server trusts X-Forwarded-For from loopback (uvicorn's
+    default), so a test that sends this gets rate-limit counters nobody else shares."""
+    n = next(_addresses) + (uuid.uuid4().int % 50_000) * 300
+    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
 def unique_name(prefix: str = "bt_test") -> str:

@@ -8,7 +8,6 @@ an address of its own, so the shared server's per-address rate limit never coupl
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import time
 import uuid
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
+from tests.support import new_address
+
 PASSWORD = "correct horse battery staple"
-_addresses = itertools.count(1)
 
 ACCOUNT_TABLES = (
     "users",
@@ -30,11 +30,6 @@ ACCOUNT_TABLES = (
     "password_resets",
     "email_outbox",
 )
-
-
-def new_address() -> str:
-    n = next(_addresses) + (uuid.uuid4().int % 50_000) * 300
-    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
 def client_for(base_url: str, address: str | None = None) -> httpx.AsyncClient:
