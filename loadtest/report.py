@@ -316,6 +316,7 @@ def plot(report: Report, dists: Distributions, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     fig, (ax_time, ax_rate, ax_dist) = plt.subplots(3, 1, figsize=(10, 11))
@@ -377,6 +378,11 @@ def plot(report: Report, dists: Distributions, path: str) -> None:
     if ax_dist.get_legend_handles_labels()[0]:
         ax_dist.legend(loc="upper left", fontsize="small")
 
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    for ax in (ax_time, ax_rate, ax_dist):
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
