@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[SwaggerRenderPlugin()],
         ),
         request_max_body_size=settings.max_request_bytes,
+        # Logging is configured by server.logs; Litestar's own config would replace it.
+        logging_config=None,
         state=State({"services": services}),
         debug=False,
     )
