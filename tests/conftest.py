@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
@@ -22,6 +24,19 @@ from tests.support import (
 )
 
 StartServer = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_root() -> Iterator[None]:
+    """Every temporary directory of the run (server data dirs, embedded services, storage)
+    goes under one root that is removed at the end; it is set up first, so torn down last."""
+    root = tempfile.mkdtemp(prefix="bt-run-")
+    previous, tempfile.tempdir = tempfile.tempdir, root
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
