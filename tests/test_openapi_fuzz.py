@@ -41,7 +41,11 @@ def _st() -> str:
 async def test_fuzzing_the_openapi_schema_finds_no_server_errors(
     start_server: StartServer, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    server = await start_server(env={"BLENDTUNE_LOG_LEVEL": "warning"})
+    # Its own Redis prefix: the fuzzer's thousands of sign-in attempts fill rate-limit
+    # counters that no other test should share.
+    server = await start_server(
+        env={"BLENDTUNE_LOG_LEVEL": "warning", "BLENDTUNE_REDIS_PREFIX": f"{uuid.uuid4().hex}:"}
+    )
     user = await make_user(db, roles=("artist", "admin", "moderator"))
     friend = await make_user(db)
     # Real resources of the fuzzing user, so that generated requests also reach the logic

@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 
 from rooms import fractional
 from tests.blends.support import create_blend, import_taste, join, songs, wait_for_weave
-from tests.support import ServerProcess, make_user
+from tests.support import ServerProcess, make_user, new_address
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -134,6 +134,7 @@ async def test_the_page_against_a_real_server(
         "username": alice.username,
         "blendName": "Page blend",
         "mashupName": "Page mashup",
+        "address": new_address(),
     }
     done = node(
         "--experimental-websocket",
