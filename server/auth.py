@@ -56,6 +56,13 @@ def token_from_headers(headers: Mapping[str, str], cookies: Mapping[str, str]) -
     return cookies.get(SESSION_COOKIE) or None
 
 
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The caller's address, for rate limits. uvicorn replaces the peer address with
+    X-Forwarded-For only when the peer is a trusted proxy (FORWARDED_ALLOW_IPS, default
+    loopback), so clients cannot pick it."""
+    return request.client.host if request.client else "unknown"
+
+
 _LOOKUP = """
 WITH found AS (
     SELECT s.id, s.user_id, s.last_activity

@@ -30,7 +30,7 @@ from server.accounts.schemas import (
     Verified,
     VerifyRequest,
 )
-from server.auth import SESSION_COOKIE, Principal, require_role
+from server.auth import SESSION_COOKIE, Principal, client_address, require_role
 from server.problems import PROBLEM_JSON, ProblemDetail
 from server.services import Services
 
@@ -62,12 +62,6 @@ UNAUTHENTICATED = "`unauthenticated`: no valid session token (Bearer header or c
 BAD_TOKEN = "`invalid_token`, `token_used` or `token_expired`."
 
 
-def _address(request: Request[Any, Any, Any]) -> str:
-    # The ASGI client address. uvicorn replaces it with X-Forwarded-For only when the peer is
-    # a trusted proxy (FORWARDED_ALLOW_IPS, default loopback), so clients cannot pick it.
-    return request.client.host if request.client else "unknown"
-
-
 def _secure(request: Request[Any, Any, Any], services: Services) -> bool:
     return request.url.scheme == "https" or services.settings.public_url.startswith("https://")
 
@@ -92,7 +86,7 @@ class AuthController(Controller):
     ) -> Account:
         """Create an account and email a verification link (valid 24 h, single use)."""
         await ratelimit.check(
-            services, address=_address(request), account=ratelimit.account_key(data.email)
+            services, address=client_address(request), account=ratelimit.account_key(data.email)
         )
         return await service.register(services, data)
 
@@ -115,7 +109,7 @@ class AuthController(Controller):
         ],
     ) -> Verified:
         """Confirm an email address: the link in the verification email."""
-        await ratelimit.check(services, address=_address(request))
+        await ratelimit.check(services, address=client_address(request))
         user_id = await service.verify_email(services, token)
         return Verified(user_id=user_id, email_verified=True)
 
@@ -130,7 +124,7 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], services: Services, data: VerifyRequest
     ) -> Verified:
         """Confirm an email address with the token from the verification email."""
-        await ratelimit.check(services, address=_address(request))
+        await ratelimit.check(services, address=client_address(request))
         user_id = await service.verify_email(services, data.token)
         return Verified(user_id=user_id, email_verified=True)
 
@@ -148,7 +142,8 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], services: Services, principal: Principal
     ) -> Accepted:
         """Email a fresh verification link to the signed-in user."""
-        await ratelimit.check(services, address=_address(request), account=str(principal.user_id))
+        address, account = client_address(request), str(principal.user_id)
+        await ratelimit.check(services, address=address, account=account)
         await service.resend_verification(services, principal)
         return Accepted(detail="A new verification link is on its way.")
 
@@ -172,7 +167,7 @@ class AuthController(Controller):
         Use the token as `Authorization: Bearer <token>` or rely on the cookie. Sessions last
         7 days from their last use. After 5 failed passwords the account is locked 15 minutes.
         """
-        address = _address(request)
+        address = client_address(request)
         await ratelimit.check(services, address=address, account=ratelimit.account_key(data.email))
         session = await service.login(
             services,
@@ -247,7 +242,7 @@ class AuthController(Controller):
         email happen after the response is sent.
         """
         await ratelimit.check(
-            services, address=_address(request), account=ratelimit.account_key(data.email)
+            services, address=client_address(request), account=ratelimit.account_key(data.email)
         )
         return Response(
             Accepted(detail=RESET_ACCEPTED),
@@ -269,7 +264,7 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], services: Services, data: ResetConfirm
     ) -> None:
         """Set a new password with an emailed reset token; signs the user out everywhere."""
-        await ratelimit.check(services, address=_address(request))
+        await ratelimit.check(services, address=client_address(request))
         await service.confirm_reset(services, data.token, data.password)
 
 
@@ -321,7 +316,8 @@ class MeController(Controller):
         data: PasswordChange,
     ) -> None:
         """Change the password; every other session of the caller is signed out."""
-        await ratelimit.check(services, address=_address(request), account=str(principal.user_id))
+        address, account = client_address(request), str(principal.user_id)
+        await ratelimit.check(services, address=address, account=account)
         await service.change_password(services, principal, data.current_password, data.new_password)
 
     @delete(
@@ -344,7 +340,8 @@ class MeController(Controller):
         data: DeleteAccount,
     ) -> Response[None]:
         """Delete the caller's account and everything it owns; needs the password again."""
-        await ratelimit.check(services, address=_address(request), account=str(principal.user_id))
+        address, account = client_address(request), str(principal.user_id)
+        await ratelimit.check(services, address=address, account=account)
         await service.delete_account(services, principal, data.password)
         response = Response(None, status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/")

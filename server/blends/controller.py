@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rooms.store import ensure_room
-from server.auth import Principal
+from server.auth import Principal, client_address
 from server.blends import live, queries, room, schemas, taste
 from server.blends.crypto import TokenCipher
 from server.blends.generation import BlendJobs
@@ -28,10 +28,6 @@ TIME_RANGES = ("short_term", "medium_term", "long_term")
 def get_jobs(state: State) -> BlendJobs:
     jobs: BlendJobs = state.blend_jobs
     return jobs
-
-
-def _address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def _changed(
@@ -186,7 +182,7 @@ class BlendController(Controller):
         data: schemas.JoinBlend,
     ) -> schemas.BlendDetail:
         """Join with a share code (becomes an accepted member at once)."""
-        taken = await guard.take(services, _address(request), principal.user_id)
+        taken = await guard.take(services, client_address(request), principal.user_id)
         code = codes.parse(data.code)
         async with services.pool.acquire() as conn, conn.transaction():
             found = await queries.blend_for_code(conn, code) if code else None

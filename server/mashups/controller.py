@@ -11,7 +11,7 @@ from litestar.di import Provide
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rooms.store import ensure_room
-from server.auth import Principal
+from server.auth import Principal, client_address
 from server.mashups import live, queries, room, schemas
 from server.mashups.previews import PreviewService
 from server.problems import Problem
@@ -26,10 +26,6 @@ MAX_INPUTS = 50
 def get_previews(state: State) -> PreviewService:
     service: PreviewService = state.mashup_previews
     return service
-
-
-def _address(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _clean_name(name: str) -> str:
@@ -194,8 +190,8 @@ class MashupController(Controller):
         data: schemas.JoinMashup,
     ) -> schemas.MashupDetail:
         """Join with a share code as an editor (a member keeps the role they have)."""
-        # The blends' limiter: share-code guesses are counted together for both kinds.
-        taken = await guard.take(services, _address(request), principal.user_id)
+        # Share-code guesses are counted together for blends and mashups.
+        taken = await guard.take(services, client_address(request), principal.user_id)
         code = codes.parse(data.code)
         async with services.pool.acquire() as conn, conn.transaction():
             mashup_id = await queries.mashup_for_code(conn, code) if code else None
