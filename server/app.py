@@ -13,6 +13,7 @@ from server import accounts, auth, health, logs, web
 from server.auth import current_principal
 from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
+from server.bodies import decode_strictly
 from server.catalog.controller import TrackController
 from server.mashups import previews as mashup_previews
 from server.mashups.controller import MashupController
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "principal": Provide(current_principal),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=decode_strictly,
         middleware=[metrics_middleware],
         lifespan=[
             services_lifespan,

@@ -130,7 +130,8 @@ def _classify(exc: Exception) -> tuple[int, str, str] | None:
 
 def _default_code(status: int) -> str:
     return {
-        400: "bad_request",
+        # One code for every malformed request, whichever layer noticed it.
+        400: "invalid_request",
         401: "unauthenticated",
         403: "forbidden",
         404: "not_found",
