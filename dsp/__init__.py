@@ -39,8 +39,17 @@ from dsp.errors import (
     UnsupportedFormat,
 )
 from dsp.keys import parse_key, semitones_between
-from dsp.preview import CacheStats, Previewer, PreviewResult, SourceLoader, path_loader
+from dsp.preview import (
+    CacheStats,
+    Previewer,
+    PreviewResult,
+    SourceLoader,
+    StemLoader,
+    path_loader,
+)
 from dsp.render import Rendered, render_timeline
+from dsp.stems import split
+from dsp.structure import PeakLevel, Peaks, Section, Stem, Structure
 from dsp.timeline import (
     Clip,
     Timeline,
@@ -69,11 +78,17 @@ __all__ = [
     "Effect",
     "InvalidTimeline",
     "MissingSource",
+    "PeakLevel",
+    "Peaks",
     "PreviewBusy",
     "PreviewResult",
     "Previewer",
     "Rendered",
+    "Section",
     "SourceLoader",
+    "Stem",
+    "StemLoader",
+    "Structure",
     "Superseded",
     "Timeline",
     "UnsupportedFormat",
@@ -90,6 +105,7 @@ __all__ = [
     "probe_file",
     "render_timeline",
     "semitones_between",
+    "split",
     "timeline_duration_seconds",
     "timeline_from_builtins",
     "timeline_from_json",

@@ -4,7 +4,9 @@ A :class:`Previewer` owns a small thread pool (pedalboard and numpy release
 the GIL, so two workers use two cores) and a cache bounded by bytes that
 keeps three kinds of audio, each keyed by everything that shapes it:
 
-* ``source``: a decoded track, as returned by the injected loader;
+* ``source``: a decoded track, as returned by the injected loader, and ``stem``: one side
+  of its harmonic/percussive split, from the injected ``stem_loader`` (a stored stem) or
+  split here from the track when there is none;
 * ``stretch``: a chunk of a clip cut from its source, stretched and shifted
   (the expensive step), keyed by track, in/out points, stretch factor, shift,
   chunk size and index, so moving a clip or changing its gain or effects
@@ -64,6 +66,8 @@ from dsp.render import (
     mix_window,
     stretch_chunk,
 )
+from dsp.stems import split
+from dsp.structure import Stem
 from dsp.timeline import (
     Clip,
     Timeline,
@@ -88,6 +92,14 @@ class SourceLoader(Protocol):
     """
 
     def __call__(self, track_id: str, /) -> Awaitable[Audio]: ...
+
+
+class StemLoader(Protocol):
+    """Turns a track id and a stem (``"harmonic"`` or ``"percussive"``) into decoded audio
+    at the project rate, or None when no stored stem exists (the previewer then splits
+    the full track itself). Awaited on the event loop: decode in a thread."""
+
+    def __call__(self, track_id: str, stem: Stem, /) -> Awaitable[Audio | None]: ...
 
 
 def path_loader(
@@ -180,6 +192,15 @@ def _frozen(samples: Samples) -> Samples:
     return samples
 
 
+def _checked(track_id: str, audio: Audio) -> Audio:
+    if audio.sample_rate != PROJECT_RATE or audio.channels != 2:
+        raise InvalidTimeline(
+            f"track {track_id!r} must be stereo at {PROJECT_RATE} Hz (use dsp.decode)"
+        )
+    _frozen(audio.samples)
+    return audio
+
+
 class Previewer:
     """Async preview renderer with a bounded worker pool and a byte-bounded cache.
 
@@ -190,6 +211,7 @@ class Previewer:
         self,
         loader: SourceLoader,
         *,
+        stem_loader: StemLoader | None = None,
         workers: int = 2,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_pending: int = 16,
@@ -200,6 +222,7 @@ class Previewer:
         mp3_quality: str = "V5",
     ) -> None:
         self._loader = loader
+        self._stem_loader = stem_loader
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsp-preview")
         self._cache = ByteLRU(cache_bytes)
         self._inflight: dict[Hashable, asyncio.Task[object]] = {}
@@ -330,13 +353,14 @@ class Previewer:
         # The makers run on behalf of every render waiting for the same key, so
         # they never call ``check``: only the requester decides to give up.
         check()
-        source = await self.source(clip.track_id)
+        source = await self.source(clip.track_id, clip.stem)
         total = clip_frames(source, clip, timeline)
         chunk = total if quality else CHUNK_FRAMES
         factor, shift = stretch_factor(clip, timeline), pitch_shift(clip, timeline)
         base = (
             "stretch",
             clip.track_id,
+            clip.stem,
             clip.in_seconds,
             clip.out_seconds,
             factor,
@@ -399,8 +423,10 @@ class Previewer:
 
         return first * chunk + start, await self._once(finished_key, make_finished)
 
-    async def source(self, track_id: str) -> Audio:
-        """The decoded track, from the cache or the loader."""
+    async def source(self, track_id: str, stem: Stem = "full") -> Audio:
+        """The decoded track (or one of its stems), from the cache or the loaders."""
+        if stem != "full":
+            return await self._stem(track_id, stem)
 
         async def load() -> Audio:
             try:
@@ -409,14 +435,34 @@ class Previewer:
                 raise
             except (KeyError, LookupError, FileNotFoundError) as exc:
                 raise MissingSource(f"no audio for track {track_id!r}: {exc}") from None
-            if audio.sample_rate != PROJECT_RATE or audio.channels != 2:
-                raise InvalidTimeline(
-                    f"track {track_id!r} must be stereo at {PROJECT_RATE} Hz (use dsp.decode)"
-                )
-            _frozen(audio.samples)
-            return audio
+            return _checked(track_id, audio)
 
         return await self._once(("source", track_id), load)
+
+    async def _stem(self, track_id: str, stem: Stem) -> Audio:
+        async def load() -> Audio:
+            stored = None
+            if self._stem_loader is not None:
+                try:
+                    stored = await self._stem_loader(track_id, stem)
+                except AudioError:
+                    raise
+                except (KeyError, LookupError, FileNotFoundError) as exc:
+                    raise MissingSource(f"no {stem} stem for track {track_id!r}: {exc}") from None
+            if stored is not None:
+                return _checked(track_id, stored)
+            # No stored stem (say, an upload analysed before stems existed): split the
+            # track here, and keep the other stem too, since it came for free.
+            full = await self.source(track_id)
+            harmonic, percussive = await self._run(split, full)
+            stems = {"harmonic": harmonic, "percussive": percussive}
+            for name, audio in stems.items():
+                if name != stem:
+                    _checked(track_id, audio)
+                    self._cache.put(("stem", track_id, name), audio, audio.nbytes)
+            return _checked(track_id, stems[stem])
+
+        return await self._once(("stem", track_id, stem), load)
 
     async def _once(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
         """Return the cached value for ``key`` or make it, once however many ask.

@@ -33,6 +33,8 @@ from dsp.analysis import integrated_loudness, true_peak_dbtp
 from dsp.codec import PROJECT_RATE, Audio
 from dsp.effects import build_board, tail_seconds
 from dsp.errors import AudioTooLong, InvalidTimeline, MissingSource
+from dsp.stems import split
+from dsp.structure import Stem
 from dsp.timeline import (
     Clip,
     Timeline,
@@ -47,6 +49,8 @@ Samples = npt.NDArray[np.float32]
 Floats = npt.NDArray[np.float64]
 Check = Callable[[], None]
 Progress = Callable[[int, int], None]
+Sources = Mapping[str, Audio] | Callable[[str], Audio]
+StemSources = Callable[[str, Stem], Audio | None]
 
 DEFAULT_TARGET_LUFS: Final = -14.0
 DEFAULT_CEILING_DBTP: Final = -1.0
@@ -403,8 +407,9 @@ def check_window(start_seconds: float, duration_seconds: float | None) -> None:
 
 def render_timeline(
     timeline: Timeline,
-    sources: Mapping[str, Audio] | Callable[[str], Audio],
+    sources: Sources,
     *,
+    stems: StemSources | None = None,
     start_seconds: float = 0.0,
     duration_seconds: float | None = None,
     target_lufs: float | None = DEFAULT_TARGET_LUFS,
@@ -417,7 +422,10 @@ def render_timeline(
     """Render ``timeline`` (or a window of it) synchronously.
 
     ``sources`` maps track ids to decoded audio at the project rate (or is a
-    function doing so). ``progress(done, total)`` is called after each step;
+    function doing so). A clip whose ``stem`` is not ``"full"`` plays
+    ``stems(track_id, stem)`` when that gives audio (say, a stored stem), else the
+    stem is split from the full source here (:func:`dsp.stems.split`, once per track
+    per render). ``progress(done, total)`` is called after each step;
     ``check()`` is called between steps and may raise to abandon the render.
     """
     timeline = validate_timeline(timeline)
@@ -436,10 +444,11 @@ def render_timeline(
     window_start = round((start_seconds - preroll) * rate)
     frames = max(0, round(end * rate) - window_start)
     placed = []
+    splits: dict[str, tuple[Audio, Audio]] = {}
     for done, clip in enumerate(clips):
         if check is not None:
             check()
-        source = _source(sources, clip.track_id)
+        source = _clip_source(sources, stems, splits, clip)
         if source.sample_rate != rate or source.channels != 2:
             raise InvalidTimeline(f"track {clip.track_id!r} is not stereo at {rate} Hz")
         finished = finish_clip(
@@ -476,7 +485,25 @@ def measure(audio: Audio, start_seconds: float = 0.0) -> Rendered:
     )
 
 
-def _source(sources: Mapping[str, Audio] | Callable[[str], Audio], track_id: str) -> Audio:
+def _clip_source(
+    sources: Sources,
+    stems: StemSources | None,
+    splits: dict[str, tuple[Audio, Audio]],
+    clip: Clip,
+) -> Audio:
+    """The audio a clip cuts from: its track, or the stem of its track it asks for."""
+    if clip.stem == "full":
+        return _source(sources, clip.track_id)
+    stored = stems(clip.track_id, clip.stem) if stems is not None else None
+    if stored is not None:
+        return stored
+    if clip.track_id not in splits:
+        splits[clip.track_id] = split(_source(sources, clip.track_id))
+    harmonic, percussive = splits[clip.track_id]
+    return harmonic if clip.stem == "harmonic" else percussive
+
+
+def _source(sources: Sources, track_id: str) -> Audio:
     if callable(sources):
         return sources(track_id)
     try:

@@ -24,6 +24,7 @@ from msgspec import Meta
 from dsp.effects import EffectChain, tail_seconds
 from dsp.errors import InvalidTimeline
 from dsp.keys import KEY_PATTERN, semitones_between
+from dsp.structure import Stem
 
 MAX_CLIPS: Final = 256
 MAX_CLIP_SOURCE_SECONDS: Final = 600.0
@@ -53,6 +54,9 @@ class Clip(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source_key: KeySignature | None = None
     effects: EffectChain = ()
     muted: bool = False
+    stem: Stem = "full"
+    """Which part of the source plays: all of it, or one side of its harmonic/percussive
+    split (see :mod:`dsp.stems`)."""
 
     def __post_init__(self) -> None:
         if self.out_seconds <= self.in_seconds:

@@ -27,6 +27,7 @@ from msgspec import UNSET, Meta, UnsetType
 
 from dsp.effects import EffectChain
 from dsp.errors import InvalidTimeline
+from dsp.structure import Stem
 from dsp.timeline import (
     MAX_CLIPS,
     Bpm,
@@ -149,6 +150,7 @@ class SetClip(_Op, frozen=True, tag="set_clip"):
     fade_out_seconds: FadeSeconds | UnsetType = UNSET
     pitch_shift_semitones: Annotated[float, Meta(ge=-24.0, le=24.0)] | UnsetType = UNSET
     muted: bool | UnsetType = UNSET
+    stem: Stem | UnsetType = UNSET
     source_bpm: Bpm | UnsetType | None = UNSET
     source_key: KeySignature | UnsetType | None = UNSET
 

@@ -107,6 +107,11 @@ def test_edits_build_the_timeline() -> None:
     )
     assert state.timeline.clips[0].source_bpm is None
     assert state.timeline.clips[0].source_key == "A minor"
+    assert state.timeline.clips[0].stem == "full"
+    state = KIND.apply_batch(
+        state, ops({"op": "set_clip", "clip": "c2", "stem": "percussive"}), actor(OWNER, "owner")
+    )
+    assert state.timeline.clips[0].stem == "percussive"
     state = KIND.apply_batch(
         state, ops({"op": "reorder_clip", "clip": "c1", "index": "A"}), actor(EDITOR)
     )
@@ -215,6 +220,7 @@ def test_ops_on_removed_clips_and_bad_values_are_rejected() -> None:
         {"op": "set_tempo", "bpm": 1000},
         {"op": "set_key", "key": "H major"},
         {"op": "set_clip", "clip": "c1", "gain_db": 100},
+        {"op": "set_clip", "clip": "c1", "stem": "vocals"},
         {"op": "move_clip", "clip": "c1", "position_beats": -1},
         {"op": "add_clip", "clip": {"id": "x", "track_id": "t"}, "index": "V"},
         {"op": "rename", "name": "x"},
