@@ -71,6 +71,7 @@ async def submit(
             entries[-1].seq,
             store.encode_state(state),
             settings.room_log_retention,
+            settings.room_op_id_hours,
         )
     return pending.seq
 

@@ -131,7 +131,10 @@ class Listener:
         self._client: Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
+        self._session: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._was_down = False
+        self._backoff = 0.05
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rooms-listener")
@@ -209,55 +212,66 @@ class Listener:
                 logger.warning("subscription change failed: %r", exc)
                 # The listener notices the broken connection and resubscribes everything.
 
+    def interrupt(self) -> None:
+        """Drop the connection as if Redis had failed (reconnect, resubscribe, tell the hub)."""
+        session = self._session
+        if session is not None and self.connected and not session.done():
+            session.cancel()
+
     async def _run(self) -> None:
-        backoff = 0.05
-        was_down = False
+        self._backoff = 0.05
         while True:
-            options: dict[str, Any] = {}
-            if not self.url.startswith("unix:"):
-                # TCP keepalive notices a vanished peer; unix sockets take no such option.
-                options["socket_keepalive"] = True
-            client = Redis.from_url(
-                self.url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0), **options
-            )
-            pubsub = client.pubsub()
-            self._client = client
+            session = asyncio.create_task(self._listen(), name="rooms-listener-session")
+            self._session = session
             try:
-                await pubsub.subscribe(self.control_channel)
-                if self.wanted:
-                    await pubsub.subscribe(*self.wanted)
-                self._pubsub = pubsub
-                self.subscribed = set(self.wanted)
-                self.connected = True
-                backoff = 0.05
-                async for message in pubsub.listen():
-                    kind = message["type"]
-                    channel = message["channel"].decode()
-                    if kind == "message":
-                        self.on_message(channel, message["data"])
-                    elif kind == "subscribe":
-                        if channel == self.control_channel:
-                            self._ready.set()
-                            self.on_up(was_down)
-                            was_down = False
-                        self._confirmed(channel)
-                        self._dirty.set()
-                raise ConnectionError("pub/sub connection ended")
+                await asyncio.wait({session})
             except asyncio.CancelledError:
+                session.cancel()
+                with contextlib.suppress(BaseException):
+                    await session
                 raise
-            except Exception as exc:
-                if self.connected or not was_down:
-                    logger.warning("Redis pub/sub lost: %r; reconnecting", exc)
-                    self.on_down(exc)
-                was_down = True
-                self.connected = False
-                self._ready.clear()
-                self._fail_waiters(exc)
-                self.subscribed = set()
-                self._pubsub = None
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            if session.cancelled():
+                exc: BaseException = ConnectionError("interrupted: a Redis command failed")
+            else:
+                exc = session.exception() or ConnectionError("pub/sub connection ended")
+            if self.connected or not self._was_down:
+                logger.warning("Redis pub/sub lost: %r; reconnecting", exc)
+                self.on_down(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
+            self._was_down = True
+            self.connected = False
+            self._ready.clear()
+            self._fail_waiters(ConnectionError(str(exc)))
+            self.subscribed = set()
+            await self._close()
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, 2.0)
+
+    async def _listen(self) -> None:
+        options: dict[str, Any] = {}
+        if not self.url.startswith("unix:"):
+            # TCP keepalive notices a vanished peer; unix sockets take no such option.
+            options["socket_keepalive"] = True
+        client = Redis.from_url(
+            self.url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0), **options
+        )
+        pubsub = client.pubsub()
+        self._client = client
+        self._pubsub = pubsub
+        await pubsub.subscribe(self.control_channel)
+        if self.wanted:
+            await pubsub.subscribe(*self.wanted)
+        self.subscribed = set(self.wanted)
+        self.connected = True
+        self._backoff = 0.05
+        async for message in pubsub.listen():
+            kind = message["type"]
+            channel = message["channel"].decode()
+            if kind == "message":
+                self.on_message(channel, message["data"])
+            elif kind == "subscribe":
+                if channel == self.control_channel:
+                    self._ready.set()
+                    self.on_up(self._was_down)
+                    self._was_down = False
+                self._confirmed(channel)
+                self._dirty.set()

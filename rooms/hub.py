@@ -320,6 +320,10 @@ class Room:
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT)
         self.queue: list[store.Pending] = []
         self.busy = False  # a group with this room's batches is being committed
+        # The authors of the batches being committed, by (user, op id): a catch-up from the
+        # log (a gap fill, the periodic check, a join) may deliver such a batch before its
+        # commit returns here, and its author must still get an ``ack``, not a ``batch``.
+        self.inflight: dict[tuple[uuid.UUID, str], Conn] = {}
         self.activation: asyncio.Task[None] | None = None
         self.gap_task: asyncio.Task[None] | None = None
         self.snapshot_task: asyncio.Task[None] | None = None
@@ -360,9 +364,18 @@ class Room:
         for entry in entries:
             if entry.seq > self.seq:
                 self.hub.metrics.gap_fills.inc()
+                author = self.inflight.pop((entry.author, entry.op_id), None)
+                if author is not None and author.room is not self:
+                    author = None
                 self.offer(
                     Delivery(
-                        entry.seq, entry.batch_text(), entry.role, actor=entry.actor, ops=entry.ops
+                        entry.seq,
+                        entry.batch_text(),
+                        entry.role,
+                        actor=entry.actor,
+                        ops=entry.ops,
+                        author=author,
+                        ack=_ack_text(entry) if author is not None else None,
                     )
                 )
 
@@ -512,11 +525,15 @@ class Room:
     def take(self) -> list[store.Pending]:
         batch, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
         self.busy = True
+        for pending in batch:
+            if isinstance(pending.owner, Conn):
+                self.inflight[pending.key] = pending.owner
         return batch
 
     def committed(self, batch: list[store.Pending], outcome: store.Outcome, before: int) -> None:
         """The committer's answer for ``batch``: acknowledge, deliver, publish."""
         self.busy = False
+        self.inflight.clear()
         if isinstance(outcome, store.RoomGone):
             for pending in [*batch, *self.queue]:
                 _answer_error(pending, "not_found", "the room no longer exists")
@@ -550,9 +567,8 @@ class Room:
             # not have it.
             hub.publisher.publish(self.channel, pack("b", entry.seq, hub.proc_id, entry.role, text))
             if entry.seq <= self.seq:
-                # A catch-up from the log (a gap fill, the periodic check) delivered it while
-                # the commit was returning; its author got it as a batch of its own, which
-                # the protocol says stands for the ack.
+                # A catch-up from the log (a gap fill, the periodic check, a join) delivered
+                # it while the commit was returning, with the ack to its author (inflight).
                 continue
             author = pending.owner if isinstance(pending.owner, Conn) else None
             d = Delivery(
@@ -562,7 +578,7 @@ class Room:
                 actor=entry.actor,
                 ops=entry.ops,
                 author=author,
-                ack=p.encode(p.Ack(op_id=entry.op_id, seq=entry.seq)) if author else None,
+                ack=_ack_text(entry) if author else None,
                 published_at=now,
             )
             assert entry.seq == self.seq + 1, (entry.seq, self.seq)
@@ -606,6 +622,7 @@ class Room:
                     seq,
                     state_json,
                     settings.room_log_retention,
+                    settings.room_op_id_hours,
                 )
             except Exception:
                 logger.exception("room %s: snapshot failed", self.room_id)
@@ -670,6 +687,10 @@ class Room:
             if conn is not skip and conn.probe is None:
                 conn.probe = (text, published_at)
                 return
+
+
+def _ack_text(entry: store.Entry) -> str:
+    return p.encode(p.Ack(op_id=entry.op_id, seq=entry.seq))
 
 
 def _answer_error(pending: store.Pending, code: str, detail: str) -> None:
@@ -777,6 +798,11 @@ class Hub:
         self.metrics = RoomMetrics(services.metrics.registry)
         self.proc_id = uuid.uuid4().hex[:10]
         self.proc_key = services.keys("proc", self.proc_id)
+        # Every id this process has had (its own echoes on pub/sub are ignored under all of
+        # them); see ``_reincarnate``.
+        self.origins = {self.proc_id}
+        # False while a new process id is not yet registered: joins wait for it.
+        self.proc_live = True
         self.rooms: dict[uuid.UUID, Room] = {}
         self.by_channel: dict[str, Room] = {}
         self.conns: set[Conn] = set()
@@ -871,6 +897,8 @@ class Hub:
     ) -> None:
         """Make ``conn`` a member and queue its welcome (and missed batches). Raises
         ``JoinRefused``, ``store.RoomGone`` or a service error."""
+        if not self.proc_live:
+            raise JoinRefused(p.Close.TRY_AGAIN_LATER, "fan-out is being restored: retry")
         room = self.rooms.get(room_id)
         if room is None or room.gone:
             room = Room(self, kind, room_id)
@@ -892,8 +920,8 @@ class Hub:
             pipe = self.services.redis.pipeline(transaction=False)
             pipe.hset(room.members_key, conn.id, member_json)
             pipe.expire(room.members_key, 86400)
+            registered = True  # (even if the answer is lost, the write may have happened)
             await pipe.execute()
-            registered = True
             # A batch may be committed but never published (its process died right after
             # the commit): whoever joins gets everything in the database.
             async with self.services.pool.acquire() as db:
@@ -908,6 +936,9 @@ class Hub:
                     missed = await room.missed_since(last_seq)
                 if missed is not None and len(missed) > self.settings.ws_send_queue_max // 2:
                     missed = None  # more than the send queue should hold: a snapshot is cheaper
+            if not conn.id.startswith(self.proc_id + "."):
+                # Fan-out was interrupted while this member joined: its id is retired.
+                raise JoinRefused(p.Close.TRY_AGAIN_LATER, "fan-out was interrupted: retry")
         except BaseException:
             room.joining -= 1
             if registered:
@@ -1010,7 +1041,7 @@ class Hub:
         except ValueError:
             logger.warning("malformed fan-out message on %s", channel)
             return
-        if env.origin == self.proc_id:
+        if env.origin in self.origins:
             return  # delivered locally already
         kind = env.type
         if kind == "b":
@@ -1045,6 +1076,9 @@ class Hub:
     def _publish_failed(self, exc: Exception, count: int) -> None:
         self.metrics.fanout_errors.inc(count)
         logger.warning("Redis publish failed (%d commands dropped): %r", count, exc)
+        # Dropped joins, leaves and roster writes would leave other processes with a wrong
+        # roster for good: treat it as the interruption it is, so presence is rebuilt.
+        self.listener.interrupt()
 
     def _fanout_down(self, exc: Exception) -> None:
         self.fanout_ok = False
@@ -1068,23 +1102,61 @@ class Hub:
             self.publisher.command("hdel", key, member_id)
         if not was_down:
             return
-        # Whatever was published meanwhile is lost, presence included: start over.
+        # Whatever was published meanwhile is lost, presence included (joins, leaves, roster
+        # writes): start over under a new process id.
+        old, self.proc_id = self.proc_id, uuid.uuid4().hex[:10]
+        self.proc_key = self.services.keys("proc", self.proc_id)
+        self.origins.add(self.proc_id)
+        self.proc_live = False
+        self._registered = False
+        self.spawn(self._reincarnate(old))
+
+    async def _reincarnate(self, old: str) -> None:
+        """Register the new process id, retire the old one, resync every member.
+
+        Every member of the old id is closed (4409) and comes back under the new one; the old
+        id's heartbeat key is deleted, so every process (this one included) reaps whatever
+        of the old id is left in its rosters and in Redis, exactly as for a killed process,
+        whatever joins, leaves or roster writes the interruption swallowed.
+        """
+        current = self.proc_id
+        ttl_ms = int(self.settings.presence_ttl_seconds * 1000)
+        delay = 0.05
+        while self.proc_id == current and not self.closing:
+            try:
+                pipe = self.services.redis.pipeline(transaction=False)
+                pipe.set(self.proc_key, b"1", px=ttl_ms)
+                pipe.delete(self.services.keys("proc", old))
+                await pipe.execute()
+                break
+            except Exception as exc:
+                logger.debug("registering the new process id failed: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if self.proc_id != current:
+            return  # interrupted again; a newer incarnation took over
+        self._registered = True
+        self.proc_live = True
         for conn in list(self.conns):
             conn.close(p.Close.RESYNC, "fan-out restored: resync")
-        self.spawn(self._heartbeat())
 
     # ---------------------------------------------------------------- periodic work
 
     async def _heartbeat(self) -> None:
-        ttl = max(1, int(self.settings.presence_ttl_seconds))
-        previous = await self.services.redis.set(self.proc_key, b"1", ex=ttl, get=True)
-        if previous is None and self._registered:
+        if not self.proc_live:
+            return  # _reincarnate registers the new id
+        key = self.proc_key
+        ttl_ms = int(self.settings.presence_ttl_seconds * 1000)
+        previous = await self.services.redis.set(key, b"1", px=ttl_ms, get=True)
+        if previous is None and self._registered and key == self.proc_key:
             # Our key expired (the loop was starved, or Redis lost it): the other processes
             # have forgotten our members. Register and announce them again.
             logger.warning("presence heartbeat lapsed; re-announcing local members")
             pipe = self.services.redis.pipeline(transaction=False)
             for room in self.rooms.values():
                 for conn in room.members.values():
+                    if conn.close_code is not None:
+                        continue
                     pipe.hset(room.members_key, conn.id, _encoder.encode(conn.member))
                     joined = p.encode(p.Joined(member=conn.member))
                     pipe.publish(room.channel, pack("j", conn.id, self.proc_id, "-", joined))
@@ -1092,7 +1164,7 @@ class Hub:
         self._registered = True
 
     async def _presence_loop(self) -> None:
-        interval = max(0.25, self.settings.presence_ttl_seconds / 3)
+        interval = presence_interval(self.settings.presence_ttl_seconds)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -1160,6 +1232,15 @@ class Hub:
                 elif silent > settings.ws_heartbeat_seconds and not conn.pinged:
                     conn.pinged = True
                     conn.enqueue(p.PING_TEXT)
+
+
+def presence_interval(ttl: float) -> float:
+    """How often a process refreshes its heartbeat key and reaps dead processes' members.
+
+    A killed process's members are gone from every roster within ``ttl`` (the key expires)
+    plus one interval (the next reap): 3 + 0.75 s with the defaults.
+    """
+    return max(0.1, ttl / 4)
 
 
 def _text(value: bytes | str) -> str:

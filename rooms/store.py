@@ -9,7 +9,7 @@ Retention: every ``room_snapshot_every`` batches the committing process stores t
 a snapshot and deletes log rows more than ``room_log_retention`` batches behind it. Loading a
 room is snapshot + the log after it; a client resuming from a seq still in the log gets the
 batches it missed, otherwise a snapshot. Op ids stay idempotent as long as their batch is in
-the log (at least ``room_log_retention`` batches).
+the log: at least ``room_log_retention`` batches and at least ``room_op_id_hours`` (24 h).
 """
 
 from __future__ import annotations
@@ -428,9 +428,18 @@ async def _commit_locked(
 
 
 async def write_snapshot(
-    pool: Any, room_id: uuid.UUID, seq: int, state_json: bytes, retention: int
+    pool: Any,
+    room_id: uuid.UUID,
+    seq: int,
+    state_json: bytes,
+    retention: int,
+    keep_hours: float = 24.0,
 ) -> None:
-    """Store the state at ``seq`` (unless a newer snapshot exists) and prune the log."""
+    """Store the state at ``seq`` (unless a newer snapshot exists) and prune the log.
+
+    A row goes only when it is both ``retention`` batches behind the snapshot and older than
+    ``keep_hours``: op ids are idempotent for that long whatever the room's rate.
+    """
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO room_snapshots (room_id, seq, state) VALUES ($1, $2, $3::jsonb)"
@@ -441,7 +450,11 @@ async def write_snapshot(
             state_json.decode(),
         )
         await conn.execute(
-            "DELETE FROM room_ops WHERE room_id = $1 AND seq <= $2", room_id, seq - retention
+            "DELETE FROM room_ops WHERE room_id = $1 AND seq <= $2"
+            " AND created_at < now() - make_interval(secs => $3)",
+            room_id,
+            seq - retention,
+            keep_hours * 3600.0,
         )
 
 

@@ -81,7 +81,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ws_idle_timeout_seconds: PositiveFloat = 60.0
     room_snapshot_every: Positive = 200
     room_log_retention: Positive = 1000
-    presence_ttl_seconds: Positive = 15
+    # Op ids stay idempotent (and batches resumable) at least this long: the log keeps a
+    # batch while it is younger than this or within room_log_retention of the snapshot.
+    room_op_id_hours: Annotated[float, msgspec.Meta(ge=0)] = 24.0
+    # A process's heartbeat key lives this long: a killed process's members leave every
+    # roster within it plus a quarter of it (3.75 s).
+    presence_ttl_seconds: Positive = 3
     # Extra room kinds by import path, comma-separated (module:attribute), e.g. for tests.
     room_kinds: str = ""
     # Largest presence state (JSON bytes) a member may publish.

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.rooms.notes import members_key
-from tests.support import Backends, ServerProcess, TestUser, make_user
+from tests.support import Backends, RedisProcess, ServerProcess, TestUser, make_user
 
 # Short timings so the suite stays fast; every test server gets these unless it overrides.
 ROOM_ENV = {
@@ -22,6 +22,8 @@ ROOM_ENV = {
     "BLENDTUNE_WS_OPS_PER_SECOND": "100",
     "BLENDTUNE_ROOM_SNAPSHOT_EVERY": "10",
     "BLENDTUNE_ROOM_LOG_RETENTION": "20",
+    # (The log is pruned by count alone here, so resume limits are reachable in a test.)
+    "BLENDTUNE_ROOM_OP_ID_HOURS": "0",
     "BLENDTUNE_WS_MAX_FRAME_BYTES": "16384",
     "BLENDTUNE_SHUTDOWN_GRACE_SECONDS": "5",
 }
@@ -105,3 +107,18 @@ class Rooms:
 @pytest.fixture
 async def notes(db: asyncpg.Connection, redis: aioredis.Redis, backends: Backends) -> Rooms:
     return Rooms(db, redis, backends.redis_prefix)
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisProcess]:
+    process = RedisProcess()
+    process.start()
+    yield process
+    process.stop()
+
+
+async def set_members(url: str, prefix: str, room: object, *users: TestUser) -> None:
+    client = aioredis.from_url(url)
+    mapping = {"-": "-", **{str(user.id): "editor" for user in users}}
+    await client.hset(members_key(prefix, room), mapping=mapping)
+    await client.aclose()

@@ -5,33 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 import websockets
 
-from tests import support
 from tests.rooms.client import join
-from tests.rooms.conftest import Rooms, StartRoomServer
-from tests.rooms.notes import members_key
+from tests.rooms.conftest import Rooms, StartRoomServer, set_members
+from tests.rooms.proxy import Proxy
 from tests.support import Backends, RedisProcess, redis_server_binary
-
-
-@pytest.fixture
-async def own_redis() -> AsyncIterator[RedisProcess]:
-    process = RedisProcess()
-    process.start()
-    yield process
-    process.stop()
-
-
-async def set_members(url: str, prefix: str, room: object, *users: support.TestUser) -> None:
-    client = aioredis.from_url(url)
-    mapping = {"-": "-", **{str(user.id): "editor" for user in users}}
-    await client.hset(members_key(prefix, room), mapping=mapping)
-    await client.aclose()
 
 
 def add(note_id: str) -> list[dict[str, str]]:
@@ -169,55 +151,6 @@ async def test_rooms_work_over_a_unix_socket_redis(
     finally:
         process.kill()
         process.wait()
-
-
-class Proxy:
-    """A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self.up = True
-        self.server: asyncio.Server | None = None
-        self.pipes: set[asyncio.Task[None]] = set()
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self.writers.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-            self.writers.discard(writer)
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in list(self.writers):
-            writer.transport.abort()
-
-    async def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 async def test_postgres_outage_answers_unavailable_and_recovers(
