@@ -223,6 +223,7 @@ class RoomsEndpoint:
         metrics = hub.metrics
         ops_decoder = store.ops_decoder(kind)
         max_ops = kind.max_batch_ops
+        history_only = kind.history_only
         presence_max = hub.settings.ws_presence_max_bytes
         while True:
             message = await receive()
@@ -258,6 +259,9 @@ class RoomsEndpoint:
                     continue
                 if not ops or len(ops) > max_ops:
                     self._error(conn, p.TOO_MANY_OPS, f"1 to {max_ops} ops per batch", msg.op_id)
+                    continue
+                if history_only and any(isinstance(op, history_only) for op in ops):
+                    self._error(conn, p.BAD_OPS, "only history batches carry that op", msg.op_id)
                     continue
                 room = conn.room
                 assert room is not None

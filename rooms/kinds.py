@@ -93,6 +93,10 @@ class OpRejected(Exception):
         self.reason = reason
 
 
+class NotInvertible(Exception):
+    """The kind keeps no history (``RoomKind.diff`` is not implemented)."""
+
+
 class RoomKind(Generic[S, Op]):
     """Base class for room kinds. Subclass it and set the class attributes.
 
@@ -125,6 +129,54 @@ class RoomKind(Generic[S, Op]):
     ) -> Membership | None:
         """The user's membership, or None when they may not join (closed with 4403)."""
         raise NotImplementedError
+
+    # History (optional): per-member undo and redo, and restoring a named version or an
+    # earlier seq (``rooms.history``, docs/rooms.md "History"). A kind that does not override
+    # ``diff`` has no history: undo, redo and restore are answered ``not_supported``.
+
+    #: Op types only history batches may carry (e.g. putting back a removed item whole):
+    #: a client's ``ops`` message holding one is refused with ``bad_ops``.
+    history_only: ClassVar[tuple[type, ...]] = ()
+
+    def diff(self, current: S, target: S, actor: Actor) -> list[Op]:
+        """Ops that ``actor`` may send to turn the member-editable parts of ``current`` into
+        those of ``target``, each op touching one part (see ``touched``).
+
+        Parts only the server changes (members, inputs, rendered previews, ...) are left out:
+        history never changes them. The ops are tried in order, and ones that fail are retried
+        after the others, so their order matters only for speed. Raise ``NotInvertible`` if
+        the kind has no history.
+        """
+        raise NotInvertible(f"{self.name} rooms keep no history")
+
+    def touched(self, state: S, op: Op, actor: Actor) -> object:
+        """The part of ``state`` that ``op`` (one of ``diff``'s ops) overwrites, as a value
+        that compares equal exactly when that part is the same (None when it is absent).
+
+        This is the conflict rule: an undo puts a part back only where the room still shows
+        what the undone batch left there, so it never overwrites a later edit by someone else.
+        """
+        raise NotInvertible(f"{self.name} rooms keep no history")
+
+    def invert(self, before: S, ops: list[Op], actor: Actor) -> list[Op]:
+        """The ops that undo the batch ``ops`` applied to ``before``: by default the ``diff``
+        from the state after the batch back to ``before`` (raises ``NotInvertible``, or
+        ``OpRejected`` when the batch does not apply to ``before``)."""
+        return self.diff(self.apply_batch(before, ops, actor), before, actor)
+
+    def on_behalf_of(self, op: Op) -> uuid.UUID | None:
+        """For a server op made at a member's request (a generated timeline): that member,
+        whose undo stack the server batch then joins. None for everything else."""
+        return None
+
+    def may_edit(self, state: S, actor: Actor) -> bool:
+        """Whether ``actor`` may change the room at all (viewers may not undo or restore)."""
+        return True
+
+    def describe(self, op: Op) -> str:
+        """A short human summary of one op, for the history listing."""
+        tag = getattr(getattr(op, "__struct_config__", None), "tag", None)
+        return str(tag or type(op).__name__).replace("_", " ")
 
     # Helpers the machinery uses; kinds do not override them.
 

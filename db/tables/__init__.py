@@ -26,7 +26,7 @@ from db.tables.catalog import Track, TrackCreator, TrackInstrument, TrackSample,
 from db.tables.mashups import Mashup, MashupInputTrack, MashupMember
 from db.tables.playlists import Playlist, PlaylistCollaborator, PlaylistTrack
 from db.tables.releases import Release, ReleaseTrack
-from db.tables.rooms import Room, RoomOp, RoomSnapshot
+from db.tables.rooms import Room, RoomCheckpoint, RoomOp, RoomSnapshot, RoomVersion
 from db.tables.uploads import UploadedTrack, UploadJob
 
 ALL_TABLES = (
@@ -61,6 +61,8 @@ ALL_TABLES = (
     Room,
     RoomOp,
     RoomSnapshot,
+    RoomVersion,
+    RoomCheckpoint,
 )
 
 __all__ = [t.__name__ for t in ALL_TABLES] + ["ALL_TABLES"]

@@ -1,4 +1,4 @@
-"""The durable side of rooms: sequence counter, op log and snapshots."""
+"""The durable side of rooms: sequence counter, op log, snapshots, versions and checkpoints."""
 
 from piccolo.columns import JSONB, UUID, BigInt, ForeignKey, OnDelete, Varchar
 from piccolo.table import Table
@@ -26,5 +26,27 @@ class RoomOp(Table, tablename="room_ops"):
 class RoomSnapshot(Table, tablename="room_snapshots"):
     room_id = UUID(primary_key=True)
     seq = BigInt()
+    state = JSONB()
+    created_at = timestamp_now()
+
+
+class RoomVersion(Table, tablename="room_versions"):
+    """A named version: the room's state at ``seq``, kept for as long as the room."""
+
+    id = UUID(primary_key=True)
+    room_id = ForeignKey(Room, on_delete=OnDelete.cascade)
+    seq = BigInt()
+    label = Varchar(length=100)
+    author_id = UUID(null=True, default=None)
+    state = JSONB()
+    created_at = timestamp_now()
+
+
+class RoomCheckpoint(Table, tablename="room_checkpoints"):
+    """A copy of every snapshot, so the state at a seq still in the log can be rebuilt."""
+
+    # The real primary key is (room_id, seq), as for room_ops.
+    room_id = ForeignKey(Room, on_delete=OnDelete.cascade)
+    seq = BigInt(primary_key=True)
     state = JSONB()
     created_at = timestamp_now()

@@ -5,7 +5,8 @@ item with a fractional index key, its attribution and the members' reactions), e
 library of songs they may add, and the latest taste match. The room id is the blend id.
 
 Client ops (docs/blends.md lists them with their rejection codes): ``reorder``, ``remove``,
-``add`` (a song from the sender's own library), ``react`` and ``rename`` (owner only). The
+``add`` (a song from the sender's own library), ``react`` and ``rename`` (owner only); history
+batches (undo, redo, restore) may also carry ``put_item``, which clients may not send. The
 server sends ``sync`` (name, settings, members) and ``woven`` (a regenerated playlist); clients
 may not. The reducer is pure; ``exists`` and ``membership`` read the blend tables.
 """
@@ -117,6 +118,14 @@ class Rename(_Op, frozen=True, tag="rename"):
     name: str
 
 
+class PutItem(_Op, frozen=True, tag="put_item"):
+    """History only: put an item back whole (an undone removal, a restored version), or
+    replace it with its earlier self. Clients may not send it (``bad_ops``): it carries the
+    song and attribution, which a client's ``add`` takes from the sender's library."""
+
+    item: Item
+
+
 class Sync(_Op, frozen=True, tag="sync"):
     """Server only: the blend's owner, settings and accepted members, and maybe its name.
 
@@ -140,7 +149,7 @@ class Woven(_Op, frozen=True, tag="woven"):
     taste_match: TasteMatch
 
 
-BlendOp = Reorder | Remove | Add | React | Rename | Sync | Woven
+BlendOp = Reorder | Remove | Add | React | Rename | PutItem | Sync | Woven
 
 
 # ------------------------------------------------------------------ the reducer
@@ -207,6 +216,8 @@ def reduce(state: BlendRoomState, op: BlendOp, actor: Actor) -> BlendRoomState:
         return msgspec.structs.replace(state, items=_replace(state.items, n, reacted))
     if isinstance(op, Add):
         return _add(state, op, actor)
+    if isinstance(op, PutItem):
+        return _put(state, op.item)
     raise OpRejected("invalid", "unknown op")  # pragma: no cover - the union is exhaustive
 
 
@@ -232,6 +243,16 @@ def _add(state: BlendRoomState, op: Add, actor: Actor) -> BlendRoomState:
         added_by=actor.user_id,
     )
     return msgspec.structs.replace(state, items=_sorted([*state.items, item]))
+
+
+def _put(state: BlendRoomState, item: Item) -> BlendRoomState:
+    _check_index(item.index)
+    if any(i.song.key == item.song.key and i.id != item.id for i in state.items):
+        raise OpRejected("duplicate", "that song is already in the playlist")
+    items = [i for i in state.items if i.id != item.id]
+    if len(items) >= MAX_ITEMS:
+        raise OpRejected("invalid", f"a blend playlist holds at most {MAX_ITEMS} tracks")
+    return msgspec.structs.replace(state, items=_sorted([*items, item]))
 
 
 def _apply_server(state: BlendRoomState, op: Sync | Woven) -> BlendRoomState:
@@ -262,6 +283,83 @@ def _apply_server(state: BlendRoomState, op: Sync | Woven) -> BlendRoomState:
         taste_match=op.taste_match,
         generation=op.generation,
     )
+
+
+# ------------------------------------------------------------------ history
+
+
+def diff(current: BlendRoomState, target: BlendRoomState, actor: Actor) -> list[BlendOp]:
+    """Ops ``actor`` may send to turn the playlist and name of ``current`` into ``target``'s
+    (members, settings, libraries and the taste match belong to the server).
+
+    An item that only moved is reordered and the actor's own reaction is set with ``react``,
+    so an undo of either skips only that; any other change puts the whole item back.
+    Removals come first, so a song put back is never refused as a duplicate of itself.
+    """
+    me = str(actor.user_id)
+    ops: list[BlendOp] = []
+    now = {item.id: item for item in current.items}
+    then = {item.id: item for item in target.items}
+    ops += [Remove(item=item_id) for item_id in now if item_id not in then]
+    if current.name != target.name and target.name:
+        ops.append(Rename(name=target.name))
+    for item_id, goal in then.items():
+        item = now.get(item_id)
+        if item is None:
+            ops.append(PutItem(item=goal))
+            continue
+        if item == goal:
+            continue
+        if _without(item, me) != _without(goal, me):
+            ops.append(PutItem(item=goal))
+            continue
+        if item.index != goal.index:
+            ops.append(Reorder(item=item_id, index=goal.index))
+        if item.reactions.get(me) != goal.reactions.get(me):
+            ops.append(React(item=item_id, emoji=goal.reactions.get(me)))
+    return ops
+
+
+def _without(item: Item, member: str) -> Item:
+    """The item but for its position and ``member``'s reaction."""
+    reactions = {k: v for k, v in item.reactions.items() if k != member}
+    return msgspec.structs.replace(item, index="", reactions=reactions)
+
+
+def touched(state: BlendRoomState, op: BlendOp, actor: Actor) -> object:
+    """The part of the state ``op`` overwrites (see ``RoomKind.touched``)."""
+    if isinstance(op, Rename):
+        return state.name
+    item_id = op.item.id if isinstance(op, PutItem) else getattr(op, "item", None)
+    if not isinstance(item_id, str):
+        return state  # a server op: everything (history never makes one)
+    item = next((i for i in state.items if i.id == item_id), None)
+    if item is None:
+        return None
+    if isinstance(op, Reorder):
+        return item.index
+    if isinstance(op, React):
+        return item.reactions.get(str(actor.user_id))
+    return item  # remove, put_item, add: the whole item
+
+
+def describe(op: BlendOp) -> str:
+    """A short human summary of one op (the history listing)."""
+    if isinstance(op, Add):
+        return f"added item {op.item}"
+    if isinstance(op, PutItem):
+        return f"put back {op.item.song.name} by {op.item.song.artist}"
+    if isinstance(op, Remove):
+        return f"removed item {op.item}"
+    if isinstance(op, Reorder):
+        return f"moved item {op.item}"
+    if isinstance(op, React):
+        return f"reacted {op.emoji} to item {op.item}" if op.emoji else "cleared a reaction"
+    if isinstance(op, Rename):
+        return f"renamed the blend to {op.name!r}"
+    if isinstance(op, Woven):
+        return f"regenerated the playlist ({len(op.items)} tracks)"
+    return "updated the blend's members and settings"
 
 
 # ------------------------------------------------------------------ building server ops
@@ -320,6 +418,20 @@ class BlendRoom(RoomKind[BlendRoomState, BlendOp]):
 
     def apply(self, state: BlendRoomState, op: BlendOp, actor: Actor) -> BlendRoomState:
         return reduce(state, op, actor)
+
+    history_only = (PutItem,)
+
+    def diff(self, current: BlendRoomState, target: BlendRoomState, actor: Actor) -> list[BlendOp]:
+        return diff(current, target, actor)
+
+    def touched(self, state: BlendRoomState, op: BlendOp, actor: Actor) -> object:
+        return touched(state, op, actor)
+
+    def may_edit(self, state: BlendRoomState, actor: Actor) -> bool:
+        return any(m.user_id == actor.user_id for m in state.members)
+
+    def describe(self, op: BlendOp) -> str:
+        return describe(op)
 
     async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
         found = await services.pool.fetchval("SELECT 1 FROM blends WHERE id = $1", room_id)

@@ -451,6 +451,120 @@ def evicted_previews(before: list[Preview], added: Preview) -> list[Preview]:
     return [p for p in before if p.id not in kept]
 
 
+# ------------------------------------------------------------------ history
+
+# Clip settings ``set_clip`` changes; history sets them one per op, so an undo skips only the
+# settings someone else changed since.
+CLIP_SETTINGS: Final = (
+    "gain_db",
+    "fade_in_seconds",
+    "fade_out_seconds",
+    "pitch_shift_semitones",
+    "muted",
+    "source_bpm",
+    "source_key",
+)
+
+
+def diff(current: MashupRoomState, target: MashupRoomState) -> list[ClientOp]:
+    """Client ops turning ``current``'s timeline into ``target``'s (the rest of the state,
+    members, inputs, previews and export, belongs to the server and is left alone).
+
+    Removals come first (they free clip ids and room under ``MAX_CLIPS``), then the
+    whole-timeline fields, then changes to kept clips, then additions.
+    """
+    ops: list[ClientOp] = []
+    now = {c.id: c for c in current.timeline.clips}
+    then = {c.id: c for c in target.timeline.clips}
+    for clip_id, present in now.items():
+        if clip_id not in then or then[clip_id].track_id != present.track_id:
+            ops.append(RemoveClip(clip=clip_id))
+    a, b = current.timeline, target.timeline
+    if a.bpm != b.bpm:
+        ops.append(SetTempo(bpm=b.bpm))
+    if a.key != b.key:
+        ops.append(SetKey(key=b.key))
+    if a.master != b.master:
+        ops.append(SetMaster(effects=b.master))
+    added: list[ClientOp] = []
+    for clip_id, goal in then.items():
+        clip = now.get(clip_id)
+        if clip is None or clip.track_id != goal.track_id:
+            added.append(AddClip(clip=goal, index=target.order[clip_id]))
+            continue
+        if (clip.in_seconds, clip.out_seconds) != (goal.in_seconds, goal.out_seconds):
+            ops.append(
+                TrimClip(clip=clip_id, in_seconds=goal.in_seconds, out_seconds=goal.out_seconds)
+            )
+        if clip.position_beats != goal.position_beats:
+            ops.append(MoveClip(clip=clip_id, position_beats=goal.position_beats))
+        for name in CLIP_SETTINGS:
+            value = getattr(goal, name)
+            if getattr(clip, name) != value:
+                ops.append(SetClip(clip=clip_id, **{name: value}))
+        if clip.effects != goal.effects:
+            ops.append(SetClipEffects(clip=clip_id, effects=goal.effects))
+        if current.order.get(clip_id) != target.order.get(clip_id):
+            ops.append(ReorderClip(clip=clip_id, index=target.order[clip_id]))
+    return ops + added
+
+
+def touched(state: MashupRoomState, op: MashupOp) -> object:
+    """The part of the timeline ``op`` overwrites (see ``RoomKind.touched``)."""
+    timeline = state.timeline
+    if isinstance(op, SetTempo):
+        return timeline.bpm
+    if isinstance(op, SetKey):
+        return timeline.key
+    if isinstance(op, SetMaster):
+        return timeline.master
+    clip_id = op.clip.id if isinstance(op, AddClip) else getattr(op, "clip", None)
+    if not isinstance(clip_id, str):
+        return state  # a server op: everything (history never makes one)
+    clip = next((c for c in timeline.clips if c.id == clip_id), None)
+    if clip is None:
+        return None
+    if isinstance(op, TrimClip):
+        return (clip.in_seconds, clip.out_seconds)
+    if isinstance(op, MoveClip):
+        return clip.position_beats
+    if isinstance(op, SetClip):
+        return tuple(
+            getattr(clip, name) for name in CLIP_SETTINGS if getattr(op, name) is not UNSET
+        )
+    if isinstance(op, SetClipEffects):
+        return clip.effects
+    if isinstance(op, ReorderClip):
+        return state.order.get(clip_id)
+    return (clip, state.order.get(clip_id))  # add_clip, remove_clip: the whole clip
+
+
+def describe(op: MashupOp) -> str:
+    """A short human summary of one op (the history listing)."""
+    if isinstance(op, AddClip):
+        return f"added clip {op.clip.id}"
+    if isinstance(op, RemoveClip):
+        return f"removed clip {op.clip}"
+    if isinstance(op, MoveClip):
+        return f"moved clip {op.clip} to beat {op.position_beats:g}"
+    if isinstance(op, TrimClip):
+        return f"trimmed clip {op.clip} to {op.in_seconds:g}-{op.out_seconds:g} s"
+    if isinstance(op, SetClip):
+        changed = [n.replace("_", " ") for n in CLIP_SETTINGS if getattr(op, n) is not UNSET]
+        return f"set {', '.join(changed) or 'nothing'} of clip {op.clip}"
+    if isinstance(op, SetClipEffects):
+        return f"set the effects of clip {op.clip}"
+    if isinstance(op, ReorderClip):
+        return f"reordered clip {op.clip}"
+    if isinstance(op, SetTempo):
+        return f"set the tempo to {op.bpm:g} BPM"
+    if isinstance(op, SetKey):
+        return f"set the key to {op.key}" if op.key else "cleared the key"
+    if isinstance(op, SetMaster):
+        return "set the master effects"
+    return op.__struct_config__.tag.replace("_", " ")  # type: ignore[union-attr]
+
+
 # ------------------------------------------------------------------ the kind
 
 
@@ -465,6 +579,23 @@ class MashupRoom(RoomKind[MashupRoomState, MashupOp]):
 
     def apply(self, state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomState:
         return reduce(state, op, actor)
+
+    def diff(
+        self, current: MashupRoomState, target: MashupRoomState, actor: Actor
+    ) -> list[MashupOp]:
+        return list(diff(current, target))
+
+    def touched(self, state: MashupRoomState, op: MashupOp, actor: Actor) -> object:
+        return touched(state, op)
+
+    def may_edit(self, state: MashupRoomState, actor: Actor) -> bool:
+        try:
+            return role_of(state, actor) in EDITORS
+        except OpRejected:
+            return False
+
+    def describe(self, op: MashupOp) -> str:
+        return describe(op)
 
     async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
         found = await services.pool.fetchval("SELECT 1 FROM mashups WHERE id = $1", room_id)
