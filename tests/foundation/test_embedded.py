@@ -1,5 +1,6 @@
 """With no service URLs, `blendtune serve` runs on an embedded PostgreSQL and Redis that
-live under the data directory and survive a restart."""
+live under the data directory and survive a restart; stopping serve (SIGTERM or SIGINT)
+leaves no process of it behind, and start-up is quiet by default."""
 
 import asyncio
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 import redis.asyncio as aioredis
 
 from tests.support import ROOT, free_port
@@ -19,13 +21,13 @@ from tests.support import ROOT, free_port
 async def _serve(data_dir: str, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDTUNE_")}
     env |= {"BLENDTUNE_DATA_DIR": data_dir, "BLENDTUNE_PORT": str(port)}
-    log = open(Path(data_dir) / f"serve-{port}.log", "ab")
+    log = open(Path(data_dir) / "serve.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
     )
     async with httpx.AsyncClient() as client:
         for _ in range(600):
-            assert proc.poll() is None, (Path(data_dir) / f"serve-{port}.log").read_text()
+            assert proc.poll() is None, (Path(data_dir) / "serve.log").read_text()
             try:
                 if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
                     return proc
@@ -35,9 +37,40 @@ async def _serve(data_dir: str, port: int) -> subprocess.Popen[bytes]:
     raise AssertionError("the embedded server did not become ready in 60 s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(30)
+def _processes_of(proc: subprocess.Popen[bytes], data_dir: str) -> list[psutil.Process]:
+    """serve, its children (redis-server among them) and the embedded postmaster with its
+    children (pg_ctl daemonizes it, so it is not a child of serve)."""
+    serve = psutil.Process(proc.pid)
+    postmaster = psutil.Process(
+        int(Path(data_dir, "postgres", "postmaster.pid").read_text().split()[0])
+    )
+    return [serve, *serve.children(recursive=True), postmaster, *postmaster.children()]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes], data_dir: str, signum: int = signal.SIGTERM) -> int:
+    """Stop serve with ``signum``; check that every process it started is gone."""
+    processes = _processes_of(proc, data_dir)
+    names = {p.name() for p in processes}
+    assert {"redis-server", "postgres"} <= names, names
+    proc.send_signal(signum)
+    code = proc.wait(30)
+    # The postmaster is not our child: wait for it to go (its pid file is removed last).
+    _, alive = psutil.wait_procs(processes, timeout=15)
+    assert [p for p in alive if _running(p)] == []
+    return code
+
+
+def _quiet(log: str) -> None:
+    # The embedded services' chatter is debug-level only.
+    for noise in ("pgserver", "initdb", "XDG_RUNTIME_DIR", "Redis shutdown failed", "Traceback"):
+        assert noise not in log, (noise, log)
 
 
 async def test_embedded_services_keep_data_across_restarts() -> None:
@@ -52,9 +85,12 @@ async def test_embedded_services_keep_data_across_restarts() -> None:
         )
         await conn.close()
     finally:
-        assert _stop(first) == 0
+        assert _stop(first, data_dir, signal.SIGTERM) == 0
     # Both embedded servers stopped with the process.
     assert not Path(data_dir, "postgres", "postmaster.pid").exists()
+    log = Path(data_dir, "serve.log").read_text()
+    _quiet(log)
+    assert f"data directory {Path(data_dir).resolve()} (existing)" in log
 
     second = await _serve(data_dir, free_port())
     try:
@@ -64,7 +100,9 @@ async def test_embedded_services_keep_data_across_restarts() -> None:
         secrets_file = Path(data_dir, "secrets.json")
         assert secrets_file.stat().st_mode & 0o077 == 0  # generated secrets are private
     finally:
-        assert _stop(second) == 0
+        # Ctrl-C in a terminal: SIGINT.
+        assert _stop(second, data_dir, signal.SIGINT) == 0
+    _quiet(Path(data_dir, "serve.log").read_text())
 
 
 async def test_external_urls_start_nothing(server, backends) -> None:  # type: ignore[no-untyped-def]
