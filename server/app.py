@@ -6,7 +6,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from rooms import asgi as rooms_asgi
 from server import accounts, auth, health, logs, web
@@ -71,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="0.1.0",
             description="Accounts, catalog, uploads, releases, playlists, blends and mashups.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[web.docs_render_plugin()],
         ),
         request_max_body_size=settings.max_request_bytes,
         # Logging is configured by server.logs; Litestar's own config would replace it.

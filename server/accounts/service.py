@@ -110,7 +110,8 @@ async def _queue_verification(
         hash_token(token),
         VERIFICATION_TTL,
     )
-    link = f"{services.settings.effective_public_url}/auth/verify?token={token}"
+    # The web client's page: it confirms the token through the API and says so.
+    link = f"{services.settings.effective_public_url}/verify?token={token}"
     await outbox.enqueue(
         conn,
         user_id=user_id,
@@ -119,7 +120,7 @@ async def _queue_verification(
         body=(
             "Welcome to Blendtune!\n\n"
             f"Open this link within 24 hours to confirm your email address:\n\n{link}\n\n"
-            f'(Or POST {{"token": "{token}"}} to /auth/verify.)\n\n'
+            f'(API clients: POST {{"token": "{token}"}} to /auth/verify.)\n\n'
             "If you did not sign up, ignore this message.\n"
         ),
     )

@@ -74,7 +74,7 @@ async def wait_for_email(
 
 
 def verification_link(body: str) -> str:
-    match = re.search(r"https?://\S+/auth/verify\?token=([A-Za-z0-9_-]+)", body)
+    match = re.search(r"https?://\S+/verify\?token=([A-Za-z0-9_-]+)", body)
     assert match, body
     return match.group(0)
 

@@ -84,7 +84,7 @@ async def test_verification_email_is_sent_over_smtp(
     assert "Confirm" in message["Subject"]
     body = message.get_payload(decode=True).decode()  # type: ignore[union-attr]
     link = verification_link(body)
-    assert link.startswith("https://blendtune.example/auth/verify?token=")
+    assert link.startswith("https://blendtune.example/verify?token=")
 
     conn = await asyncpg.connect(own_db)
     try:

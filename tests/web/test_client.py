@@ -3,8 +3,8 @@
 ``client_unit.mjs`` scripts a socket through the protocol's cases (gaps, resume, close codes,
 rejections); ``drive_rooms.mjs`` runs two members' RoomClients against a real server and checks
 that every client's state equals a fresh snapshot, so the client's reducers cannot drift from
-the server's; ``page_smoke.mjs`` clicks through the page itself under a minimal DOM stand-in.
-Skipped where Node.js is not installed.
+the server's. The page itself is tested in a real browser (test_browser.py). Skipped where
+Node.js is not installed.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
 from rooms import fractional
 from tests.blends.support import create_blend, import_taste, join, songs, wait_for_weave
-from tests.support import ServerProcess, make_user, new_address
+from tests.support import ServerProcess, make_user
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -105,42 +104,3 @@ async def test_room_client_against_a_real_server(
     # An empty timeline renders as silence: the preview is announced and served as MP3.
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"preview": "preview_ready", "code": None, "status": 200, "type": "audio/mpeg"}
-
-
-async def test_the_page_against_a_real_server(
-    server: ServerProcess, http: httpx.AsyncClient, db: asyncpg.Connection
-) -> None:
-    # No browser here: page_smoke.mjs gives app.js a minimal DOM and clicks through the page.
-    password = "correct horse battery"
-    alice = await make_user(db, password_hash=PasswordHasher().hash(password))
-    bob = await make_user(db)
-    await import_taste(http, alice, songs("shared", 1) + songs("alice", 10))
-    await import_taste(http, bob, songs("bob", 10) + songs("shared", 1))
-    blend = await create_blend(http, alice, "Page blend", playlist_length=5)
-    joined = await join(http, bob, blend["share_code"]["code"])
-    assert joined.status_code == 200, joined.text
-    await wait_for_weave(http, alice, blend["id"], members=2)
-    created = await http.post(
-        "/mashups",
-        json={"name": "Page mashup", "target_duration_seconds": 30},
-        headers=alice.headers,
-    )
-    assert created.status_code == 201, created.text
-
-    arguments = {
-        "http": server.url,
-        "email": alice.email,
-        "password": password,
-        "username": alice.username,
-        "blendName": "Page blend",
-        "mashupName": "Page mashup",
-        "address": new_address(),
-    }
-    done = node(
-        "--experimental-websocket",
-        "--no-warnings",
-        str(HERE / "page_smoke.mjs"),
-        json.dumps(arguments),
-    )
-    assert done.returncode == 0, done.stderr + done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "ok"

@@ -98,3 +98,58 @@ async def test_the_client_is_not_part_of_the_api_description(http: httpx.AsyncCl
     paths = response.json()["paths"]
     assert "/blends" in paths
     assert not [p for p in paths if p == "/" or p.startswith("/static")]
+
+
+async def test_the_page_modules_and_the_verify_page_are_served(http: httpx.AsyncClient) -> None:
+    for name in ("page.js", "dom.js", "blend.js", "mashup.js", "library.js"):
+        module = await http.get(f"/static/{name}")
+        assert module.status_code == 200, name
+        assert module.headers["content-type"].split(";")[0] in (
+            "text/javascript",
+            "application/javascript",
+        )
+    # The emailed link's page is the client's page, under the same CSP.
+    page = await http.get("/verify", params={"token": "x" * 43})
+    assert page.status_code == 200
+    assert page.text == (await http.get("/")).text
+    _assert_secure(page)
+
+
+async def test_favicons(http: httpx.AsyncClient) -> None:
+    ico = await http.get("/favicon.ico")
+    assert ico.status_code == 200
+    assert ico.headers["content-type"] == "image/x-icon"
+    assert ico.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    svg = await http.get("/favicon.svg")
+    assert svg.status_code == 200
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg")
+
+
+class _Assets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.urls.append(value)
+
+
+async def test_the_api_viewer_needs_no_other_site(http: httpx.AsyncClient) -> None:
+    # Swagger UI's script, preset, style sheet and icon are this server's (no CDN), and served.
+    page = await http.get("/schema")
+    assert page.status_code == 200
+    assets = _Assets()
+    assets.feed(page.text)
+    assert len(assets.urls) == 4, assets.urls
+    for url in assets.urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        served = await http.get(url)
+        assert served.status_code == 200, url
+        assert len(served.content) > 100, url
+    assert "/vendor/swagger-ui/swagger-ui-bundle.js" in assets.urls
+    missing = await http.get("/vendor/swagger-ui/nope.js")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"
