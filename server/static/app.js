@@ -136,6 +136,11 @@ export function applyBlendOp(state, op, author) {
     case "rename":
       state.name = op.name.split(/\s+/).filter(Boolean).join(" ");
       break;
+    case "put_item": // history batches only (undo, redo, restore): the item back whole
+      state.items = state.items.filter((item) => item.id !== op.item.id);
+      state.items.push(op.item);
+      sortItems(state.items);
+      break;
     case "sync":
       state.name = op.name ?? (state.name || op.default_name);
       state.owner_id = op.owner_id;
@@ -274,7 +279,8 @@ export class RoomClosed extends Error {
 // resent after a reconnect, heartbeats, and reconnection as the close-code table says.
 // Callbacks: onUpdate() after any change to state/members/pending/status; onBatch(ops, author,
 // seq) for every applied batch; onError(message) for rejections and errors; onNotice(message);
-// onFatal(RoomClosed) when the room will not be rejoined.
+// onVersion(version) when a member names a version; onFatal(RoomClosed) when the room will not
+// be rejoined.
 export class RoomClient {
   constructor(kind, roomId, options = {}) {
     this.kind = kind;
@@ -284,7 +290,7 @@ export class RoomClient {
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
     this.reduce = REDUCERS[kind];
-    for (const name of ["onUpdate", "onBatch", "onError", "onNotice", "onFatal"]) {
+    for (const name of ["onUpdate", "onBatch", "onError", "onNotice", "onFatal", "onVersion"]) {
       this[name] = options[name] ?? (() => {});
     }
     this.state = null;
@@ -449,6 +455,9 @@ export class RoomClient {
         break; // any message resets the heartbeat clock
       case "notice":
         this.onNotice(`${m.code}: ${m.detail}`);
+        break;
+      case "version": // a member named the room's state (docs/protocol.md, "History")
+        this.onVersion(m.version);
         break;
       // messages:end
       default:

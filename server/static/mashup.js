@@ -241,6 +241,7 @@ function addClip(input) {
     source_key: null,
     effects: [],
     muted: false,
+    stem: "full",
   };
   session.edit([{ op: "add_clip", clip, index: keyBetween(orders.length ? orders[orders.length - 1] : null, null) }]);
   selected = id;
@@ -259,6 +260,7 @@ function applyInspector() {
     fade_out_seconds: number("fade_out_seconds"),
     pitch_shift_semitones: number("pitch_shift_semitones"),
     muted: form.elements.muted.checked,
+    stem: form.elements.stem.value,
   };
   const input = inputOf(clip.track_id);
   const lock = form.elements.lock.checked && input;
@@ -461,7 +463,7 @@ function buildLane(clip, input, who, editable, timeline) {
   const node = el(
     "div",
     {
-      class: `clip${clip.id === selected ? " selected" : ""}${clip.muted ? " muted" : ""}${who.length ? " watched" : ""}`,
+      class: `clip stem-${clip.stem ?? "full"}${clip.id === selected ? " selected" : ""}${clip.muted ? " muted" : ""}${who.length ? " watched" : ""}`,
       tabindex: "0",
       role: "button",
       "aria-pressed": clip.id === selected ? "true" : "false",
@@ -469,7 +471,7 @@ function buildLane(clip, input, who, editable, timeline) {
       dataset: { id: clip.id, beats: String(clip.position_beats), in: String(clip.in_seconds), out: String(clip.out_seconds) },
     },
     waveform(clip, clipBeats(clip, timeline) * pxPerBeat, 40),
-    el("span", { class: "label" }, input?.name ?? "source removed"),
+    el("span", { class: "label" }, `${input?.name ?? "source removed"}${clip.stem && clip.stem !== "full" ? ` (${clip.stem})` : ""}`),
     el("span", { class: "times" }),
     editable ? el("span", { class: "handle handle-start", "aria-hidden": "true" }) : null,
     editable ? el("span", { class: "handle handle-end", "aria-hidden": "true" }) : null,
@@ -581,6 +583,7 @@ export function renderMashup(r) {
     show(fields.fade_out_seconds, clip.fade_out_seconds);
     show(fields.pitch_shift_semitones, clip.pitch_shift_semitones);
     show(fields.muted, clip.muted);
+    show(fields.stem, clip.stem ?? "full");
     show(fields.lock, clip.source_bpm !== null || clip.source_key !== null);
     for (const field of inspector.elements) field.disabled = !editable;
     $("#clip-effects").replaceChildren(

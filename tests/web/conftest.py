@@ -81,6 +81,7 @@ class Person:
     async def screenshot(self, name: str) -> Path:
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTEFACTS / f"{name}.png"
+        await self.page.evaluate("document.querySelector('#toasts')?.replaceChildren()")
         await self.page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
         return path
