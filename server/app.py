@@ -14,6 +14,7 @@ from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
 from server.bodies import decode_strictly
 from server.catalog.controller import TrackController
+from server.history import BlendHistoryController, MashupHistoryController
 from server.mashups import previews as mashup_previews
 from server.mashups.controller import MashupController
 from server.metrics import metrics_endpoint, metrics_middleware
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BlendController,
             TasteController,
             MashupController,
+            MashupHistoryController,
+            BlendHistoryController,
             *accounts.route_handlers,
             rooms_endpoint,
             web.create_router(),

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,6 +203,24 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    backends: Backends, env: Mapping[str, str] | None = None, count: int = 2
+) -> AsyncIterator[list[ServerProcess]]:
+    """``count`` independent server processes on one database and one Redis, started side
+    by side and terminated afterwards."""
+    processes = [ServerProcess(backends, env) for _ in range(count)]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            await process.wait_ready()
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
 
 
 _addresses = itertools.count(1)

@@ -38,6 +38,7 @@ class RoomVersion(Table, tablename="room_versions"):
     seq = BigInt()
     label = Varchar(length=100)
     author_id = UUID(null=True, default=None)
+    op_id = Varchar(length=64, null=True, default=None)
     state = JSONB()
     created_at = timestamp_now()
 
