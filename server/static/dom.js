@@ -188,7 +188,8 @@ const CODE_FIELDS = {
 function fieldsOf(error) {
   const found = [];
   for (const item of error.errors) {
-    const key = item.key ?? /`\$\.(\w+)/.exec(item.message || "")?.[1];
+    const message = item.message || "";
+    const key = item.key ?? (/`\$\.(\w+)/.exec(message) ?? /required field `(\w+)`/.exec(message))?.[1];
     if (key) found.push([key, cleanMessage(item.message || error.message)]);
   }
   if (!found.length && CODE_FIELDS[error.code]) found.push([CODE_FIELDS[error.code], error.message]);

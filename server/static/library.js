@@ -1,6 +1,6 @@
 // My uploads: pick or drop audio files, watch each upload's progress, then its storage and
-// analysis status live (polled while something is still in progress), retry a failed one
-// (docs/catalog.md, "Uploads").
+// analysis status live (polled while something is still in progress), retry a failed one,
+// delete one (docs/catalog.md, "Uploads").
 
 import { $, action, api, bytes, clock, describe, el, toast, upload } from "./dom.js";
 
@@ -87,21 +87,22 @@ export async function loadLibrary() {
         el(
           "td",
           {},
-          state.failed && u.upload_status === "failed"
-            ? el(
-                "button",
-                {
-                  type: "button",
-                  class: "small",
-                  "aria-label": `Retry ${u.original_filename}`,
-                  onclick: action(async () => {
-                    await api("POST", `/uploads/${u.id}/retry`);
-                    await loadLibrary();
-                  }),
-                },
-                "Retry",
-              )
-            : "",
+          state.failed && u.upload_status === "failed" ? retryButton(u) : "",
+          el(
+            "button",
+            {
+              type: "button",
+              class: "small",
+              "aria-label": `Delete ${u.original_filename}`,
+              onclick: action(async () => {
+                if (!confirm(`Delete ${u.original_filename}? It also leaves the mashups it is in.`)) return;
+                await api("DELETE", `/uploads/${u.id}`);
+                toast(`${u.original_filename} deleted.`);
+                await loadLibrary();
+              }),
+            },
+            "Delete",
+          ),
         ),
       );
     }),
@@ -113,4 +114,20 @@ export async function loadLibrary() {
     pollTimer = setTimeout(() => loadLibrary().catch(() => {}), 1000);
   }
   return uploads;
+}
+
+function retryButton(u) {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "small",
+      "aria-label": `Retry ${u.original_filename}`,
+      onclick: action(async () => {
+        await api("POST", `/uploads/${u.id}/retry`);
+        await loadLibrary();
+      }),
+    },
+    "Retry",
+  );
 }

@@ -134,6 +134,17 @@ export function setupMashup(context) {
       await requestPreview(Number(form.elements.start.value), Number(form.elements.duration.value));
     }),
   );
+  $("#preview-visible").addEventListener(
+    "click",
+    action(async () => {
+      // The part of the timeline scrolled into view, up to the longest preview allowed.
+      const box = $("#timeline");
+      const timeline = state().timeline;
+      const start = beatsToSeconds(box.scrollLeft / pxPerBeat, timeline);
+      const length = Math.min(MAX_PREVIEW_SECONDS, beatsToSeconds(box.clientWidth / pxPerBeat, timeline));
+      await requestPreview(round3(start), round3(length));
+    }),
+  );
   $("#preview-selection").addEventListener(
     "click",
     action(async () => {

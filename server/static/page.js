@@ -338,7 +338,7 @@ async function openRoom(kind, id) {
         if (kind === "mashup") loadSourcesPicker().catch(() => {});
       }
     },
-    onError: (text) => toast(`That change was not applied: ${text.replace(/^\w+: /, "")}`, "error"),
+    onError: (text) => roomError(text),
     onNotice: () => {},
     onFatal: (error) => {
       toast(error.message, "error");
@@ -351,6 +351,22 @@ async function openRoom(kind, id) {
   client.start();
   if (kind === "mashup") await loadSourcesPicker();
   scheduleRender();
+}
+
+// A rejected edit, in words (the room's codes: docs/protocol.md and the kinds' pages).
+const REJECTIONS = {
+  not_found: "Someone else just removed that, so your change was not applied.",
+  forbidden: "You can only listen in this room: your change was not applied.",
+  conflict: "That clashed with someone else's change; try again.",
+  duplicate: "That song is already in the playlist.",
+  rate_limited: "Slow down a little: your change will be sent again in a moment.",
+  unavailable: "The server is busy: your change will be sent again in a moment.",
+};
+
+function roomError(text) {
+  const [, code = "", detail = text] = /^(\w+): (.*)$/s.exec(text) ?? [];
+  const words = REJECTIONS[code] ?? `That change was not applied: ${detail.replace(/ \(will resend\)$/, "")}`;
+  toast(words, code === "rate_limited" || code === "unavailable" ? "info" : "error");
 }
 
 function leaveRoom() {

@@ -12,8 +12,9 @@ from typing import Any, Final
 import anyio
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.enums import RequestEncodingType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -24,8 +25,10 @@ from server.catalog.common import (
     Limit,
     newest_first,
 )
-from server.problems import Problem
+from server.mashups import live as mashups_live
+from server.problems import PROBLEM_JSON, Problem, ProblemDetail
 from server.services import Services
+from server.storage import new_key, storage_from_settings
 from server.uploads.receive import receive_upload
 from server.uploads.schemas import Upload, UploadPage
 
@@ -209,3 +212,73 @@ class UploadController(Controller):
         if worker is not None:
             worker.wake()
         return upload
+
+    @delete(
+        "/{upload_id:uuid}",
+        responses={
+            status: ResponseSpec(
+                data_container=ProblemDetail,
+                description=text,
+                media_type=PROBLEM_JSON,
+                generate_examples=False,
+            )
+            for status, text in (
+                (401, "`unauthenticated`: no valid session."),
+                (404, "`not_found`: no such upload of yours."),
+                (409, "`in_release`: a release has it as a track; `upload_busy`: being stored."),
+            )
+        },
+    )
+    async def delete_upload(
+        self, services: Services, principal: Principal, upload_id: uuid.UUID
+    ) -> None:
+        """Delete one of my uploads: its row, its stored audio and its received file. It leaves
+        the mashups it was an input of (with the clips cut from it). Refused while it is in a
+        release (remove it there first) and while it is being moved into storage."""
+        async with services.pool.acquire() as conn:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT u.format, u.storage_key,"
+                    " (SELECT status::text FROM upload_jobs WHERE uploaded_track_id = u.id"
+                    "  ORDER BY created_at DESC LIMIT 1) AS job_status,"
+                    " (SELECT local_path FROM upload_jobs WHERE uploaded_track_id = u.id"
+                    "  ORDER BY created_at DESC LIMIT 1) AS local_path"
+                    " FROM uploaded_tracks u WHERE u.id = $1 AND u.user_id = $2 FOR UPDATE",
+                    upload_id,
+                    principal.user_id,
+                )
+                if row is None:
+                    raise Problem(404, "not_found", "No such upload.")
+                if row["job_status"] == "uploading":
+                    # The mover would store the object after we deleted it: an orphan.
+                    raise Problem(
+                        409, "upload_busy", "The upload is being stored; try again in a moment."
+                    )
+                if await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM release_tracks WHERE uploaded_track_id = $1)",
+                    upload_id,
+                ):
+                    raise Problem(
+                        409, "in_release", "The upload is a track of a release; remove it there."
+                    )
+                mashups = [
+                    r["mashup_id"]
+                    for r in await conn.fetch(
+                        "UPDATE mashups SET updated_at = clock_timestamp() WHERE id IN"
+                        " (SELECT mashup_id FROM mashup_input_tracks"
+                        "  WHERE uploaded_track_id = $1) RETURNING id AS mashup_id",
+                        upload_id,
+                    )
+                ]
+                # Inputs and jobs go with the row (ON DELETE CASCADE).
+                await conn.execute("DELETE FROM uploaded_tracks WHERE id = $1", upload_id)
+        # After the commit: the rows no longer point at the files, so losing a file here can
+        # only leave an orphan, never a row without its audio.
+        storage = storage_from_settings(services.settings)
+        key = row["storage_key"] or new_key("uploads", principal.user_id, upload_id, row["format"])
+        await storage.delete(key)
+        if row["local_path"]:
+            with contextlib.suppress(OSError):
+                await anyio.Path(row["local_path"]).unlink(missing_ok=True)
+        for mashup_id in mashups:
+            await mashups_live.publish_sync(services, mashup_id)

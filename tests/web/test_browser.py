@@ -258,6 +258,14 @@ async def test_two_friends_blend_and_mash_up_together(
         detail = (await http.get(f"/mashups/{mashups[0]['id']}")).json()
     assert abs(exported - timeline_seconds(detail["timeline"])) < 0.05, exported
 
+    # ---- deleting an upload takes it (and its clip) out of the mashup, for everyone
+    await a.goto(f"{server.url}/#/library")
+    a.once("dialog", lambda dialog: dialog.accept())
+    await a.click("[aria-label='Delete tone.wav']")
+    await expect(a.locator("#uploads tr")).to_have_count(1)
+    await expect(b.locator(".clip")).to_have_count(1)
+    await expect(b.locator("#inputs li")).to_have_count(1)
+
     # ---- the same client at phone width: nothing wider than the screen
     await b.set_viewport_size({"width": 390, "height": 844})
     await b.goto(f"{server.url}/#/")
