@@ -74,8 +74,16 @@ export function renderBlend(room) {
     for (const id of member.state?.selection ?? []) (lookers[id] ||= []).push(member.user_id);
   }
   const match = state.taste_match;
-  $("#blend-match").textContent = match?.group != null ? `Taste match ${percent(match.group)}` +
-    (match.unifying_track ? ` · brought together by “${match.unifying_track.name}” (${match.unifying_track.artist})` : "") : "";
+  // The group's taste match, each pair's, and the song that brings everyone together.
+  const pairs = (match?.pairs ?? []).map(
+    (pair) => `${pair.members.map((u) => (u === mine ? "you" : session.nameOf(u))).join(" & ")} ${percent(pair.score)}`,
+  );
+  $("#blend-match").textContent =
+    match?.group != null
+      ? `Taste match ${percent(match.group)}` +
+        (pairs.length > 1 ? ` (${pairs.join(", ")})` : "") +
+        (match.unifying_track ? ` · brought together by “${match.unifying_track.name}” (${match.unifying_track.artist})` : "")
+      : "";
   const last = state.items.length - 1;
   const nodes = state.items.map((item, n) => {
     const signature = JSON.stringify([item, n, n === last, editable, lookers[item.id], state.members]);

@@ -268,6 +268,8 @@ async def test_two_friends_blend_and_mash_up_together(
 
     # ---- the same client at phone width: nothing wider than the screen
     await b.set_viewport_size({"width": 390, "height": 844})
+    await bob.screenshot("mashup-phone")
+    assert await b.evaluate("document.documentElement.scrollWidth") <= 390
     await b.goto(f"{server.url}/#/")
     await expect(b.locator("#blends li")).to_have_count(1)
     assert await b.evaluate("document.documentElement.scrollWidth") <= 390
