@@ -15,10 +15,11 @@ from server.blends.controller import BlendController, TasteController
 from server.bodies import decode_strictly
 from server.catalog.controller import TrackController
 from server.history import BlendHistoryController, MashupHistoryController
+from server.litestar_fixes import options_allow_every_method
 from server.mashups import previews as mashup_previews
 from server.mashups.controller import MashupController
 from server.metrics import metrics_endpoint, metrics_middleware
-from server.openapi import document_problem_details
+from server.openapi import StrictStructSchemaPlugin, document
 from server.playlists.controller import PlaylistController
 from server.problems import EXCEPTION_HANDLERS
 from server.releases.controller import ReleaseController
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             accounts.lifespan,
             rooms_lifespan,
         ],
-        on_startup=[document_problem_details],
+        on_startup=[document, options_allow_every_method],
+        plugins=[StrictStructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="Blendtune",
             version="0.1.0",

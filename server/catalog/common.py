@@ -37,8 +37,9 @@ Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size (1-100).")
 CursorParam = Annotated[
     str | None,
     Parameter(
+        min_length=1,
         max_length=512,
-        pattern=r"^[A-Za-z0-9_=-]*$",
+        pattern=r"^[A-Za-z0-9_=-]+$",
         description="Opaque cursor from the previous page's next_cursor.",
     ),
 ]

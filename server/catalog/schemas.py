@@ -29,6 +29,9 @@ Phone = Annotated[str, msgspec.Meta(max_length=50, pattern=r"^[0-9+() .-]*$")]
 
 
 class SectionIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A section of a track, in seconds: `end_time` must be greater than `start_time`
+    (otherwise `400 invalid_request`)."""
+
     section_name: Annotated[str, text(50, 1)]
     start_time: Seconds
     end_time: Seconds
