@@ -76,6 +76,7 @@ CODES: dict[str, tuple[int, str]] = {
     "input_not_found": (404, "that track is not an input of the mashup"),
     "preview_not_found": (404, "not rendered yet, failed, or dropped"),
     "export_not_found": (404, "the mashup has not been exported yet"),
+    "unknown_version": (404, "no such named version in this room"),
     # 409
     "audio_filename_taken": (409, "another track uses this `audio_filename`"),
     "split_total_exceeded": (409, "the creators' splits would add up to more than 100 %"),
@@ -103,6 +104,8 @@ CODES: dict[str, tuple[int, str]] = {
     "already_input": (409, "that track is already an input"),
     "too_many_inputs": (409, "the mashup has its maximum of 50 input tracks"),
     "empty_timeline": (409, "there is nothing on the timeline to export"),
+    # 410
+    "history_unavailable": (410, "that point is older than the history the room keeps"),
     # 413, 415, 422
     "too_large": (413, "the body is larger than BLENDTUNE_MAX_REQUEST_BYTES"),
     "upload_too_large": (413, "the file is larger than BLENDTUNE_MAX_UPLOAD_BYTES"),
@@ -201,6 +204,17 @@ ANSWERS: dict[str, str] = {
     "GET /mashups/{mashup_id}/previews/{preview_id}": "not_found preview_not_found",
     "POST /mashups/{mashup_id}/export": "forbidden not_found empty_timeline busy",
     "GET /mashups/{mashup_id}/export": "not_found export_not_found",
+    # Room history (server/history), the same for blends and mashups.
+    **{
+        f"GET /{kind}/{{room_id}}/{path}": codes
+        for kind in ("blends", "mashups")
+        for path, codes in (
+            ("history", "not_found"),
+            ("history/{seq}", "not_found history_unavailable"),
+            ("versions", "not_found"),
+            ("versions/{version_id}", "not_found unknown_version"),
+        )
+    },
 }
 
 # Operations that touch neither PostgreSQL nor Redis, or say so in their own way.

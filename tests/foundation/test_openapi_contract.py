@@ -20,7 +20,7 @@ from tests.support import ServerProcess, make_user, new_address
 
 METHODS = ("get", "put", "post", "patch", "delete")
 # Values for path parameters that are not ids.
-NAMED_PARAMETERS = {"provider": "spotify", "time_range": "short_term", "role": "artist"}
+NAMED_PARAMETERS = {"provider": "spotify", "time_range": "short_term", "role": "artist", "seq": "1"}
 # What these do with a valid session would end it: they get a session of their own.
 ENDS_SESSION = {("post", "/auth/logout"), ("delete", "/auth/sessions")}
 
