@@ -4,9 +4,10 @@ Litestar generates the document from the handlers; this module completes it at s
 
 - **Errors.** Every problem code is described once (``CODES``). Each operation gets the
   error responses its shape implies (a parameter or body: 400; a session: 401; a role guard:
-  403; a body: 413; PostgreSQL or Redis behind it: 503) plus the codes listed for it in
-  ``ANSWERS``, one line per operation, grouped by status. All are
+  403; a path parameter: 404; a body: 413; PostgreSQL or Redis behind it: 503) plus the
+  codes listed for it in ``ANSWERS``, one line per operation, grouped by status. All are
   ``application/problem+json``. Responses a handler declares itself (accounts) are kept.
+  A new endpoint needs a line in ``ANSWERS`` only for codes beyond the implied ones.
 - **Security.** A Bearer token and the ``bt_session`` cookie are declared as security schemes
   and required by every operation that needs a session.
 - **Schemas.** Struct schemas say ``additionalProperties: false`` where unknown fields are
@@ -15,8 +16,8 @@ Litestar generates the document from the handlers; this module completes it at s
   ``tuple[X, ...]``) becomes ``X``; 204 responses have no body; the preview window's maximum
   is the configured one.
 
-``tests/test_openapi_contract.py`` sends real requests (errors included) to every operation
-and validates each answer against the served document, so it cannot drift.
+``tests/foundation/test_openapi_contract.py`` sends real requests (errors included) to every
+operation and validates each answer against the served document, so it cannot drift.
 """
 
 from __future__ import annotations
@@ -59,13 +60,22 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_cursor": (400, "the cursor is not one this listing gave out (or for another sort)"),
     "invalid_upload": (400, "malformed multipart body, or no `file` part"),
     "window_too_long": (400, "the preview window is longer than the configured maximum"),
+    "weak_password": (400, "the password breaks the password policy"),
+    "invalid_token": (400, "the emailed token is unknown"),
+    "token_used": (400, "the emailed token was used already"),
+    "token_expired": (400, "the emailed token has expired"),
+    "invalid_timezone": (400, "not an IANA time zone name"),
+    "role_implicit": (400, "every account has the `user` role"),
     # 401, 403
     "unauthenticated": (401, "no valid session (Bearer token or the `bt_session` cookie)"),
+    "invalid_credentials": (401, "unknown email, wrong password or locked account (one answer)"),
     "forbidden": (403, "signed in, but not allowed to do this (role, ownership or editor)"),
     "not_owner": (403, "only the owner may do this"),
+    "wrong_password": (403, "the current password is wrong"),
     # 404
     "not_found": (404, "no such resource, or one the caller may not see"),
     "user_not_found": (404, "no such user"),
+    "session_not_found": (404, "not one of the caller's sessions"),
     "member_not_found": (404, "that user is not a member"),
     "no_invitation": (404, "the caller has no pending invitation"),
     "invalid_share_code": (404, "mistyped, unknown, expired or revoked share code"),
@@ -81,6 +91,12 @@ CODES: dict[str, tuple[int, str]] = {
     "audio_filename_taken": (409, "another track uses this `audio_filename`"),
     "split_total_exceeded": (409, "the creators' splits would add up to more than 100 %"),
     "not_failed": (409, "only a failed upload can be retried"),
+    "email_taken": (409, "an account with this email address exists"),
+    "username_taken": (409, "this username is taken"),
+    "already_verified": (409, "the address is verified already"),
+    "last_admin": (409, "the last admin cannot lose the admin role"),
+    "in_release": (409, "a release has the upload as a track; remove it there first"),
+    "upload_busy": (409, "the upload is being moved into storage; retry in a moment"),
     "release_locked": (409, "the release is not a draft (or, to delete, not draft/rejected)"),
     "too_many_tracks": (409, "the release has its maximum number of tracks"),
     "track_order_taken": (409, "the release already has a track with this number"),
@@ -124,95 +140,83 @@ ANSWERS: dict[str, str] = {
     "GET /readyz": "not_ready",
     "GET /tracks": "invalid_cursor",
     "POST /tracks": "forbidden audio_filename_taken split_total_exceeded",
-    "GET /tracks/{track_id}": "not_found",
-    "PATCH /tracks/{track_id}": "forbidden not_found audio_filename_taken split_total_exceeded",
-    "DELETE /tracks/{track_id}": "forbidden not_found",
-    "POST /tracks/{track_id}/play": "not_found",
-    "POST /tracks/{track_id}/sections": "forbidden not_found",
-    "POST /tracks/{track_id}/creators": "forbidden not_found split_total_exceeded",
-    "POST /tracks/{track_id}/instruments": "forbidden not_found",
-    "POST /tracks/{track_id}/samples": "forbidden not_found",
-    "DELETE /tracks/{track_id}/sections/{child_id}": "forbidden not_found",
-    "DELETE /tracks/{track_id}/creators/{child_id}": "forbidden not_found",
-    "DELETE /tracks/{track_id}/instruments/{child_id}": "forbidden not_found",
-    "DELETE /tracks/{track_id}/samples/{child_id}": "forbidden not_found",
+    "PATCH /tracks/{track_id}": "forbidden audio_filename_taken split_total_exceeded",
+    "DELETE /tracks/{track_id}": "forbidden",
+    "POST /tracks/{track_id}/sections": "forbidden",
+    "POST /tracks/{track_id}/creators": "forbidden split_total_exceeded",
+    "POST /tracks/{track_id}/instruments": "forbidden",
+    "POST /tracks/{track_id}/samples": "forbidden",
+    "DELETE /tracks/{track_id}/sections/{child_id}": "forbidden",
+    "DELETE /tracks/{track_id}/creators/{child_id}": "forbidden",
+    "DELETE /tracks/{track_id}/instruments/{child_id}": "forbidden",
+    "DELETE /tracks/{track_id}/samples/{child_id}": "forbidden",
     "POST /uploads": "invalid_upload upload_too_large unsupported_media_type "
     "unsupported_format invalid_audio",
     "GET /uploads": "invalid_cursor",
-    "GET /uploads/{upload_id}": "not_found",
-    "POST /uploads/{upload_id}/retry": "not_found not_failed",
+    "POST /uploads/{upload_id}/retry": "not_failed",
+    "DELETE /uploads/{upload_id}": "in_release upload_busy",
     "POST /releases": "forbidden",
     "GET /releases": "forbidden invalid_cursor",
-    "GET /releases/{release_id}": "not_found",
-    "PATCH /releases/{release_id}": "forbidden not_found release_locked",
-    "DELETE /releases/{release_id}": "forbidden not_found release_locked",
-    "POST /releases/{release_id}/tracks": "forbidden not_found release_locked too_many_tracks "
+    "PATCH /releases/{release_id}": "forbidden release_locked",
+    "DELETE /releases/{release_id}": "forbidden release_locked",
+    "POST /releases/{release_id}/tracks": "forbidden release_locked too_many_tracks "
     "track_order_taken",
-    "DELETE /releases/{release_id}/tracks/{track_id}": "forbidden not_found release_locked",
-    "PUT /releases/{release_id}/tracks/order": "forbidden not_found release_locked invalid_order",
-    "POST /releases/{release_id}/submit": "forbidden not_found invalid_transition "
+    "DELETE /releases/{release_id}/tracks/{track_id}": "forbidden release_locked",
+    "PUT /releases/{release_id}/tracks/order": "forbidden release_locked invalid_order",
+    "POST /releases/{release_id}/submit": "forbidden invalid_transition "
     "release_incomplete upload_failed",
-    "POST /releases/{release_id}/withdraw": "forbidden not_found invalid_transition",
-    "POST /releases/{release_id}/approve": "forbidden not_found invalid_transition "
+    "POST /releases/{release_id}/withdraw": "forbidden invalid_transition",
+    "POST /releases/{release_id}/approve": "forbidden invalid_transition "
     "release_incomplete upload_failed",
-    "POST /releases/{release_id}/reject": "forbidden not_found invalid_transition",
-    "POST /releases/{release_id}/reopen": "forbidden not_found invalid_transition",
+    "POST /releases/{release_id}/reject": "forbidden invalid_transition",
+    "POST /releases/{release_id}/reopen": "forbidden invalid_transition",
     "GET /playlists": "invalid_cursor",
-    "GET /playlists/{playlist_id}": "not_found",
-    "PATCH /playlists/{playlist_id}": "forbidden not_found",
-    "DELETE /playlists/{playlist_id}": "forbidden not_found",
-    "POST /playlists/{playlist_id}/collaborators": "forbidden not_found not_collaborative "
+    "PATCH /playlists/{playlist_id}": "forbidden",
+    "DELETE /playlists/{playlist_id}": "forbidden",
+    "POST /playlists/{playlist_id}/collaborators": "forbidden not_collaborative "
     "already_owner already_collaborator too_many_collaborators",
-    "DELETE /playlists/{playlist_id}/collaborators/{user_id}": "forbidden not_found",
-    "POST /playlists/{playlist_id}/tracks": "forbidden not_found playlist_full "
-    "track_already_in_playlist",
-    "PATCH /playlists/{playlist_id}/tracks/{track_id}": "forbidden not_found",
-    "DELETE /playlists/{playlist_id}/tracks/{track_id}": "forbidden not_found",
-    "GET /blends/{blend_id}": "not_found",
-    "PATCH /blends/{blend_id}": "not_owner not_found member_limit_too_low",
-    "DELETE /blends/{blend_id}": "not_owner not_found",
-    "POST /blends/{blend_id}/share-code": "not_owner not_found",
-    "DELETE /blends/{blend_id}/share-code": "not_owner not_found",
+    "DELETE /playlists/{playlist_id}/collaborators/{user_id}": "forbidden",
+    "POST /playlists/{playlist_id}/tracks": "forbidden playlist_full track_already_in_playlist",
+    "PATCH /playlists/{playlist_id}/tracks/{track_id}": "forbidden",
+    "DELETE /playlists/{playlist_id}/tracks/{track_id}": "forbidden",
+    "PATCH /blends/{blend_id}": "not_owner member_limit_too_low",
+    "DELETE /blends/{blend_id}": "not_owner",
+    "POST /blends/{blend_id}/share-code": "not_owner",
+    "DELETE /blends/{blend_id}/share-code": "not_owner",
     "POST /blends/join": "invalid_share_code blend_full rate_limited",
-    "POST /blends/{blend_id}/invites": "not_owner not_found user_not_found already_member "
-    "blend_full",
-    "POST /blends/{blend_id}/accept": "not_found blend_full",
-    "POST /blends/{blend_id}/decline": "not_found no_invitation",
-    "POST /blends/{blend_id}/leave": "not_found owner_cannot_leave",
-    "DELETE /blends/{blend_id}/members/{user_id}": "not_owner not_found member_not_found "
-    "owner_cannot_leave",
-    "POST /blends/{blend_id}/regenerate": "not_found",
+    "POST /blends/{blend_id}/invites": "not_owner user_not_found already_member blend_full",
+    "POST /blends/{blend_id}/accept": "blend_full",
+    "POST /blends/{blend_id}/decline": "no_invitation",
+    "POST /blends/{blend_id}/leave": "owner_cannot_leave",
+    "DELETE /blends/{blend_id}/members/{user_id}": "not_owner member_not_found owner_cannot_leave",
     "PUT /taste/connections/{provider}": "unknown_provider",
     "DELETE /taste/connections/{provider}": "unknown_provider not_connected",
     "PUT /taste/connections/{provider}/top-tracks/{time_range}": "unknown_provider "
     "unknown_time_range not_connected",
     "GET /taste/connections/{provider}/top-tracks/{time_range}": "unknown_provider "
     "unknown_time_range not_connected",
-    "GET /mashups/{mashup_id}": "not_found",
-    "PATCH /mashups/{mashup_id}": "not_owner not_found",
-    "DELETE /mashups/{mashup_id}": "not_owner not_found",
-    "POST /mashups/{mashup_id}/share-code": "not_owner not_found",
-    "DELETE /mashups/{mashup_id}/share-code": "not_owner not_found",
+    "PATCH /mashups/{mashup_id}": "not_owner",
+    "DELETE /mashups/{mashup_id}": "not_owner",
+    "POST /mashups/{mashup_id}/share-code": "not_owner",
+    "DELETE /mashups/{mashup_id}/share-code": "not_owner",
     "POST /mashups/join": "invalid_share_code mashup_full rate_limited",
-    "PUT /mashups/{mashup_id}/members/{user_id}": "not_owner not_found member_not_found owner_role",
-    "DELETE /mashups/{mashup_id}/members/{user_id}": "not_owner not_found member_not_found "
+    "PUT /mashups/{mashup_id}/members/{user_id}": "not_owner member_not_found owner_role",
+    "DELETE /mashups/{mashup_id}/members/{user_id}": "not_owner member_not_found "
     "owner_cannot_leave",
-    "POST /mashups/{mashup_id}/inputs": "forbidden not_found track_not_found track_not_ready "
+    "POST /mashups/{mashup_id}/inputs": "forbidden track_not_found track_not_ready "
     "already_input too_many_inputs",
-    "DELETE /mashups/{mashup_id}/inputs/{track_id}": "forbidden not_found input_not_found",
-    "POST /mashups/{mashup_id}/previews": "not_found window_too_long busy",
-    "GET /mashups/{mashup_id}/previews/{preview_id}": "not_found preview_not_found",
-    "POST /mashups/{mashup_id}/export": "forbidden not_found empty_timeline busy",
-    "GET /mashups/{mashup_id}/export": "not_found export_not_found",
+    "DELETE /mashups/{mashup_id}/inputs/{track_id}": "forbidden input_not_found",
+    "POST /mashups/{mashup_id}/previews": "window_too_long busy",
+    "GET /mashups/{mashup_id}/previews/{preview_id}": "preview_not_found",
+    "POST /mashups/{mashup_id}/export": "forbidden empty_timeline busy",
+    "GET /mashups/{mashup_id}/export": "export_not_found",
     # Room history (server/history), the same for blends and mashups.
     **{
         f"GET /{kind}/{{room_id}}/{path}": codes
         for kind in ("blends", "mashups")
         for path, codes in (
-            ("history", "not_found"),
-            ("history/{seq}", "not_found history_unavailable"),
-            ("versions", "not_found"),
-            ("versions/{version_id}", "not_found unknown_version"),
+            ("history/{seq}", "history_unavailable"),
+            ("versions/{version_id}", "unknown_version"),
         )
     },
 }
@@ -339,6 +343,8 @@ def implied_codes(key: str, handler: HTTPRouteHandler, operation: Operation) -> 
         codes.append("unauthenticated")
     if handler.resolve_guards():
         codes.append("forbidden")
+    if "{" in key:  # what the path names may not exist (or not be visible to the caller)
+        codes.append("not_found")
     if has_body:
         codes.append("too_large")
     if key not in _NO_BACKEND:

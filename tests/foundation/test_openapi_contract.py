@@ -15,8 +15,9 @@ import httpx
 import jsonschema_rs
 import pytest
 
+from server.openapi import CODES
 from tests.catalog.helpers import track_body
-from tests.support import ServerProcess, make_user, new_address
+from tests.support import ROOT, ServerProcess, make_user, new_address
 
 METHODS = ("get", "put", "post", "patch", "delete")
 # Values for path parameters that are not ids.
@@ -222,3 +223,15 @@ async def test_options_lists_every_method(http: httpx.AsyncClient, path: str) ->
     detail = await http.options(f"{path}/{uuid.uuid4()}") if path != "/me" else None
     if detail is not None:
         assert {"DELETE", "GET", "PATCH"} <= set(detail.headers["allow"].split(", "))
+
+
+def test_every_problem_code_raised_is_described_once() -> None:
+    """Each `Problem(status, "code", ...)` in the server has its line in CODES, with the same
+    status, so that the document can describe it."""
+    raised = set()
+    for source in (ROOT / "server").rglob("*.py"):
+        text = source.read_text()
+        for status, code in re.findall(r'Problem\(\s*(\d{3}),\s*"([a-z_]+)"', text):
+            raised.add((code, int(status)))
+    missing = {(code, status) for code, status in raised if CODES.get(code, (0,))[0] != status}
+    assert missing == set()
