@@ -16,6 +16,7 @@ from server.bodies import decode_strictly
 from server.catalog.controller import TrackController
 from server.history import BlendHistoryController, MashupHistoryController
 from server.litestar_fixes import options_allow_every_method
+from server.mashups import generation as mashup_generation
 from server.mashups import previews as mashup_previews
 from server.mashups.controller import MashupController
 from server.metrics import metrics_endpoint, metrics_middleware
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             uploads_lifespan,
             blend_generation.lifespan,
             mashup_previews.lifespan,
+            mashup_generation.lifespan,
             accounts.lifespan,
             rooms_lifespan,
         ],

@@ -120,6 +120,10 @@ CODES: dict[str, tuple[int, str]] = {
     "already_input": (409, "that track is already an input"),
     "too_many_inputs": (409, "the mashup has its maximum of 50 input tracks"),
     "empty_timeline": (409, "there is nothing on the timeline to export"),
+    "no_inputs": (409, "the mashup has no input tracks to generate from"),
+    "inputs_not_analysed": (409, "an input has no bars and sections yet (`detail` names it)"),
+    "target_too_long": (409, "a generated mashup lasts at most 1200 s; lower the target"),
+    "generation_in_progress": (409, "a generation of this mashup is already queued or running"),
     # 410
     "history_unavailable": (410, "that point is older than the history the room keeps"),
     # 413, 415, 422
@@ -210,6 +214,8 @@ ANSWERS: dict[str, str] = {
     "GET /mashups/{mashup_id}/previews/{preview_id}": "preview_not_found",
     "POST /mashups/{mashup_id}/export": "forbidden empty_timeline busy",
     "GET /mashups/{mashup_id}/export": "export_not_found",
+    "POST /mashups/{mashup_id}/generate": "forbidden no_inputs inputs_not_analysed "
+    "target_too_long generation_in_progress",
     # Room history (server/history), the same for blends and mashups.
     **{
         f"GET /{kind}/{{room_id}}/{path}": codes

@@ -109,6 +109,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     mashup_preview_workers: Positive = 2
     mashup_preview_cache_mb: Positive = 256
     mashup_preview_max_pending: Positive = 8
+    # Mashup generation: how often idle processes look for queued jobs, how long a job may go
+    # untouched before another process takes it over (its process died), and how many times a
+    # job is taken over before it is failed (a job that kills its process must not loop).
+    mashup_generation_poll_seconds: PositiveFloat = 1.0
+    mashup_generation_lease_seconds: PositiveFloat = 60.0
+    mashup_generation_max_attempts: Positive = 3
 
     @property
     def effective_storage_dir(self) -> str:

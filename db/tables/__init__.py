@@ -23,7 +23,7 @@ from db.tables.blends import (
     UserTopTrack,
 )
 from db.tables.catalog import Track, TrackCreator, TrackInstrument, TrackSample, TrackSection
-from db.tables.mashups import Mashup, MashupInputTrack, MashupMember
+from db.tables.mashups import Mashup, MashupGenerationJob, MashupInputTrack, MashupMember
 from db.tables.playlists import Playlist, PlaylistCollaborator, PlaylistTrack
 from db.tables.releases import Release, ReleaseTrack
 from db.tables.rooms import Room, RoomCheckpoint, RoomOp, RoomSnapshot, RoomVersion
@@ -58,6 +58,7 @@ ALL_TABLES = (
     Mashup,
     MashupMember,
     MashupInputTrack,
+    MashupGenerationJob,
     Room,
     RoomOp,
     RoomSnapshot,

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from rooms.store import ensure_room
 from server.auth import Principal, client_address
 from server.mashups import live, queries, room, schemas
+from server.mashups.generation import GenerationService
 from server.mashups.previews import PreviewService
 from server.problems import Problem
 from server.services import Services
@@ -25,6 +26,11 @@ MAX_INPUTS = 50
 
 def get_previews(state: State) -> PreviewService:
     service: PreviewService = state.mashup_previews
+    return service
+
+
+def get_generation(state: State) -> GenerationService:
+    service: GenerationService = state.mashup_generation
     return service
 
 
@@ -58,6 +64,7 @@ async def _detail(
         timeline=found[1].timeline if found else None,
         previews=found[1].previews if found else [],
         export=found[1].export if found else None,
+        generation=found[1].generation if found else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -66,7 +73,10 @@ async def _detail(
 class MashupController(Controller):
     path = "/mashups"
     tags = ["mashups"]
-    dependencies = {"previews": Provide(get_previews, sync_to_thread=False)}
+    dependencies = {
+        "previews": Provide(get_previews, sync_to_thread=False),
+        "generation": Provide(get_generation, sync_to_thread=False),
+    }
 
     @post("/")
     async def create_mashup(
@@ -446,4 +456,21 @@ class MashupController(Controller):
             data,
             media_type="audio/flac",
             headers={"Cache-Control": "private, no-cache"},
+        )
+
+    # ------------------------------------------------------------------ generation
+
+    @post("/{mashup_id:uuid}/generate", status_code=HTTP_202_ACCEPTED)
+    async def generate(
+        self,
+        principal: Principal,
+        generation: GenerationService,
+        mashup_id: uuid.UUID,
+        data: schemas.GenerateRequest | None = None,
+    ) -> schemas.GenerationAccepted:
+        """Generate a draft timeline from the inputs (owner, editors). The room reports
+        ``generation`` progress, then the draft arrives as one ``generated`` batch, then the
+        rendered output (``/mashups/{id}/export``). See docs/mashups.md."""
+        return await generation.request(
+            mashup_id, principal.user_id, data or schemas.GenerateRequest()
         )

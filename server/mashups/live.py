@@ -27,9 +27,20 @@ _log = logging.getLogger("blendtune.mashups")
 MASHUP_ROOM: Final = room.MashupRoom()
 
 
-async def submit(services: Services, mashup_id: uuid.UUID, ops: Sequence[room.MashupOp]) -> int:
-    """Submit a server batch; its seq. Raises like ``rooms.api.submit``."""
-    return await api.submit(services, MASHUP_ROOM, mashup_id, ops, f"mashup-{uuid.uuid4().hex}")
+async def submit(
+    services: Services,
+    mashup_id: uuid.UUID,
+    ops: Sequence[room.MashupOp],
+    *,
+    op_id: str | None = None,
+) -> int:
+    """Submit a server batch; its seq. Raises like ``rooms.api.submit``.
+
+    Give an ``op_id`` to make a retried submission apply once (the first seq is returned).
+    """
+    return await api.submit(
+        services, MASHUP_ROOM, mashup_id, ops, op_id or f"mashup-{uuid.uuid4().hex}"
+    )
 
 
 async def publish_sync(services: Services, mashup_id: uuid.UUID) -> None:

@@ -200,7 +200,7 @@ class PreviewService:
             )
             self.render_seconds.observe(time.perf_counter() - began)
             key = preview_key(mashup_id, preview_id, result.format)
-            await self._store(key, result.data)
+            await self.store(key, result.data)
         except dsp.Superseded:
             await self._failed(mashup_id, preview_id, "superseded", "A newer preview replaced it.")
             return
@@ -276,7 +276,7 @@ class PreviewService:
                 high_quality=True,
             )
             key = new_key(EXPORT_PREFIX, mashup_id, uuid.UUID(export.id), EXPORT_FORMAT)
-            await self._store(key, result.data)
+            await self.store(key, result.data)
         except dsp.Superseded:
             return  # a newer export of this mashup reports instead
         except dsp.AudioError as exc:
@@ -350,7 +350,9 @@ class PreviewService:
 
     # ------------------------------------------------------------------ storage
 
-    async def _store(self, key: str, data: bytes) -> None:
+    async def store(self, key: str, data: bytes) -> None:
+        """Write ``data`` to the storage backend under ``key`` (atomically)."""
+
         def write() -> Path:
             fd, name = tempfile.mkstemp(prefix="bt-preview-", suffix=Path(key).suffix)
             with os.fdopen(fd, "wb") as f:

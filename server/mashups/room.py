@@ -9,8 +9,9 @@ Client ops (docs/mashups.md lists them with their rejection codes): ``add_clip``
 ``move_clip``, ``trim_clip``, ``set_clip``, ``set_clip_effects``, ``reorder_clip``,
 ``remove_clip``, ``set_tempo``, ``set_key`` and ``set_master``; owners and editors may send
 them, viewers may not. The server sends ``sync`` (name, members, inputs), the preview
-announcements ``preview_started``, ``preview_ready`` and ``preview_failed``, and ``export``
-(the progress of the mashup's full render).
+announcements ``preview_started``, ``preview_ready`` and ``preview_failed``, ``export``
+(the progress of the mashup's full render), ``generation`` (the progress of a generated draft)
+and ``generated`` (the draft itself, replacing the whole timeline).
 
 Every edit is checked with ``dsp.validate_timeline``, the same validation the renderer runs
 (on what the edit changed), so nothing the room accepts can make a render fail on its schema.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Final, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from dsp.arrange import Plan
 from dsp.effects import EffectChain
 from dsp.errors import InvalidTimeline
 from dsp.structure import Stem
@@ -102,6 +104,27 @@ class Export(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
 
 
+GenerationStatusName = Literal["pending", "generating", "completed", "failed"]
+GenerationStage = Literal["queued", "loading", "arranging", "rendering", "done", "failed"]
+
+
+class Generation(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest generated draft of the mashup (``POST /mashups/{id}/generate``), as far as
+    it got: queued, then loading the inputs' analyses, arranging, rendering, done or failed."""
+
+    id: str  # the generation job's id, as the 202 answer gave it
+    version: int  # orders the updates of one generation; an older one is ignored
+    status: GenerationStatusName
+    stage: GenerationStage
+    progress: Annotated[float, Meta(ge=0.0, le=1.0)]
+    seed: int
+    target_seconds: int
+    requested_by: uuid.UUID | None
+    url: str | None = None  # the rendered draft, once completed (the mashup's export URL)
+    detail: str = ""  # why it failed
+    plan: Plan | None = None  # every choice the arranger made, once arranged
+
+
 class MashupRoomState(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     owner_id: uuid.UUID | None = None
@@ -114,6 +137,7 @@ class MashupRoomState(msgspec.Struct, frozen=True, kw_only=True):
     previews: list[Preview] = []  # newest last, at most PREVIEWS_KEPT
     sync_version: int = 0  # the ``version`` of the newest ``sync`` applied
     export: Export | None = None  # the latest export (render of the whole mashup)
+    generation: Generation | None = None  # the latest generated draft, with its progress
 
 
 # ------------------------------------------------------------------ ops
@@ -227,6 +251,25 @@ class ExportStatus(_Op, frozen=True, tag="export"):
     export: Export
 
 
+class GenerationUpdate(_Op, frozen=True, tag="generation"):
+    """Server only: a generation was queued, moved on (stage, progress), completed or failed.
+
+    Replaces ``generation``, unless it is an older update (lower ``version``) of the same
+    generation than the room has: updates sent by different processes may arrive out of order.
+    """
+
+    generation: Generation
+
+
+class Generated(_Op, frozen=True, tag="generated"):
+    """Server only: the generated draft replaces the whole timeline (tempo, key, clips, master)
+    and the clips' order, in one batch, so it can be seen (and undone) as one change."""
+
+    generation_id: str
+    timeline: Timeline
+    order: dict[str, str]
+
+
 ClientOp = (
     AddClip
     | MoveClip
@@ -239,24 +282,16 @@ ClientOp = (
     | SetKey
     | SetMaster
 )
-ServerOp = Sync | PreviewStarted | PreviewReady | PreviewFailed | ExportStatus
-MashupOp = (
-    AddClip
-    | MoveClip
-    | TrimClip
-    | SetClip
-    | SetClipEffects
-    | ReorderClip
-    | RemoveClip
-    | SetTempo
-    | SetKey
-    | SetMaster
-    | Sync
+ServerOp = (
+    Sync
     | PreviewStarted
     | PreviewReady
     | PreviewFailed
     | ExportStatus
+    | GenerationUpdate
+    | Generated
 )
+MashupOp = ClientOp | ServerOp
 
 
 # ------------------------------------------------------------------ the reducer
@@ -368,7 +403,7 @@ def _new_timeline(timeline: Timeline, **changes: object) -> Timeline:
 
 def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomState:
     """The pure reducer (see the module docstring and docs/mashups.md)."""
-    if isinstance(op, Sync | PreviewStarted | PreviewReady | PreviewFailed | ExportStatus):
+    if isinstance(op, ServerOp):
         if not actor.is_server:
             raise OpRejected("forbidden", f"only the server sends {op.__struct_config__.tag}")
         return _apply_server(state, op)
@@ -416,10 +451,7 @@ def reduce(state: MashupRoomState, op: MashupOp, actor: Actor) -> MashupRoomStat
     raise OpRejected("invalid", "unknown op")  # pragma: no cover - the union is exhaustive
 
 
-def _apply_server(
-    state: MashupRoomState,
-    op: Sync | PreviewStarted | PreviewReady | PreviewFailed | ExportStatus,
-) -> MashupRoomState:
+def _apply_server(state: MashupRoomState, op: ServerOp) -> MashupRoomState:
     if isinstance(op, Sync):
         if op.version < state.sync_version:
             return state  # an older picture than the room has: stale
@@ -442,7 +474,28 @@ def _apply_server(
         return msgspec.structs.replace(state, previews=previews)
     if isinstance(op, ExportStatus):
         return msgspec.structs.replace(state, export=op.export)
+    if isinstance(op, GenerationUpdate):
+        current = state.generation
+        new = op.generation
+        if current is not None and current.id == new.id and new.version < current.version:
+            return state  # an older update of the same generation, overtaken
+        return msgspec.structs.replace(state, generation=new)
+    if isinstance(op, Generated):
+        return _generated(state, op)
     return state  # started and failed are announcements only
+
+
+def _generated(state: MashupRoomState, op: Generated) -> MashupRoomState:
+    """The generated timeline, checked like every edit: clips cut from inputs, inside them,
+    each with a valid order key, and the whole timeline as the renderer validates it."""
+    ids = {clip.id for clip in op.timeline.clips}
+    if set(op.order) != ids:
+        raise OpRejected("invalid", "the order must give every clip exactly one key")
+    for index in op.order.values():
+        _check_index(index)
+    for clip in op.timeline.clips:
+        _check_source(state, clip)
+    return _with_timeline(state, op.timeline, dict(op.order), everything=True)
 
 
 def evicted_previews(before: list[Preview], added: Preview) -> list[Preview]:

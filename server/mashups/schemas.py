@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from dsp.timeline import Timeline
-from server.mashups.room import Export, Preview
+from server.mashups.room import Export, Generation, Preview
 from server.share_codes.store import ShareCode
 
 # No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
@@ -103,6 +103,8 @@ class MashupDetail(msgspec.Struct, frozen=True, kw_only=True):
     previews: list[Preview]
     # The latest export (full render): generating, completed (with its url) or failed.
     export: Export | None
+    # The latest generated draft: status, stage, progress, seed, plan, url (None: never).
+    generation: Generation | None
     created_at: datetime
     updated_at: datetime
 
@@ -116,3 +118,27 @@ class PreviewAccepted(msgspec.Struct, frozen=True, kw_only=True):
     start_seconds: float
     duration_seconds: float
     status: Literal["rendering"] = "rendering"
+
+
+class GenerateRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Generate a draft of the timeline from the mashup's inputs (every field optional)."""
+
+    # The same seed (with the same inputs and target) gives the same draft. Left out: the
+    # previous generation's seed plus one (another draft), or a random one the first time.
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)] | None = None
+    # Left out: the mashup's target_duration_seconds. At most 1200 (the renderer's limit).
+    target_seconds: Annotated[int, msgspec.Meta(ge=1, le=1200)] | None = None
+    # Lay one input's drums (percussive stem) under another's harmonic stem in builds and peaks.
+    layering: bool = True
+
+
+class GenerationAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """A generation is queued; the room reports its progress (``generation`` ops)."""
+
+    id: uuid.UUID
+    mashup_id: uuid.UUID
+    seed: int
+    target_seconds: int
+    layering: bool
+    requested_by: uuid.UUID
+    status: Literal["pending"] = "pending"

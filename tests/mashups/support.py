@@ -21,6 +21,7 @@ from tests.support import TestUser
 
 RATE = 44100
 KIND = MashupRoom()
+PROBLEM = "application/problem+json"
 _ops = msgspec.json.Decoder(list[MashupOp])
 
 
@@ -110,27 +111,31 @@ class MashupClient:
         self.state = msgspec.convert(welcome["state"], MashupRoomState)
         self.seqs: list[tuple[int, str]] = []  # (seq, op_id) of every batch, in order
         self.announcements: list[dict[str, Any]] = []  # preview ops, in order
+        # Batches carrying generation ops, as (seq, ops), in order.
+        self.generation_batches: list[tuple[int, list[dict[str, Any]]]] = []
         self._mine: dict[str, list[dict[str, Any]]] = {}
 
     @classmethod
     async def connect(cls, base_ws: str, mashup_id: str, token: str) -> MashupClient:
         return cls(await join(base_ws, uuid.UUID(mashup_id), token, kind="mashup"))
 
-    def _apply(self, author: uuid.UUID, ops: Any) -> None:
+    def _apply(self, author: uuid.UUID, ops: Any, seq: int) -> None:
         decoded = _ops.decode(msgspec.json.encode(ops))
         role = "server" if author == SERVER_USER_ID else self.role
         self.state = KIND.apply_batch(self.state, decoded, Actor(user_id=author, role=role))
         self.announcements += [op for op in ops if op["op"].startswith("preview_")]
+        if any(op["op"] in ("generation", "generated") for op in ops):
+            self.generation_batches.append((seq, ops))
 
     async def recv(self, within: float = 20.0) -> dict[str, Any]:
         message = await self.client.recv(within)
         kind = message["type"]
         if kind == "batch":
             self.seqs.append((message["seq"], message["op_id"]))
-            self._apply(uuid.UUID(message["author"]), message["ops"])
+            self._apply(uuid.UUID(message["author"]), message["ops"], message["seq"])
         elif kind == "ack" and message["op_id"] in self._mine:
             self.seqs.append((message["seq"], message["op_id"]))
-            self._apply(self.user_id, self._mine.pop(message["op_id"]))
+            self._apply(self.user_id, self._mine.pop(message["op_id"]), message["seq"])
         elif kind == "error" and message.get("op_id") in self._mine:
             self._mine.pop(message["op_id"])
         elif kind == "ping":
@@ -176,3 +181,12 @@ class MashupClient:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Assert a problem+json answer with this status and code; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["code"] == code, body
+    return body

@@ -11,24 +11,21 @@ import httpx
 import pytest
 
 from server.mashups.controller import MAX_INPUTS, MAX_MEMBERS
-from tests.mashups.support import create_mashup, join_by_code, loop_wav, upload_track
+from tests.mashups.support import (
+    PROBLEM,
+    create_mashup,
+    join_by_code,
+    loop_wav,
+    problem,
+    upload_track,
+)
 from tests.support import ServerProcess, make_user
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 async def on_a(pair: tuple[ServerProcess, ServerProcess]) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=pair[0].url, timeout=30) as client:
         yield client
-
-
-def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM), response.headers
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["code"] == code, body
-    return body
 
 
 async def test_lifecycle_members_and_share_codes(

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS mashup_generation_jobs;
