@@ -353,7 +353,12 @@ class GenerationService:
         clips = arranged.timeline.clips
         keys = fractional.keys_between(None, None, len(clips)) if clips else []
         order = {clip.id: key for clip, key in zip(clips, keys, strict=True)}
-        placed = room.Generated(generation_id=str(job.id), timeline=arranged.timeline, order=order)
+        placed = room.Generated(
+            generation_id=str(job.id),
+            requested_by=job.requested_by or SERVER_USER_ID,
+            timeline=arranged.timeline,
+            order=order,
+        )
         update = self._update(job, 3, "generating", "rendering", 0.35, plan=arranged.plan)
         await self._record(job, "rendering", 0.35, plan=arranged.plan)
         try:

@@ -266,6 +266,7 @@ class Generated(_Op, frozen=True, tag="generated"):
     and the clips' order, in one batch, so it can be seen (and undone) as one change."""
 
     generation_id: str
+    requested_by: uuid.UUID  # who asked for it: the draft is on their undo stack
     timeline: Timeline
     order: dict[str, str]
 

@@ -301,7 +301,7 @@ async def test_bad_requests_get_their_codes_and_change_nothing(
         (
             {"headers": {**owner.headers, "content-type": "application/json"}, "content": b"{"},
             400,
-            "bad_request",
+            "invalid_request",
         ),
         (
             {"headers": owner.headers, "json": {"seed": 1, "pad": "x" * 2_000_000}},

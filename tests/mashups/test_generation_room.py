@@ -31,7 +31,9 @@ def draft(seed: int = 1) -> tuple[room.Generated, Any]:
     )
     clips = arranged.timeline.clips
     order = {c.id: f"a{n + 1}" for n, c in enumerate(clips)}
-    return room.Generated(generation_id=GEN_ID, timeline=arranged.timeline, order=order), arranged
+    return room.Generated(
+        generation_id=GEN_ID, requested_by=EDITOR, timeline=arranged.timeline, order=order
+    ), arranged
 
 
 def generation(version: int, status: str = "generating", **extra: Any) -> room.GenerationUpdate:
@@ -111,7 +113,7 @@ def test_a_bad_generated_timeline_is_refused_whole(change: str, code: str) -> No
     elif change == "out_of_range":  # built in Python, so only validate_timeline sees it
         clips = (msgspec.structs.replace(first, gain_db=100.0), *timeline.clips[1:])
         timeline = msgspec.structs.replace(timeline, clips=clips)
-    bad = room.Generated(generation_id=GEN_ID, timeline=timeline, order=order)
+    bad = room.Generated(generation_id=GEN_ID, requested_by=EDITOR, timeline=timeline, order=order)
     with pytest.raises(OpRejected) as caught:
         KIND.apply_batch(state, [bad, generation(3)], SERVER_ACTOR)
     assert caught.value.code == code
