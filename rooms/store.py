@@ -313,6 +313,9 @@ class _Group:
 
 Outcome = tuple[Any, list[Entry]] | BaseException
 
+LOCKED_COMMITS_AT_ONCE = 4
+"""Rooms committed on the locking path at once by one group commit (each holds a connection)."""
+
 
 async def commit_many(
     pool: Any,
@@ -378,16 +381,20 @@ async def commit_many(
         paths["fast"] = paths.get("fast", 0) + len(groups) - len(slow)
         paths["locked"] = paths.get("locked", 0) + len(slow)
 
+    # Each room locks only its own row, so they may run side by side, but only a few at a
+    # time: a burst of rooms on this path must not take the whole pool from requests.
+    slots = asyncio.Semaphore(LOCKED_COMMITS_AT_ONCE)
+
     async def locked(g: _Group) -> None:
         for pending in g.unique:
             pending.seq, pending.duplicate, pending.rejected = None, False, None
         try:
-            g.state, g.entries = await _commit_locked(pool, g.replica, g.unique)
+            async with slots:
+                g.state, g.entries = await _commit_locked(pool, g.replica, g.unique)
             outcomes[id(g)] = g.result()
         except Exception as exc:
             outcomes[id(g)] = exc
 
-    # Each room locks only its own row, so they may run side by side (the pool bounds them).
     await asyncio.gather(*(locked(g) for g in slow))
     return [outcomes[id(g)] for g in groups]
 

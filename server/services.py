@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -18,6 +17,7 @@ from redis.asyncio import Redis
 
 from db import engine as db_engine
 from db import migrate
+from db.pool import Pool
 from server.metrics import Metrics
 from server.redis_client import Keys, create_redis
 from server.settings import Settings
@@ -34,11 +34,16 @@ class Services:
     redis: Redis
     keys: Keys
     metrics: Metrics
+    _pool: Pool | None = None
 
     @property
-    def pool(self) -> Any:
-        """The asyncpg pool under Piccolo's engine, for hot paths written in SQL."""
-        return self.engine.pool
+    def pool(self) -> Pool:
+        """The asyncpg pool under Piccolo's engine (with an acquire timeout and no nested
+        acquires: db/pool.py), for the queries written in SQL."""
+        raw = self.engine.pool
+        if self._pool is None or self._pool.raw is not raw:
+            self._pool = Pool(raw, self.settings.db_acquire_timeout_seconds)
+        return self._pool
 
 
 def get_services(state: State) -> Services:
@@ -57,7 +62,7 @@ async def services_lifespan(app: Litestar) -> AsyncIterator[None]:
             f"the database schema is out of date ({len(todo)} migration(s) pending): "
             "run `blendtune migrate`"
         )
-    await db_engine.start(services.engine)
+    await db_engine.start(services.engine, max_size=settings.db_pool_size)
     try:
         yield
     finally:

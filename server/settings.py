@@ -71,6 +71,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Test-only fault injection for the storage backend: "fail" (every write raises) or
     # "hang" (every write blocks); see docs/catalog.md.
     storage_fault: Literal["", "fail", "hang"] = ""
+    # Database pool: connections per process, and how long a request waits for one before
+    # it is answered 503 (never forever: see db/pool.py).
+    db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 10
+    db_acquire_timeout_seconds: PositiveFloat = 5.0
     # Rooms.
     ws_max_frame_bytes: Positive = 64 * 1024
     ws_ops_per_second: Positive = 50

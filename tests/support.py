@@ -19,14 +19,40 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = 30.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """Poll ``check`` until it returns something other than None or False, and return that.
+
+    The one way tests wait for something to happen (a row, a status, a message): the deadline
+    is generous so a loaded machine does not fail the test, and it is a bound on a hang, not a
+    timing assertion. Fails with ``what`` in the message when the deadline passes.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        found = await check()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:.0f} s")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

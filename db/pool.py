@@ -1,0 +1,104 @@
+"""The connection pool every query goes through: acquires time out and never nest.
+
+asyncpg's ``Pool.acquire`` waits forever by default, and a task that holds a connection
+while it asks for a second one can deadlock the whole process: with the pool's ten
+connections held by ten such tasks, each waits for a connection that only the others can
+give back, and every request behind them hangs (issue #11: ten blends woven at once did
+exactly that). Two rules close this for good:
+
+- an acquire waits at most ``timeout`` seconds, then raises ``TimeoutError``, which the REST
+  layer answers with ``503 unavailable`` (server/problems.py), so a pool under pressure sheds
+  load instead of hanging;
+- a task that already holds a connection from this pool and asks for another gets
+  ``NestedAcquire`` at once. It is a programming error (pass the connection you hold, or
+  let go of it first), and failing loudly in every test beats a deadlock under load.
+
+The check is per task: a task spawned while its parent holds a connection may acquire its
+own (it does not wait on the parent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any
+
+# The task that holds a connection in the current context (tasks inherit a copy of their
+# parent's context, so the holder is compared with the current task, not just set or not).
+_holder: ContextVar[asyncio.Task[Any] | None] = ContextVar("blendtune_pool_holder", default=None)
+
+
+class NestedAcquire(RuntimeError):
+    """A task asked the pool for a connection while holding one (see the module docs)."""
+
+
+class Pool:
+    """asyncpg's pool with an acquire timeout and the no-nesting rule; the same methods."""
+
+    def __init__(self, pool: Any, acquire_timeout: float) -> None:
+        self.raw = pool
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self) -> _Acquire:
+        return _Acquire(self)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        async with self.acquire() as conn:
+            result: str = await conn.execute(query, *args)
+            return result
+
+    async def executemany(self, query: str, args: Any) -> None:
+        async with self.acquire() as conn:
+            await conn.executemany(query, args)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self.acquire() as conn:
+            rows: list[Any] = await conn.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, column=column)
+
+    def get_size(self) -> int:
+        return int(self.raw.get_size())
+
+    def get_idle_size(self) -> int:
+        return int(self.raw.get_idle_size())
+
+
+class _Acquire:
+    """``async with pool.acquire() as conn``; a class rather than a generator because the
+    rooms committer acquires on its hot path."""
+
+    __slots__ = ("_conn", "_pool", "_token")
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._conn: Any = None
+        self._token: Any = None
+
+    async def __aenter__(self) -> Any:
+        task = asyncio.current_task()
+        if task is not None and _holder.get() is task:
+            raise NestedAcquire(
+                "this task already holds a database connection: pass it along, or release it"
+                " before acquiring another (nested acquires can deadlock the pool)"
+            )
+        self._conn = await self._pool.raw.acquire(timeout=self._pool.acquire_timeout)
+        self._token = _holder.set(task)
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _holder.reset(self._token)
+        await self._pool.raw.release(self._conn)
