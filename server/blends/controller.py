@@ -90,11 +90,12 @@ class BlendController(Controller):
         """A blend with its members, woven playlist and taste match (members and invitees)."""
         async with services.pool.acquire() as conn:
             detail = await queries.detail(conn, blend_id, principal.user_id)
-            # Members rename the blend in its room; the room's name is the current one.
-            name = await live.room_name(services, blend_id)
-            if name is not None and name != detail.name:
-                await conn.execute("UPDATE blends SET name = $2 WHERE id = $1", blend_id, name)
-                detail = msgspec.structs.replace(detail, name=name)
+        # Members rename the blend in its room; the room's name is the current one. (Read
+        # after letting go of the connection: the room read takes its own.)
+        name = await live.room_name(services, blend_id)
+        if name is not None and name != detail.name:
+            await services.pool.execute("UPDATE blends SET name = $2 WHERE id = $1", blend_id, name)
+            detail = msgspec.structs.replace(detail, name=name)
         return detail
 
     @patch("/{blend_id:uuid}")

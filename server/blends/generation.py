@@ -3,9 +3,12 @@
 A blend needs weaving when its status is ``pending`` (members joined or left, settings or
 tastes changed), ``processing`` with nobody working on it (its process died), or ``completed``
 longer ago than ``blend_regenerate_hours``. Any number of processes run this job; a
-PostgreSQL advisory lock per blend (``pg_try_advisory_lock``, held on the job's connection)
-makes sure one process weaves a given blend at a time, and a dead process's lock goes with its
-connection. Status goes pending -> processing (committed, so clients can see it) ->
+PostgreSQL advisory lock per blend (``pg_try_advisory_lock``, held on the job's connection
+while it weaves) makes sure one process weaves a given blend at a time, and a dead process's
+lock goes with its connection. The lock and its connection are let go before the room is told
+(the room commit takes a connection of its own: holding one while waiting for another is how
+ten weaves at once used to hang the whole pool), and each process weaves at most ``_WEAVERS``
+blends at a time. Status goes pending -> processing (committed, so clients can see it) ->
 completed; a change that lands while a weave runs sets ``pending`` again, and the job weaves
 once more before it lets go.
 
@@ -21,14 +24,15 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar
 from prometheus_client import Counter, Histogram
 
-from server.blends import live, queries
+from server.blends import live, queries, schemas
 from server.blends.taste import load_tastes
-from server.blends.weave import weave
+from server.blends.weave import Weave, weave
 from server.services import Services
 
 _log = logging.getLogger("blendtune.blends")
@@ -37,7 +41,21 @@ _log = logging.getLogger("blendtune.blends")
 _LOCK_CLASS = 0x626C656E
 # Weaves in a row for one blend before the job lets others have a go.
 _MAX_ROUNDS = 5
+# Weaves running at once in one process (each holds at most one pool connection at a time).
+_WEAVERS = 2
 _SCAN_BATCH = 50
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A stored weave, to be told to the room."""
+
+    name: str
+    owner_id: uuid.UUID
+    settings: schemas.BlendSettings
+    members: list[schemas.Member]
+    result: Weave
+    generation: int
 
 
 class BlendJobs:
@@ -47,6 +65,7 @@ class BlendJobs:
         self.services = services
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._weavers = asyncio.Semaphore(_WEAVERS)
         registry = services.metrics.registry
         self.weaves = Counter(
             "blendtune_blend_weaves_total",
@@ -141,33 +160,52 @@ class BlendJobs:
     async def generate(self, blend_id: uuid.UUID) -> bool:
         """Weave the blend if it needs it and no one else is at it; whether this call wove."""
         woven = False
+        # At most _WEAVERS weaves at a time per process, each holding at most one connection
+        # at a time, so the job can never take the pool from requests.
+        async with self._weavers:
+            for _ in range(_MAX_ROUNDS):
+                done = await self._weave_once(blend_id)
+                if done is None:
+                    break
+                self.weaves.inc()
+                # No connection is held here: the room commit acquires its own (issue #11).
+                # Two weaves of one blend may be told to the room out of order; the room keeps
+                # the newer generation (server/blends/room.py).
+                await live.publish_weave(
+                    self.services,
+                    blend_id,
+                    name=done.name,
+                    owner_id=done.owner_id,
+                    settings=done.settings,
+                    members=done.members,
+                    result=done.result,
+                    generation=done.generation,
+                )
+                woven = True
+                # A change may have landed while the room was being told: weave again.
+                if not await self._needs_work(blend_id):
+                    break
+        return woven
+
+    async def _weave_once(self, blend_id: uuid.UUID) -> _Done | None:
+        """One weave, stored; what to tell the room, or None when there is nothing to do here
+        (another process holds the blend, it is gone, or it was woven recently enough)."""
         async with self.services.pool.acquire() as conn:
             locked = await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
             )
             if not locked:
-                return False
+                return None
             try:
-                for _ in range(_MAX_ROUNDS):
-                    if not await self._weave_once(conn, blend_id):
-                        break
-                    woven = True
-                    # A change may have landed while the room was being told: weave again.
-                    status = await conn.fetchval(
-                        "SELECT status::text FROM blends WHERE id = $1", blend_id
-                    )
-                    if status not in ("pending", "processing"):
-                        break
+                return await self._weave_locked(conn, blend_id)
             finally:
                 await conn.execute(
                     "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
                 )
-        return woven
 
-    async def _weave_once(self, conn: Any, blend_id: uuid.UUID) -> bool:
-        """One weave (and its delivery to the room); False when there is nothing to do (the
-        blend is gone, or completed recently enough)."""
-        # Item ids in the room are g<generation>.<n>: a clock reading keeps them unique.
+    async def _weave_locked(self, conn: Any, blend_id: uuid.UUID) -> _Done | None:
+        # Item ids in the room are g<generation>.<n>: a clock reading keeps them unique, and
+        # orders the weaves of one blend.
         generation = await conn.fetchval(
             """
             UPDATE blends SET status = 'processing'
@@ -179,14 +217,14 @@ class BlendJobs:
             self.services.settings.blend_regenerate_hours,
         )
         if generation is None:
-            return False
+            return None
         started = time.perf_counter()
         async with conn.transaction():
             found = await conn.fetchrow(
                 "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
             )
             if found is None:
-                return False
+                return None
             settings = queries.decode_settings(found["blend_settings"])
             member_ids = await queries.accepted_members(conn, blend_id)
             tastes = await load_tastes(conn, member_ids)
@@ -201,19 +239,8 @@ class BlendJobs:
                 blend_id,
             )
             members = await queries.members(conn, blend_id)
-        self.weaves.inc()
         self.weave_seconds.observe(time.perf_counter() - started)
-        await live.publish_weave(
-            self.services,
-            blend_id,
-            name=found["name"],
-            owner_id=found["created_by"],
-            settings=settings,
-            members=members,
-            result=result,
-            generation=generation,
-        )
-        return True
+        return _Done(found["name"], found["created_by"], settings, members, result, generation)
 
 
 @contextlib.asynccontextmanager

@@ -32,6 +32,7 @@ def sync_op(
     members: Sequence[schemas.Member],
     *,
     name: str | None = None,
+    generation: int | None = None,
 ) -> room.Sync:
     return room.Sync(
         name=name,
@@ -48,6 +49,7 @@ def sync_op(
             for m in members
             if m.status == "accepted"
         ],
+        generation=generation,
     )
 
 
@@ -87,7 +89,7 @@ async def publish_weave(
     generation: int,
 ) -> None:
     ops: list[room.BlendOp] = [
-        sync_op(name, owner_id, settings, members),
+        sync_op(name, owner_id, settings, members, generation=generation),
         room.woven_op(result, generation),
     ]
     await submit(services, blend_id, ops)

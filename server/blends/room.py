@@ -82,7 +82,7 @@ class BlendRoomState(msgspec.Struct, frozen=True, kw_only=True):
     items: list[Item] = []
     library: dict[str, list[LibrarySong]] = {}  # member id -> songs they may add
     taste_match: TasteMatch | None = None
-    generation: int = 0  # how many server weaves the room has seen
+    generation: int = 0  # the newest weave the room has seen (a clock reading, in µs)
 
 
 # ------------------------------------------------------------------ ops
@@ -131,6 +131,9 @@ class Sync(_Op, frozen=True, tag="sync"):
 
     ``name`` is set when the name changed over REST (and on creation); otherwise the room keeps
     its own (members rename in the room), and ``default_name`` only fills an empty one.
+    ``generation`` is set on the sync that goes with a weave: weaves may reach the room out of
+    order (each process tells the room after letting go of the blend), so one older than the
+    room's is ignored, with its sync.
     """
 
     name: str | None
@@ -138,6 +141,7 @@ class Sync(_Op, frozen=True, tag="sync"):
     owner_id: uuid.UUID
     settings: BlendSettings
     members: list[RoomMember]
+    generation: int | None = None
 
 
 class Woven(_Op, frozen=True, tag="woven"):
@@ -256,6 +260,8 @@ def _put(state: BlendRoomState, item: Item) -> BlendRoomState:
 
 
 def _apply_server(state: BlendRoomState, op: Sync | Woven) -> BlendRoomState:
+    if op.generation is not None and op.generation < state.generation:
+        return state  # an older weave, told after a newer one
     if isinstance(op, Sync):
         return msgspec.structs.replace(
             state,

@@ -224,3 +224,35 @@ def test_random_edits_keep_the_playlist_sound(ops: list[tuple[Actor, room.BlendO
     for actor, op in accepted:
         replayed = KIND.apply(replayed, op, actor)
     assert replayed == state
+
+
+def test_an_older_weave_told_after_a_newer_one_changes_nothing() -> None:
+    # Two processes weave one blend in turn and each tells the room after letting go of it:
+    # the older weave (and the member list that came with it) may arrive second.
+    members = [RoomMember(user_id=OWNER, username="o", role="owner")]
+
+    def told(generation: int, songs: str, people: list[RoomMember]) -> list[room.BlendOp]:
+        result = weave([taste(m.user_id, songs, 4) for m in people], 4)
+        sync = Sync(
+            name=None,
+            default_name="Mix",
+            owner_id=OWNER,
+            settings=BlendSettings(playlist_length=4),
+            members=people,
+            generation=generation,
+        )
+        return [sync, room.woven_op(result, generation)]
+
+    newer_members = [*members, RoomMember(user_id=FRIEND, username="f")]
+    newer = KIND.apply_batch(KIND.initial_state(), told(200, "new", newer_members), SERVER_ACTOR)
+    after = KIND.apply_batch(newer, told(100, "old", members), SERVER_ACTOR)
+    assert after == newer
+    assert [m.user_id for m in after.members] == [OWNER, FRIEND]
+    assert all(i.id.startswith("g200.") for i in after.items)
+    # A newer weave still replaces it, and a sync with no generation (a REST change) applies.
+    latest = KIND.apply_batch(after, told(300, "late", members), SERVER_ACTOR)
+    assert latest.generation == 300 and [m.user_id for m in latest.members] == [OWNER]
+    plain = Sync(
+        name="Renamed", default_name="Mix", owner_id=OWNER, settings=BlendSettings(), members=[]
+    )
+    assert KIND.apply(latest, plain, SERVER_ACTOR).name == "Renamed"
