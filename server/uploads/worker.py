@@ -219,16 +219,18 @@ class UploadWorker:
 
     async def fail(self, job: Job, message: str) -> None:
         delay = self.backoff(job.retry_count)
-        status = await self.services.pool.fetchval(
-            _FAIL_JOB, job.id, self.settings.upload_max_attempts, delay, message[:1000]
-        )
-        upload_status = "failed" if status == "failed" else "pending"
+        # The job and its upload change together: a crash in between must not leave an
+        # upload 'uploading' behind a failed job (issue #16).
+        async with self.services.pool.acquire() as conn, conn.transaction():
+            status = await conn.fetchval(
+                _FAIL_JOB, job.id, self.settings.upload_max_attempts, delay, message[:1000]
+            )
+            await conn.execute(
+                "UPDATE uploaded_tracks SET upload_status = $2, updated_at = now() WHERE id = $1",
+                job.upload_id,
+                "failed" if status == "failed" else "pending",
+            )
         self.moves.labels("failed" if status == "failed" else "retry").inc()
-        await self.services.pool.execute(
-            "UPDATE uploaded_tracks SET upload_status = $2, updated_at = now() WHERE id = $1",
-            job.upload_id,
-            upload_status,
-        )
         _log.warning(
             "upload %s: move failed (%s); job now %s, next try in %.1f s",
             job.upload_id,
