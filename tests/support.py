@@ -152,7 +152,21 @@ class RedisProcess:
             self.proc = None
 
 
-class ServerProcess:
+class Listening:
+    """Something the tests start that listens on a loopback ``port``."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+class ServerProcess(Listening):
     """``blendtune serve`` as a child process on a free port."""
 
     def __init__(self, backends: Backends, env: Mapping[str, str] | None = None) -> None:
@@ -172,14 +186,6 @@ class ServerProcess:
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self, *args: str) -> None:
         log = open(self.log_path, "ab")

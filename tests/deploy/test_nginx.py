@@ -23,13 +23,21 @@ from tests.accounts.helpers import assert_problem, new_email
 from tests.catalog.helpers import audio_bytes
 from tests.rooms.client import Client, join
 from tests.rooms.conftest import ROOM_ENV, Rooms
-from tests.support import ROOT, Backends, ServerProcess, eventually, free_port, reachable
+from tests.support import (
+    ROOT,
+    Backends,
+    Listening,
+    ServerProcess,
+    eventually,
+    free_port,
+    reachable,
+)
 
 LIMIT = 4
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-class Nginx:
+class Nginx(Listening):
     """Debian's nginx with the project's site config, pointed at the given upstreams."""
 
     def __init__(self, upstreams: list[int]) -> None:
@@ -57,14 +65,6 @@ class Nginx:
             """
         )
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
