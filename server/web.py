@@ -1,10 +1,11 @@
 """The static web client: ``/`` is its page, ``/static/...`` its modules and style sheet.
 
 Every script lives in ``static/*.js`` (no inline code), so the page is served with a strict
-Content-Security-Policy. ``/verify`` is the same page (the emailed verification link lands
-there and the page confirms the token through the API). The OpenAPI viewer at ``/schema``
-loads Swagger UI from this server (``/vendor/swagger-ui/``, the files the ``swagger-ui-py``
-wheel ships), so it works without internet. See docs/web-client.md.
+Content-Security-Policy. ``/verify`` and ``/reset-password`` are the same page (the emailed
+links land there; the page confirms the token, or sets the new password, through the API).
+The OpenAPI viewer at ``/schema`` loads Swagger UI from this server (``/vendor/swagger-ui/``,
+the files the ``swagger-ui-py`` wheel ships), so it works without internet. See
+docs/web-client.md.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def verify_page() -> File:
     return _page()
 
 
+@get("/reset-password", include_in_schema=False, sync_to_thread=False, cache_control=_NO_CACHE)
+def reset_page() -> File:
+    """Where the password-reset email's link lands: the page asks for the new password."""
+    return _page()
+
+
 @get("/favicon.ico", include_in_schema=False, sync_to_thread=False, cache_control=_VENDOR_CACHE)
 def favicon_ico() -> File:
     return File(STATIC_DIR / "favicon.ico", media_type="image/x-icon", headers=SECURITY_HEADERS)
@@ -109,5 +116,5 @@ def create_router() -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[index, verify_page, favicon_ico, favicon_svg, static, vendor],
+        route_handlers=[index, verify_page, reset_page, favicon_ico, favicon_svg, static, vendor],
     )

@@ -350,8 +350,11 @@ async def request_reset(services: Services, email: str) -> None:
             subject="Reset your Blendtune password",
             body=(
                 "Someone (hopefully you) asked to reset your Blendtune password.\n\n"
+                "Open this link within 1 hour to choose a new one (it works once):\n\n"
+                f"{services.settings.effective_public_url}/reset-password?token={token}\n\n"
                 f"Your reset token, valid for 1 hour and usable once:\n\n{token}\n\n"
-                f"Send it with your new password: POST {services.settings.effective_public_url}"
+                f"API clients send it with the new password: POST "
+                f"{services.settings.effective_public_url}"
                 '/auth/password-reset/confirm {"token": "...", "password": "..."}\n\n'
                 "Resetting signs you out everywhere. If you did not ask for this, ignore "
                 "this message; your password stays as it is.\n"

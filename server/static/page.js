@@ -139,6 +139,27 @@ async function verifyFromLink() {
   $("#verify-continue").hidden = false;
 }
 
+// The reset email's link: the token stays in this page's memory only, out of the address bar.
+function resetFromLink() {
+  showView("reset");
+  const token = new URLSearchParams(location.search).get("token") ?? "";
+  history.replaceState(null, "", "/reset-password");
+  onSubmit($("#reset-form"), async ({ password }) => {
+    try {
+      await api("POST", "/auth/password-reset/confirm", { token, password });
+    } catch (error) {
+      const words = {
+        token_used: "This link was already used. Ask for a new one from the sign-in page.",
+        token_expired: "This link has expired (links work for one hour). Ask for a new one from the sign-in page.",
+        invalid_token: "This link is not valid. Copy the whole link from the email, or ask for a new one.",
+      }[error.code === "invalid_request" && !token ? "invalid_token" : error.code];
+      throw words ? new ApiError(error.status, { code: "link", detail: words }) : error;
+    }
+    $("#reset-form").hidden = true;
+    $("#reset-done").hidden = false;
+  });
+}
+
 async function loadAccount() {
   const [account, sessions] = await Promise.all([api("GET", "/me"), api("GET", "/auth/sessions")]);
   profile = account;
@@ -523,6 +544,11 @@ function main() {
     $("#check-address").textContent = email;
     showView("check-email");
   });
+  onSubmit($("#forgot-form"), async ({ email }, form) => {
+    await api("POST", "/auth/password-reset", { email });
+    form.hidden = true;
+    $("#forgot-sent").hidden = false;
+  });
   $("#resend-verification").addEventListener(
     "click",
     action(async () => {
@@ -595,6 +621,10 @@ function main() {
 
   if (location.pathname === "/verify") {
     verifyFromLink();
+    return;
+  }
+  if (location.pathname === "/reset-password") {
+    resetFromLink();
     return;
   }
   // The cookie may still hold a session (a reload, a new tab): ask before showing the form.

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from pedalboard.io import AudioFile
 from playwright.async_api import Page, expect
 
@@ -334,6 +335,38 @@ async def test_a_server_restart_loses_nothing(
     async with httpx.AsyncClient(base_url=server.url) as http:
         detail = (await http.get(f"/mashups/{mashup['id']}", headers=owner.headers)).json()
     assert detail["timeline"]["bpm"] == 120
+
+
+async def test_a_forgotten_password(
+    server: ServerProcess, people: Any, db: asyncpg.Connection
+) -> None:
+    """Ask for a link on the sign-in page, choose a new password on the link's page (a weak
+    one first), then sign in with it."""
+    user = await make_user(db, password_hash=PasswordHasher().hash("the old password!"))
+    person: Person = await people("forgetful")
+    page = person.page
+    await page.goto(f"{server.url}/")
+    await page.click("text=Forgot your password?")
+    await page.fill("#forgot-email", user.email)
+    await page.click("text=Send me a reset link")
+    await expect(page.locator("#forgot-sent")).to_be_visible()
+    body = (await wait_for_email(db, user.email, "Reset"))["body"]
+    link = re.search(r"http://\S+/reset-password\?token=\S+", body)
+    assert link, body
+    await page.goto(link.group(0))
+    await expect(page.locator("#reset-heading")).to_be_visible()
+    await expect(page).not_to_have_url(re.compile("token"))  # the token leaves the address bar
+    await page.fill("#reset-password", "password123")
+    await page.click("text=Change my password")
+    await expect(page.locator("#reset-password-error")).to_be_visible()  # too common
+    await page.fill("#reset-password", "a much better passphrase")
+    await page.click("text=Change my password")
+    await expect(page.locator("#reset-done")).to_be_visible()
+    await page.click("#reset-done a")
+    await page.fill("#login-email", user.email)
+    await page.fill("#login-password", "a much better passphrase")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#blends-heading")).to_be_visible()
 
 
 async def test_schema_works_offline(server: ServerProcess, people: Any) -> None:

@@ -108,11 +108,12 @@ async def test_the_page_modules_and_the_verify_page_are_served(http: httpx.Async
             "text/javascript",
             "application/javascript",
         )
-    # The emailed link's page is the client's page, under the same CSP.
-    page = await http.get("/verify", params={"token": "x" * 43})
-    assert page.status_code == 200
-    assert page.text == (await http.get("/")).text
-    _assert_secure(page)
+    # The emailed links' pages are the client's page, under the same CSP.
+    for path in ("/verify", "/reset-password"):
+        page = await http.get(path, params={"token": "x" * 43})
+        assert page.status_code == 200
+        assert page.text == (await http.get("/")).text
+        _assert_secure(page)
 
 
 async def test_favicons(http: httpx.AsyncClient) -> None:
