@@ -14,7 +14,6 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.enums import RequestEncodingType
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -26,7 +25,7 @@ from server.catalog.common import (
     newest_first,
 )
 from server.mashups import live as mashups_live
-from server.problems import PROBLEM_JSON, Problem, ProblemDetail
+from server.problems import Problem
 from server.services import Services
 from server.storage import new_key, storage_from_settings
 from server.uploads.receive import receive_upload
@@ -213,22 +212,7 @@ class UploadController(Controller):
             worker.wake()
         return upload
 
-    @delete(
-        "/{upload_id:uuid}",
-        responses={
-            status: ResponseSpec(
-                data_container=ProblemDetail,
-                description=text,
-                media_type=PROBLEM_JSON,
-                generate_examples=False,
-            )
-            for status, text in (
-                (401, "`unauthenticated`: no valid session."),
-                (404, "`not_found`: no such upload of yours."),
-                (409, "`in_release`: a release has it as a track; `upload_busy`: being stored."),
-            )
-        },
-    )
+    @delete("/{upload_id:uuid}")
     async def delete_upload(
         self, services: Services, principal: Principal, upload_id: uuid.UUID
     ) -> None:
