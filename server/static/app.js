@@ -243,6 +243,19 @@ export function applyMashupOp(state, op) {
     case "export":
       state.export = op.export;
       break;
+    case "generation": {
+      // An older update of the same generation (a lower version) was overtaken: ignored.
+      const current = state.generation;
+      const next = op.generation;
+      if (!(current && current.id === next.id && next.version < current.version)) {
+        state.generation = next;
+      }
+      break;
+    }
+    case "generated": // a generated draft replaces the whole timeline and the clips' order
+      state.timeline = op.timeline;
+      state.order = { ...op.order };
+      break;
     case "preview_started":
     case "preview_failed":
       break; // announcements only

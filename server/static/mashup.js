@@ -159,6 +159,14 @@ export function setupMashup(context) {
       await requestPreview(round3(start), round3(length));
     }),
   );
+  $("#generate").addEventListener(
+    "click",
+    action(async () => {
+      const clips = state().timeline.clips.length;
+      if (clips && !confirm("Replace the timeline with a generated draft? You can generate another one after.")) return;
+      await api("POST", `/mashups/${room().id}/generate`, {});
+    }),
+  );
   $("#export").addEventListener(
     "click",
     action(async () => {
@@ -392,6 +400,8 @@ export function mashupBatch(ops) {
       if (op.preview.id === myPreview) play(op.preview, true);
     } else if (op.op === "preview_failed" && op.id === myPreview) {
       $("#preview-status").textContent = op.code === "superseded" ? "Replaced by a newer preview." : `The preview failed: ${op.detail}`;
+    } else if (op.op === "generated") {
+      toast(`${session.nameOf(op.requested_by)} generated a new draft of the timeline.`);
     } else if (op.op === "export") {
       const status = op.export.status;
       if (status !== lastExportStatus && status === "completed") toast("The export is ready to download.");
@@ -618,6 +628,23 @@ export function renderMashup(r) {
       ),
     );
   }
+
+  // Generation: the latest draft's stage and progress, for everyone in the room.
+  const generation = s.generation;
+  const running = generation?.status === "pending" || generation?.status === "generating";
+  $("#generate").disabled = !editable || running || (s.inputs || []).length === 0;
+  $("#generate").textContent = generation?.status === "completed" ? "Generate another draft" : "Generate a draft";
+  const bar = $("#generate-progress");
+  bar.hidden = !running;
+  if (running) bar.value = generation.progress;
+  $("#generate-status").textContent = generation
+    ? {
+        pending: "Waiting to start…",
+        generating: `${{ loading: "Reading the sources", arranging: "Arranging", rendering: "Rendering" }[generation.stage] ?? "Working"}…`,
+        completed: `Draft ready (${generation.target_seconds} s).`,
+        failed: `Could not generate: ${generation.detail}`,
+      }[generation.status] ?? ""
+    : "";
 
   // Export.
   const exported = s.export;

@@ -20,7 +20,7 @@ from pedalboard.io import AudioFile
 from playwright.async_api import Page, expect
 
 from tests.accounts.helpers import verification_link, wait_for_email
-from tests.mashups.support import loop_wav
+from tests.mashups.generation_support import song, store_structure
 from tests.support import ServerProcess, make_user
 from tests.web.conftest import Person
 
@@ -159,23 +159,38 @@ async def test_two_friends_blend_and_mash_up_together(
     await expect(b.locator("#connection")).to_have_text("")  # live and nothing waiting
     await alice.screenshot("blend-room")
 
-    # ---- uploads: two generated WAVs by the picker, with live status until ready
+    # ---- uploads: two songs made with numpy, by the picker, with live status until ready
+    songs = {
+        "drums.wav": song(120.0, root_hz=220.0, key="A minor"),
+        "tone.wav": song(120.0, root_hz=329.63, key="E minor"),
+    }
     await a.goto(f"{server.url}/#/library")
     await a.set_input_files(
         "#upload-files",
         [
-            {"name": "drums.wav", "mimeType": "audio/wav", "buffer": loop_wav(6.0, 120.0)},
-            {"name": "tone.wav", "mimeType": "audio/wav", "buffer": loop_wav(6.0, 120.0, 330.0)},
+            {"name": name, "mimeType": "audio/wav", "buffer": data}
+            for name, (data, _) in songs.items()
         ],
     )
     await expect(a.locator("#uploads tr")).to_have_count(2, timeout=SLOW)
     await expect(a.locator("#uploads td.ok")).to_have_count(2, timeout=SLOW)
     await expect(a.locator("#uploads")).to_contain_text("BPM")
     await alice.screenshot("library")
+    for name, (_, structure) in songs.items():
+        # Where the analysis keeps bars and sections for the generator (see
+        # tests/mashups/generation_support.py): the songs' exact ones.
+        upload_id = await db.fetchval(
+            "SELECT u.id FROM uploaded_tracks u JOIN users ON users.id = u.user_id"
+            " WHERE users.email = $1 AND u.original_filename = $2",
+            alice_account["email"],
+            name,
+        )
+        await store_structure(db, upload_id, structure)
 
     # ---- a mashup together: sources, clips, moves and trims, cursors
     await a.goto(f"{server.url}/#/mashups")
     await a.fill("#mashup-name", "Night drive")
+    await a.fill("#mashup-duration", "16")
     await a.click("text=Create mashup")
     await expect(a.locator("#mashup-title")).to_have_text("Night drive")
     for name in ("drums.wav", "tone.wav"):
@@ -196,15 +211,15 @@ async def test_two_friends_blend_and_mash_up_together(
     drums = ".lane:nth-child(1) .clip"
     tone = ".lane:nth-child(2) .clip"
     await expect(a.locator(drums)).to_have_attribute("data-beats", "0")
-    await expect(a.locator(tone)).to_have_attribute("data-beats", "12")  # the next bar
+    await expect(a.locator(tone)).to_have_attribute("data-beats", "16")  # the next bar
 
     await drag_by(a, drums, 4 * 16)  # four beats at the default zoom (16 px a beat)
     await expect(b.locator(drums)).to_have_attribute("data-beats", "4")
     await drag_by(b, tone, -2 * 16, at="end")  # trim two beats (1 s at 120 BPM) off the end
-    await expect(a.locator(tone)).to_have_attribute("data-out", "4.9")
+    await expect(a.locator(tone)).to_have_attribute("data-out", "7")
     await drag_by(b, tone, 2 * 16, at="start")  # and two beats off the start: audio stays put
     await expect(a.locator(tone)).to_have_attribute("data-in", "1")
-    await expect(a.locator(tone)).to_have_attribute("data-beats", "14")
+    await expect(a.locator(tone)).to_have_attribute("data-beats", "18")
 
     # Each sees the other's pointer (named) and selection (ringed in their colour).
     lanes = await a.locator("#lanes").bounding_box()
@@ -259,13 +274,29 @@ async def test_two_friends_blend_and_mash_up_together(
         detail = (await http.get(f"/mashups/{mashups[0]['id']}")).json()
     assert abs(exported - timeline_seconds(detail["timeline"])) < 0.05, exported
 
+    # ---- a generated draft replaces the timeline, with progress, for everyone
+    b.once("dialog", lambda dialog: dialog.accept())  # "replace the timeline?"
+    await b.click("#generate")
+    await expect(a.locator("#generate-status")).to_have_text(
+        re.compile("Draft ready"), timeout=SLOW
+    )
+    await expect(b.locator("#generate-status")).to_have_text(re.compile("Draft ready"))
+    generated = b.locator(".clip[data-id^='gen-']")
+    await expect(generated.first).to_be_visible()
+    assert await b.locator(".clip").count() == await generated.count()
+    await expect(a.locator(".clip")).to_have_count(await generated.count())
+    await expect(b.locator("#generate")).to_have_text("Generate another draft")
+    await expect(b.locator("#generate")).to_be_enabled()
+    await alice.screenshot("generated")
+
     # ---- deleting an upload takes it (and its clip) out of the mashup, for everyone
     await a.goto(f"{server.url}/#/library")
     a.once("dialog", lambda dialog: dialog.accept())
     await a.click("[aria-label='Delete tone.wav']")
     await expect(a.locator("#uploads tr")).to_have_count(1)
-    await expect(b.locator(".clip")).to_have_count(1)
     await expect(b.locator("#inputs li")).to_have_count(1)
+    drums_only = b.locator(".clip", has_text="drums.wav")
+    await expect(b.locator(".clip")).to_have_count(await drums_only.count())
 
     # ---- the same client at phone width: nothing wider than the screen
     await b.set_viewport_size({"width": 390, "height": 844})
