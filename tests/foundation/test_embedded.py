@@ -18,16 +18,21 @@ import redis.asyncio as aioredis
 from tests.support import ROOT, free_port
 
 
+def _log_of(data_dir: str) -> Path:
+    # Beside the data directory, so that serve finds it missing on the first start.
+    return Path(data_dir).with_name("serve.log")
+
+
 async def _serve(data_dir: str, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLENDTUNE_")}
     env |= {"BLENDTUNE_DATA_DIR": data_dir, "BLENDTUNE_PORT": str(port)}
-    log = open(Path(data_dir) / "serve.log", "ab")
+    log = open(_log_of(data_dir), "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
     )
     async with httpx.AsyncClient() as client:
         for _ in range(600):
-            assert proc.poll() is None, (Path(data_dir) / "serve.log").read_text()
+            assert proc.poll() is None, _log_of(data_dir).read_text()
             try:
                 if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
                     return proc
@@ -74,7 +79,7 @@ def _quiet(log: str) -> None:
 
 
 async def test_embedded_services_keep_data_across_restarts() -> None:
-    data_dir = tempfile.mkdtemp(prefix="bt-embedded-")
+    data_dir = str(Path(tempfile.mkdtemp(prefix="bt-embedded-"), "data"))
     dsn = f"postgresql://postgres@/blendtune?host={data_dir}/postgres"
 
     first = await _serve(data_dir, free_port())
@@ -88,9 +93,10 @@ async def test_embedded_services_keep_data_across_restarts() -> None:
         assert _stop(first, data_dir, signal.SIGTERM) == 0
     # Both embedded servers stopped with the process.
     assert not Path(data_dir, "postgres", "postmaster.pid").exists()
-    log = Path(data_dir, "serve.log").read_text()
+    log = _log_of(data_dir).read_text()
     _quiet(log)
-    assert f"data directory {Path(data_dir).resolve()} (existing)" in log
+    # Start-up says where the data is, and that it was just created.
+    assert f"data directory {Path(data_dir).resolve()} (just created, empty)" in log
 
     second = await _serve(data_dir, free_port())
     try:
@@ -102,7 +108,9 @@ async def test_embedded_services_keep_data_across_restarts() -> None:
     finally:
         # Ctrl-C in a terminal: SIGINT.
         assert _stop(second, data_dir, signal.SIGINT) == 0
-    _quiet(Path(data_dir, "serve.log").read_text())
+    log = _log_of(data_dir).read_text()
+    _quiet(log)
+    assert f"data directory {Path(data_dir).resolve()} (existing)" in log
 
 
 async def test_external_urls_start_nothing(server, backends) -> None:  # type: ignore[no-untyped-def]
