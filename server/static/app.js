@@ -292,8 +292,8 @@ export class RoomClosed extends Error {
 // resent after a reconnect, heartbeats, and reconnection as the close-code table says.
 // Callbacks: onUpdate() after any change to state/members/pending/status; onBatch(ops, author,
 // seq) for every applied batch; onError(message) for rejections and errors; onNotice(message);
-// onVersion(version) when a member names a version; onFatal(RoomClosed) when the room will not
-// be rejoined.
+// onVersion(version) when a member names a version; onHistory(done) when an undo or redo of ours
+// is applied; onFatal(RoomClosed) when the room will not be rejoined.
 export class RoomClient {
   constructor(kind, roomId, options = {}) {
     this.kind = kind;
@@ -303,13 +303,14 @@ export class RoomClient {
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.welcomeTimeoutMs = options.welcomeTimeoutMs ?? WELCOME_TIMEOUT_MS;
     this.reduce = REDUCERS[kind];
-    for (const name of ["onUpdate", "onBatch", "onError", "onNotice", "onFatal", "onVersion"]) {
+    const callbacks = ["onUpdate", "onBatch", "onError", "onNotice", "onFatal", "onVersion", "onHistory"];
+    for (const name of callbacks) {
       this[name] = options[name] ?? (() => {});
     }
     this.state = null;
     this.seq = null;
     this.members = new Map(); // member id -> {id, user_id, role, state}
-    this.pending = new Map(); // op_id -> ops, in send order
+    this.pending = new Map(); // op_id -> ops (or an undo/redo message), in send order
     this.status = "connecting";
     this.welcome = null;
     this.ws = null;
@@ -343,12 +344,31 @@ export class RoomClient {
   // Send one batch; it stays pending (and is resent with the same op_id after a reconnect)
   // until its ack, a batch of ours carrying it, or a rejection.
   edit(ops) {
+    return this.request(ops);
+  }
+
+  // Undo or redo this user's own edits (docs/protocol.md, "History"): the server computes the
+  // batch, and its ack carries the ops. Pending and resent exactly like an edit.
+  undo() {
+    return this.request({ type: "undo" });
+  }
+
+  redo() {
+    return this.request({ type: "redo" });
+  }
+
+  // `what` is a batch's ops, or a history message without its op_id.
+  request(what) {
     this.opCounter += 1;
     const opId = `${this.devicePrefix}-${String(this.opCounter).padStart(6, "0")}`;
-    this.pending.set(opId, ops);
-    if (this.live) this.send({ type: "ops", op_id: opId, ops });
+    this.pending.set(opId, what);
+    if (this.live) this.sendPending(opId, what);
     this.onUpdate();
     return opId;
+  }
+
+  sendPending(opId, what) {
+    this.send(Array.isArray(what) ? { type: "ops", op_id: opId, ops: what } : { ...what, op_id: opId });
   }
 
   setPresence(state) {
@@ -435,16 +455,18 @@ export class RoomClient {
         this.apply(m.ops, m.author, m.seq);
         break;
       case "ack": {
-        const ops = this.pending.get(m.op_id);
+        const sent = this.pending.get(m.op_id);
         this.pending.delete(m.op_id);
         // A duplicate is not part of the seq stream: we have that seq or get it on resume.
         if (m.duplicate) break;
-        if (ops === undefined) {
+        if (sent === undefined) {
           this.resync(`ack for an unknown batch ${m.op_id}`); // a seq we cannot apply
           return;
         }
         if (!this.inOrder(m.seq)) return;
-        this.apply(ops, this.welcome.user_id, m.seq);
+        // An undo's or redo's ops are the server's: its ack carries them.
+        this.apply(Array.isArray(sent) ? sent : (m.ops ?? []), this.welcome.user_id, m.seq);
+        if (m.history) this.onHistory(m.history);
         break;
       }
       case "error":
@@ -498,7 +520,7 @@ export class RoomClient {
     const every = Math.max(1, m.heartbeat_seconds) * 1000;
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = setInterval(() => this.heartbeat(every), Math.min(every / 4, 1000));
-    for (const [opId, ops] of this.pending) this.send({ type: "ops", op_id: opId, ops });
+    for (const [opId, what] of this.pending) this.sendPending(opId, what);
   }
 
   // Every batch or (non-duplicate) ack must be exactly seq + 1; anything else is a gap.
@@ -515,18 +537,16 @@ export class RoomClient {
   }
 
   rejected(m) {
-    const ops = m.op_id ? this.pending.get(m.op_id) : undefined;
-    if (ops !== undefined && (m.code === "rate_limited" || m.code === "unavailable")) {
+    const sent = m.op_id ? this.pending.get(m.op_id) : undefined;
+    if (sent !== undefined && (m.code === "rate_limited" || m.code === "unavailable")) {
       // Dropped, not applied: resend later with the same op_id.
       this.onError(`${m.code}: ${m.detail} (will resend)`);
       this.later(1000 + Math.random() * 1000, () => {
-        if (this.live && this.pending.has(m.op_id)) {
-          this.send({ type: "ops", op_id: m.op_id, ops });
-        }
+        if (this.live && this.pending.has(m.op_id)) this.sendPending(m.op_id, sent);
       });
       return;
     }
-    if (ops !== undefined) this.pending.delete(m.op_id); // rejected: it changed nothing
+    if (sent !== undefined) this.pending.delete(m.op_id); // rejected: it changed nothing
     this.onError(`${m.code}: ${m.detail}`);
   }
 

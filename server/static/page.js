@@ -431,6 +431,7 @@ function view() {
   }
   const copy = structuredClone(client.state);
   for (const ops of client.pending.values()) {
+    if (!Array.isArray(ops)) continue; // an undo or redo: the server decides what it changes
     for (const op of ops) APPLY[room.kind](copy, op, me.user_id);
   }
   viewCache = { state: client.state, pending: key, seq: client.seq, view: copy };

@@ -207,4 +207,34 @@ await tick(300);
 assert.notEqual(latest(), unanswered, "a new socket after the backoff");
 silent.stop();
 
+// Undo: pending like an edit (resent with its op_id after a reconnect); its ack carries the
+// ops the server computed, applied at the ack's seq.
+const done = [];
+const undoing = new RoomClient("blend", "r5", {
+  url: "ws://example/rooms/blend/r5", WebSocket: FakeSocket, onHistory: (h) => done.push(h),
+});
+undoing.start();
+latest().open();
+latest().receive(welcome(3));
+const undone = undoing.undo();
+assert.deepEqual(latest().sent[1], { type: "undo", op_id: undone });
+assert.equal(undoing.state.name, "Friday", "nothing is applied before the ack");
+latest().serverClose(1012);
+await tick();
+latest().open();
+latest().receive(welcome(3, { resumed: true, state: null }));
+assert.deepEqual(latest().sent.slice(1), [{ type: "undo", op_id: undone }]);
+latest().receive({
+  type: "ack", op_id: undone, seq: 4, duplicate: false,
+  ops: [{ op: "rename", name: "Before" }],
+  history: { action: "undo", target: 2, applied: 1, skipped: 0 },
+});
+assert.equal(undoing.state.name, "Before");
+assert.equal(undoing.seq, 4);
+assert.deepEqual(done, [{ action: "undo", target: 2, applied: 1, skipped: 0 }]);
+const nothing = undoing.redo();
+latest().receive({ type: "error", code: "nothing_to_redo", detail: "", op_id: nothing });
+assert.equal(undoing.pending.size, 0);
+undoing.stop();
+
 console.log("ok");
