@@ -165,76 +165,135 @@ async def perform(
 ) -> Done:
     """Compute and commit the history batch ``request`` asks for, as ``actor``'s batch with
     ``op_id``. Raises ``HistoryError``, ``store.RoomGone`` or database errors (then nothing
-    was committed)."""
+    was committed).
+
+    The expensive part (rebuilding states from a checkpoint: up to a few hundred batches
+    replayed) runs first, in a read-only snapshot without any lock; under the room's row lock
+    only what other writers committed meanwhile is replayed, and the plan is made against
+    exactly the state the batch lands on. One connection throughout.
+    """
     _supported(kind)
-    async with pool.acquire() as conn, conn.transaction():
-        head = await conn.fetchval("SELECT seq FROM rooms WHERE id = $1 FOR UPDATE", room_id)
-        if head is None:
-            raise store.RoomGone(str(room_id))
-        seq = await conn.fetchval(
-            "SELECT seq FROM room_ops WHERE room_id = $1 AND author_id = $2 AND op_id = $3",
-            room_id,
-            actor.user_id,
-            op_id,
-        )
-        if seq is not None:
-            return Done(seq=seq, before=head, duplicate=True)
-        current = (await states_at(conn, kind, room_id, [head]))[head]
-        if not kind.may_edit(current, actor):
-            raise HistoryError(history.FORBIDDEN, "your role may not edit this room")
-        plan = await _plan(conn, kind, room_id, actor, request, head, current)
-        ops_json = store.encode_ops(plan.ops)
-        body = _encoder.encode(_Body(role=actor.role, ops=msgspec.Raw(ops_json), history=plan.mark))
-        await conn.execute(
-            "INSERT INTO room_ops (room_id, seq, author_id, op_id, body)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb)",
-            room_id,
-            head + 1,
-            actor.user_id,
-            op_id,
-            body.decode(),
-        )
-        await conn.execute("UPDATE rooms SET seq = $2 WHERE id = $1", room_id, head + 1)
-    entry = store.Entry(head + 1, actor.user_id, op_id, actor.role, ops_json)
-    return Done(seq=head + 1, before=head, entry=entry, plan=plan)
+    async with pool.acquire() as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            head = await _seq(conn, room_id)
+            duplicate = await _sent(conn, room_id, actor, op_id)
+            if duplicate is not None:
+                return Done(seq=duplicate, before=head, duplicate=True)
+            current = (await states_at(conn, kind, room_id, [head]))[head]
+            _may_edit(kind, current, actor)
+            goal = await _goal(conn, kind, room_id, actor, request, head)
+        async with conn.transaction():
+            locked = await _seq(conn, room_id, lock=True)
+            duplicate = await _sent(conn, room_id, actor, op_id)
+            if duplicate is not None:
+                return Done(seq=duplicate, before=locked, duplicate=True)
+            if locked != head:
+                entries = await store.fetch_entries(conn, room_id, head, locked)
+                if store.contiguous(entries, head, locked):
+                    current = store.replay(kind, current, entries)
+                else:
+                    current = (await states_at(conn, kind, room_id, [locked]))[locked]
+                _may_edit(kind, current, actor)
+                if goal.action != "restore":
+                    # The member may have edited on another device meanwhile.
+                    again = await _goal(conn, kind, room_id, actor, request, locked)
+                    if again.target != goal.target:
+                        goal = again
+            try:
+                plan = goal.plan(kind, actor, current)
+            except NotInvertible as exc:
+                raise HistoryError(history.NOT_SUPPORTED, str(exc)) from None
+            ops_json = store.encode_ops(plan.ops)
+            body = _Body(role=actor.role, ops=msgspec.Raw(ops_json), history=plan.mark)
+            await conn.execute(
+                "INSERT INTO room_ops (room_id, seq, author_id, op_id, body)"
+                " VALUES ($1, $2, $3, $4, $5::jsonb)",
+                room_id,
+                locked + 1,
+                actor.user_id,
+                op_id,
+                _encoder.encode(body).decode(),
+            )
+            await conn.execute("UPDATE rooms SET seq = $2 WHERE id = $1", room_id, locked + 1)
+    entry = store.Entry(locked + 1, actor.user_id, op_id, actor.role, ops_json)
+    return Done(seq=locked + 1, before=locked, entry=entry, plan=plan)
 
 
-async def _plan(
+async def _seq(conn: Any, room_id: uuid.UUID, *, lock: bool = False) -> int:
+    query = "SELECT seq FROM rooms WHERE id = $1" + (" FOR UPDATE" if lock else "")
+    seq = await conn.fetchval(query, room_id)
+    if seq is None:
+        raise store.RoomGone(str(room_id))
+    return int(seq)
+
+
+async def _sent(conn: Any, room_id: uuid.UUID, actor: Actor, op_id: str) -> int | None:
+    """The seq of the actor's batch with this op id, if there is one."""
+    seq = await conn.fetchval(
+        "SELECT seq FROM room_ops WHERE room_id = $1 AND author_id = $2 AND op_id = $3",
+        room_id,
+        actor.user_id,
+        op_id,
+    )
+    return None if seq is None else int(seq)
+
+
+def _may_edit(kind: RoomKind[Any, Any], state: Any, actor: Actor) -> None:
+    if not kind.may_edit(state, actor):
+        raise HistoryError(history.FORBIDDEN, "your role may not edit this room")
+
+
+@dataclass(slots=True)
+class _Goal:
+    """What a request goes back to: the states around the batch to undo (``after`` set), or
+    the state to restore."""
+
+    action: history.Action
+    target: int
+    before: Any
+    after: Any = None
+    version: uuid.UUID | None = None
+
+    def plan(self, kind: RoomKind[Any, Any], actor: Actor, current: Any) -> Plan:
+        if self.action == "restore":
+            return history.plan_restore(
+                kind, actor, self.target, self.before, current, self.version
+            )
+        return history.plan_undo(
+            kind, actor, self.target, self.before, self.after, current, self.action
+        )
+
+
+async def _goal(
     conn: Any,
     kind: RoomKind[Any, Any],
     room_id: uuid.UUID,
     actor: Actor,
     request: Request,
     head: int,
-    current: Any,
-) -> Plan:
-    try:
-        if isinstance(request, Undo | Redo):
-            action: Literal["undo", "redo"] = "undo" if isinstance(request, Undo) else "redo"
-            target = history.target_of(action, await records(conn, kind, room_id, actor.user_id))
-            found = await states_at(conn, kind, room_id, [target - 1, target])
-            return history.plan_undo(
-                kind, actor, target, found[target - 1], found[target], current, action
-            )
-        if (request.version is None) == (request.seq is None):
-            raise HistoryError(history.INVALID, "restore takes exactly one of version and seq")
-        if request.version is not None:
-            row = await conn.fetchrow(
-                "SELECT seq, state::text AS state FROM room_versions"
-                " WHERE id = $1 AND room_id = $2",
-                request.version,
-                room_id,
-            )
-            if row is None:
-                raise HistoryError(history.UNKNOWN_VERSION, "no such version in this room")
-            goal = msgspec.json.decode(row["state"], type=kind.state_type)
-            return history.plan_restore(kind, actor, row["seq"], goal, current, request.version)
-        assert request.seq is not None
-        _check_seq(request.seq, head)
-        goal = (await states_at(conn, kind, room_id, [request.seq]))[request.seq]
-        return history.plan_restore(kind, actor, request.seq, goal, current)
-    except NotInvertible as exc:
-        raise HistoryError(history.NOT_SUPPORTED, str(exc)) from None
+) -> _Goal:
+    if isinstance(request, Undo | Redo):
+        action: Literal["undo", "redo"] = "undo" if isinstance(request, Undo) else "redo"
+        target = history.target_of(action, await records(conn, kind, room_id, actor.user_id))
+        found = await states_at(conn, kind, room_id, [target - 1, target])
+        return _Goal(action, target, found[target - 1], found[target])
+    if (request.version is None) == (request.seq is None):
+        raise HistoryError(history.INVALID, "restore takes exactly one of version and seq")
+    if request.version is not None:
+        row = await conn.fetchrow(
+            "SELECT seq, state::text AS state FROM room_versions WHERE id = $1 AND room_id = $2",
+            request.version,
+            room_id,
+        )
+        if row is None:
+            raise HistoryError(history.UNKNOWN_VERSION, "no such version in this room")
+        goal = msgspec.json.decode(row["state"], type=kind.state_type)
+        return _Goal("restore", row["seq"], goal, version=request.version)
+    assert request.seq is not None
+    _check_seq(request.seq, head)
+    return _Goal(
+        "restore", request.seq, (await states_at(conn, kind, room_id, [request.seq]))[request.seq]
+    )
 
 
 def _check_seq(seq: int, head: int) -> None:
@@ -292,14 +351,11 @@ async def name_version(
         )
         if found is not None:
             return _version(found), True
-        head = await conn.fetchval("SELECT seq FROM rooms WHERE id = $1", room_id)
-        if head is None:
-            raise store.RoomGone(str(room_id))
+        head = await _seq(conn, room_id)
         at = head if seq is None else seq
         _check_seq(at, head)
         states = await states_at(conn, kind, room_id, {at, head})
-        if not kind.may_edit(states[head], actor):
-            raise HistoryError(history.FORBIDDEN, "your role may not edit this room")
+        _may_edit(kind, states[head], actor)
         count = await conn.fetchval(
             "SELECT count(*) FROM room_versions WHERE room_id = $1", room_id
         )

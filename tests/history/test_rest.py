@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from rooms import history, history_store
+from rooms import history, history_store, store
 from rooms.kinds import Actor
 from server.mashups.room import MashupRoom
 from tests.history.support import Member, client, mashup_with
@@ -34,25 +34,26 @@ async def test_listing_states_and_versions_through_the_store(
     room_id = uuid.UUID(mashup_id)
     ann = await Member.connect(a.ws_url, mashup_id, alice.token)
     await ann.until_state(lambda s: len(s.members) == 2)
-    tempos = [
-        await ann.send_ops([{"op": "set_tempo", "bpm": float(bpm)}]) for bpm in range(90, 100)
-    ]
-    states = {}
-    for sent in tempos:
-        await ann.caught_up(sent["seq"])
+    tempos = [await ann.send_ops([{"op": "set_tempo", "bpm": float(n)}]) for n in range(90, 100)]
     head = tempos[-1]["seq"]
+    await ann.caught_up(head)
+    bpm = {t["seq"]: float(n) for t, n in zip(tempos, range(90, 100), strict=True)}
 
-    # Snapshots every 4 batches were copied into checkpoints, and the state at every kept seq
-    # is the one the room had then (8 batches are kept behind the latest snapshot).
+    # A snapshot (as the hub writes them) is copied into the checkpoints and prunes the log
+    # (8 batches kept behind it); the state at every seq still restorable is the one the room
+    # had then, and older ones are gone.
+    await store.write_snapshot(pool, room_id, head, store.encode_state(ann.state), 8, 0)
     checkpoints = await db.fetch("SELECT seq FROM room_checkpoints WHERE room_id = $1", room_id)
-    assert checkpoints and all(row["seq"] % 4 == 0 for row in checkpoints)
-    kept = tempos[-6:]
+    assert head in {row["seq"] for row in checkpoints}
     async with pool.acquire() as conn:
-        states = await history_store.states_at(conn, KIND, room_id, [t["seq"] for t in kept])
+        oldest = await history_store.oldest(conn, room_id, head)
+        kept = [seq for seq in bpm if seq >= oldest]
+        states = await history_store.states_at(conn, KIND, room_id, kept)
         with pytest.raises(history.HistoryError) as info:
             await history_store.states_at(conn, KIND, room_id, [1])
         assert info.value.code == history.HISTORY_UNAVAILABLE
-    assert [states[t["seq"]].timeline.bpm for t in kept] == [float(b) for b in range(94, 100)]
+    assert 0 < oldest <= head and kept
+    assert {seq: state.timeline.bpm for seq, state in states.items()} == {s: bpm[s] for s in kept}
 
     # An undo straight through the store (the hub only delivers what it commits).
     actor = Actor(user_id=alice.id, role="owner")
@@ -67,9 +68,9 @@ async def test_listing_states_and_versions_through_the_store(
     )
     assert (again.seq, again.duplicate) == (head + 1, True)
     version, duplicate = await history_store.name_version(
-        pool, KIND, room_id, actor, "v-1", "Ninety-four", kept[0]["seq"]
+        pool, KIND, room_id, actor, "v-1", "Ninety-nine", head
     )
-    assert not duplicate and version.seq == kept[0]["seq"]
+    assert not duplicate and version.seq == head
     assert (await history_store.name_version(pool, KIND, room_id, actor, "v-1", "x", None))[1]
 
     async with client(b.url) as http:
@@ -82,12 +83,12 @@ async def test_listing_states_and_versions_through_the_store(
             await http.get(base + f"/history?before={head - 1}&limit=1", headers=bob.headers)
         ).json()
         assert [e["seq"] for e in older["entries"]] == [head - 2]
-        at = (await http.get(base + f"/history/{kept[1]['seq']}", headers=bob.headers)).json()
-        assert at["state"]["timeline"]["bpm"] == 95.0
+        at = (await http.get(base + f"/history/{kept[0]}", headers=bob.headers)).json()
+        assert at["state"]["timeline"]["bpm"] == bpm[kept[0]]
         listed = (await http.get(base + "/versions", headers=bob.headers)).json()["versions"]
-        assert [(v["label"], v["author_name"]) for v in listed] == [("Ninety-four", alice.username)]
+        assert [(v["label"], v["author_name"]) for v in listed] == [("Ninety-nine", alice.username)]
         one = (await http.get(base + f"/versions/{version.id}", headers=bob.headers)).json()
-        assert one["state"]["timeline"]["bpm"] == 94.0
+        assert one["state"]["timeline"]["bpm"] == 99.0
         # Members only, and GET never writes.
         for path in ("/history", "/versions", f"/history/{head}", f"/versions/{version.id}"):
             response = await http.get(base + path, headers=eve.headers)
