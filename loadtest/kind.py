@@ -18,7 +18,7 @@ import msgspec
 from rooms.kinds import Actor, Membership, RoomKind
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from rooms.context import KindContext
 
 EMAIL_DOMAIN = "loadtest.invalid"
 
@@ -43,14 +43,14 @@ class LoadTestKind(RoomKind[Counter, Tick]):
     def apply(self, state: Counter, op: Tick, actor: Actor) -> Counter:
         return Counter(batches=state.batches + 1)
 
-    async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
+    async def exists(self, services: KindContext, room_id: uuid.UUID) -> bool:
         found = await services.pool.fetchval(
             "SELECT 1 FROM rooms WHERE id = $1 AND kind = 'loadtest'", room_id
         )
         return found is not None
 
     async def membership(
-        self, services: Services, room_id: uuid.UUID, user_id: uuid.UUID
+        self, services: KindContext, room_id: uuid.UUID, user_id: uuid.UUID
     ) -> Membership | None:
         found = await services.pool.fetchval(
             "SELECT 1 FROM users WHERE id = $1 AND email LIKE '%@' || $2", user_id, EMAIL_DOMAIN

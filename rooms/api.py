@@ -1,7 +1,8 @@
 """Room operations for server-side code: submit a batch as the server, read a room's state.
 
-Usable from any process with ``Services`` (a request handler, a background job): the batch
-is sequenced under the room's row lock like a client's, made durable, and published, so
+Usable from any process with the app's services (a request handler, a background job; the
+type is ``rooms.context.ApiContext``, which ``server.services.Services`` satisfies): the batch is
+sequenced under the room's row lock like a client's, made durable, and published, so
 members on every process receive it as an ordinary ``batch`` message.
 """
 
@@ -13,9 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rooms import store
+from rooms.context import ApiContext, KindContext
 from rooms.fanout import pack
 from rooms.kinds import SERVER_ACTOR, Actor, RoomKind
-from server.services import Services
 
 logger = logging.getLogger("blendtune.rooms")
 
@@ -24,7 +25,7 @@ API_ORIGIN = "api"
 
 
 async def submit(
-    services: Services,
+    services: ApiContext,
     kind: RoomKind[Any, Any],
     room_id: uuid.UUID,
     ops: Sequence[Any],
@@ -77,13 +78,13 @@ async def submit(
 
 
 async def read_state(
-    services: Services, kind: RoomKind[Any, Any], room_id: uuid.UUID
+    services: KindContext, kind: RoomKind[Any, Any], room_id: uuid.UUID
 ) -> tuple[int, Any]:
     """The room's current seq and state (from PostgreSQL). Raises ``RoomGone``."""
     return await store.load(services.pool, kind, room_id)
 
 
-async def membership_changed(services: Services, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+async def membership_changed(services: KindContext, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
     """Tell every process that ``user_id``'s membership of the room changed.
 
     Call it after removing a member or changing their role (after the commit): their open
@@ -94,7 +95,7 @@ async def membership_changed(services: Services, room_id: uuid.UUID, user_id: uu
     await services.redis.publish(channel, pack("m", str(user_id), API_ORIGIN, "-", ""))
 
 
-async def room_deleted(services: Services, room_id: uuid.UUID) -> None:
+async def room_deleted(services: KindContext, room_id: uuid.UUID) -> None:
     """Tell every process the room is gone: its members are closed with 4404 at once.
 
     (Without it they find out on their next edit.) Raises if Redis is unreachable.

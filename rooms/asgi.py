@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,11 +25,12 @@ from litestar.handlers import asgi
 
 from rooms import protocol as p
 from rooms import store
-from rooms.hub import Conn, DirectWriter, Hub, JoinRefused
+from rooms.conn import Conn
+from rooms.context import RoomsContext
+from rooms.direct import DirectWriter
+from rooms.hub import Hub, JoinRefused
 from rooms.kinds import Actor, RoomKind
 from rooms.registry import load_kinds
-from server.auth import SESSION_COOKIE, authenticate, token_from_headers
-from server.services import Services
 
 logger = logging.getLogger("blendtune.rooms")
 
@@ -42,23 +42,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _client_decoder = msgspec.json.Decoder(p.ClientMessage)
 _envelope_decoder = msgspec.json.Decoder(p.Envelope)
 _hello_decoder = msgspec.json.Decoder(p.Hello)
-
-
-def _tokens(scope: Scope) -> str | None:
-    headers: dict[str, str] = {}
-    cookies: dict[str, str] = {}
-    for name, value in scope.get("headers", []):
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        if key == "cookie":
-            with contextlib.suppress(CookieError):
-                jar: SimpleCookie = SimpleCookie()
-                jar.load(text)
-                if SESSION_COOKIE in jar:
-                    cookies[SESSION_COOKIE] = jar[SESSION_COOKIE].value
-        else:
-            headers[key] = text
-    return token_from_headers(headers, cookies)
 
 
 def _origin_allowed(scope: Scope, public_url: str) -> bool:
@@ -103,9 +86,30 @@ def _abort_for(receive: Receive) -> Any:
     return abort
 
 
+class Session:
+    """What the message handlers of one connection share."""
+
+    __slots__ = ("conn", "kind", "ops_decoder")
+
+    def __init__(self, conn: Conn, kind: RoomKind[Any, Any]) -> None:
+        self.conn = conn
+        self.kind = kind
+        self.ops_decoder = store.ops_decoder(kind)
+
+
+Handler = Callable[[Session, Any, float], None]
+
+
 class RoomsEndpoint:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.handlers: dict[type, Handler] = {
+            p.Ops: self._on_ops,
+            p.PresenceIn: self._on_presence,
+            p.Ping: self._on_ping,
+            p.Pong: self._on_pong,
+            p.Hello: self._on_hello,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -121,7 +125,7 @@ class RoomsEndpoint:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        if not _origin_allowed(scope, self.hub.settings.effective_public_url):
+        if not _origin_allowed(scope, self.hub.settings.public_url):
             # Closing before accepting refuses the handshake with HTTP 403.
             await send({"type": "websocket.close", "code": p.Close.FORBIDDEN})
             return
@@ -163,13 +167,13 @@ class RoomsEndpoint:
                 p.Close.BAD_REQUEST, f"unsupported protocol version, use {p.PROTOCOL_VERSION}"
             )
             return
-        services = hub.services
+        ctx = hub.ctx
         try:
-            principal = await authenticate(services, hello.token or _tokens(scope))
+            user_id = await ctx.authenticate(hello.token, scope.get("headers", []))
         except Exception:
             await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
             return
-        if principal is None:
+        if user_id is None:
             await close(p.Close.UNAUTHENTICATED, "unauthenticated")
             return
         kind_name, room_id = _target(scope.get("path", ""))
@@ -178,22 +182,22 @@ class RoomsEndpoint:
             await close(p.Close.NOT_FOUND, "no such room")
             return
         try:
-            if not await kind.exists(services, room_id):
+            if not await kind.exists(ctx.kinds, room_id):
                 await close(p.Close.NOT_FOUND, "no such room")
                 return
-            membership = await kind.membership(services, room_id, principal.user_id)
+            membership = await kind.membership(ctx.kinds, room_id, user_id)
             if membership is None:
                 await close(p.Close.FORBIDDEN, "not a member of this room")
                 return
-            if not await store.ensure_room(services.pool, kind.name, room_id):
+            if not await store.ensure_room(ctx.pool, kind.name, room_id):
                 await close(p.Close.NOT_FOUND, "no such room")
                 return
         except Exception:
             logger.exception("room access check failed")
             await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
             return
-        actor = Actor(user_id=principal.user_id, role=membership.role)
-        member = p.Member(id=hub.new_member_id(), user_id=principal.user_id, role=membership.role)
+        actor = Actor(user_id=user_id, role=membership.role)
+        member = p.Member(id=hub.new_member_id(), user_id=user_id, role=membership.role)
         conn = Conn(hub, send, _abort_for(receive), member, actor)
         conn.direct = DirectWriter.for_receive(receive)
         try:
@@ -219,12 +223,8 @@ class RoomsEndpoint:
                 writer.cancel()
 
     async def _read(self, conn: Conn, kind: RoomKind[Any, Any], receive: Receive) -> None:
-        hub = self.hub
-        metrics = hub.metrics
-        ops_decoder = store.ops_decoder(kind)
-        max_ops = kind.max_batch_ops
-        history_only = kind.history_only
-        presence_max = hub.settings.ws_presence_max_bytes
+        handlers = self.handlers
+        session = Session(conn, kind)
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
@@ -243,59 +243,69 @@ class RoomsEndpoint:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 self._refuse(conn, text, exc)
                 continue
-            if type(msg) is p.Ops:
-                metrics.count_in("ops")
-                allowed = conn.ops_bucket.take(now)
-                if not allowed:
-                    self._limited(conn, allowed, msg.op_id)
-                    continue
-                if not store.validate_op_id(msg.op_id):
-                    self._error(conn, p.BAD_MESSAGE, "op_id must be 1 to 64 characters", msg.op_id)
-                    continue
-                try:
-                    ops = ops_decoder.decode(msg.ops)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    self._error(conn, p.BAD_OPS, str(exc), msg.op_id)
-                    continue
-                if not ops or len(ops) > max_ops:
-                    self._error(conn, p.TOO_MANY_OPS, f"1 to {max_ops} ops per batch", msg.op_id)
-                    continue
-                if history_only and any(isinstance(op, history_only) for op in ops):
-                    self._error(conn, p.BAD_OPS, "only history batches carry that op", msg.op_id)
-                    continue
-                room = conn.room
-                assert room is not None
-                room.submit(
-                    store.Pending(conn.actor, msg.op_id, ops, store.encode_ops(ops), owner=conn)
-                )
-            elif type(msg) is p.PresenceIn:
-                metrics.count_in("presence")
-                allowed = conn.other_bucket.take(now)
-                if not allowed:
-                    self._limited(conn, allowed, None)
-                    continue
-                raw = msg.state
-                if len(raw) > presence_max:
-                    self._error(
-                        conn, p.PRESENCE_TOO_LARGE, f"presence state exceeds {presence_max} bytes"
-                    )
-                    continue
-                if bytes(memoryview(raw)[:1]) not in (b"{", b"n"):
-                    self._error(conn, p.BAD_MESSAGE, "presence state must be an object or null")
-                    continue
-                hub.presence(conn, raw)
-            elif type(msg) is p.Ping:
-                metrics.count_in("ping")
-                allowed = conn.other_bucket.take(now)
-                if not allowed:
-                    self._limited(conn, allowed, None)
-                    continue
-                conn.enqueue(p.PONG_TEXT)
-            elif type(msg) is p.Pong:
-                metrics.count_in("pong")
-            else:
-                metrics.count_in("hello")
-                self._error(conn, p.BAD_MESSAGE, "already joined: hello is only the first message")
+            handlers[type(msg)](session, msg, now)
+
+    # One handler per client message type (``handlers``): a new message is a Struct in
+    # ``protocol.ClientMessage``, a line in docs/protocol.md and a handler registered here.
+
+    def _on_ops(self, session: Session, msg: Any, now: float) -> None:
+        conn, kind = session.conn, session.kind
+        self.hub.metrics.count_in("ops")
+        allowed = conn.ops_bucket.take(now)
+        if not allowed:
+            self._limited(conn, allowed, msg.op_id)
+            return
+        if not store.validate_op_id(msg.op_id):
+            self._error(conn, p.BAD_MESSAGE, "op_id must be 1 to 64 characters", msg.op_id)
+            return
+        try:
+            ops = session.ops_decoder.decode(msg.ops)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._error(conn, p.BAD_OPS, str(exc), msg.op_id)
+            return
+        max_ops = kind.max_batch_ops
+        if not ops or len(ops) > max_ops:
+            self._error(conn, p.TOO_MANY_OPS, f"1 to {max_ops} ops per batch", msg.op_id)
+            return
+        history_only = kind.history_only
+        if history_only and any(isinstance(op, history_only) for op in ops):
+            self._error(conn, p.BAD_OPS, "only history batches carry that op", msg.op_id)
+            return
+        room = conn.room
+        assert room is not None
+        room.submit(store.Pending(conn.actor, msg.op_id, ops, store.encode_ops(ops), owner=conn))
+
+    def _on_presence(self, session: Session, msg: Any, now: float) -> None:
+        conn = session.conn
+        self.hub.metrics.count_in("presence")
+        allowed = conn.other_bucket.take(now)
+        if not allowed:
+            self._limited(conn, allowed, None)
+            return
+        raw = msg.state
+        presence_max = self.hub.settings.ws_presence_max_bytes
+        if len(raw) > presence_max:
+            self._error(conn, p.PRESENCE_TOO_LARGE, f"presence state exceeds {presence_max} bytes")
+            return
+        if bytes(memoryview(raw)[:1]) not in (b"{", b"n"):
+            self._error(conn, p.BAD_MESSAGE, "presence state must be an object or null")
+            return
+        self.hub.presence(conn, raw)
+
+    def _on_ping(self, session: Session, msg: Any, now: float) -> None:
+        self.hub.metrics.count_in("ping")
+        allowed = session.conn.other_bucket.take(now)
+        if not allowed:
+            self._limited(session.conn, allowed, None)
+            return
+        session.conn.enqueue(p.PONG_TEXT)
+
+    def _on_pong(self, session: Session, msg: Any, now: float) -> None:
+        self.hub.metrics.count_in("pong")
+
+    def _on_hello(self, session: Session, msg: Any, now: float) -> None:
+        self.hub.metrics.count_in("hello")
+        self._error(session.conn, p.BAD_MESSAGE, "already joined: hello is only the first message")
 
     def _error(self, conn: Conn, code: str, detail: str, op_id: str | None = None) -> None:
         self.hub.metrics.rejected.labels(code).inc()
@@ -321,7 +331,7 @@ class RoomsEndpoint:
             self._error(conn, p.BAD_MESSAGE, str(exc))
 
 
-def create(services: Services) -> tuple[Any, Any]:
+def create(ctx: RoomsContext) -> tuple[Any, Any]:
     """The mountable route handler and the lifespan that runs the hub."""
     holder: dict[str, RoomsEndpoint] = {}
 
@@ -335,7 +345,7 @@ def create(services: Services) -> tuple[Any, Any]:
 
     @asynccontextmanager
     async def rooms_lifespan(app: Litestar) -> AsyncIterator[None]:
-        hub = Hub(services, load_kinds(services.settings))
+        hub = Hub(ctx, load_kinds(ctx.settings))
         await hub.start()
         # What start-up created (imports, the app, the kinds: ~150k objects) lives as long as
         # the process; frozen, it is no longer walked by every full collection, which a burst

@@ -1,4 +1,4 @@
-"""Fan-out between processes through Redis pub/sub.
+"""Fan-out between processes through Redis pub/sub: ``RedisBroker`` (see ``rooms.broker``).
 
 One subscriber connection per process, subscribed to the channels of the rooms that have
 members on this process (plus a control channel, so the connection always exists). Messages
@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from rooms.broker import OnDown, OnMessage, OnPublishError, OnUp
 
 logger = logging.getLogger("blendtune.rooms.fanout")
 
@@ -275,3 +277,68 @@ class Listener:
                     self._was_down = False
                 self._confirmed(channel)
                 self._dirty.set()
+
+
+class RedisBroker:
+    """The ``Broker`` on Redis: a pipelined publisher and one subscriber connection."""
+
+    def __init__(self, redis: Redis, url: str, control_channel: str) -> None:
+        self.redis = redis
+        self.url = url
+        self.control_channel = control_channel
+        self.publisher: Publisher | None = None
+        self.listener: Listener | None = None
+
+    def bind(
+        self, on_message: OnMessage, on_down: OnDown, on_up: OnUp, on_error: OnPublishError
+    ) -> None:
+        def down(exc: Exception) -> None:
+            publisher.enabled = False
+            publisher.queue.clear()
+            on_down(exc)
+
+        def up(was_down: bool) -> None:
+            publisher.enabled = True
+            on_up(was_down)
+
+        publisher = self.publisher = Publisher(self.redis, on_error)
+        self.listener = Listener(self.url, self.control_channel, on_message, down, up)
+
+    @property
+    def enabled(self) -> bool:
+        return self.publisher is not None and self.publisher.enabled
+
+    def start(self) -> None:
+        assert self.publisher is not None and self.listener is not None, "bind() first"
+        self.publisher.start()
+        self.listener.start()
+
+    async def wait_ready(self, within: float) -> bool:
+        assert self.listener is not None
+        return await self.listener.wait_ready(within)
+
+    async def stop(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.listener is not None:
+            await self.listener.stop()
+
+    def publish(self, channel: str, data: bytes) -> None:
+        assert self.publisher is not None
+        self.publisher.publish(channel, data)
+
+    def command(self, name: str, *args: Any) -> None:
+        assert self.publisher is not None
+        self.publisher.command(name, *args)
+
+    async def subscribe(self, channel: str) -> None:
+        assert self.listener is not None
+        await self.listener.subscribe(channel)
+
+    def unsubscribe(self, channel: str) -> None:
+        assert self.listener is not None
+        self.listener.unsubscribe(channel)
+
+    def interrupt(self) -> None:
+        assert self.listener is not None
+        self.listener.interrupt()

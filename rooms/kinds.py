@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import msgspec
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from rooms.context import KindContext
 
 S = TypeVar("S", bound=msgspec.Struct)
 Op = TypeVar("Op")  # an op Struct, or a union of them
@@ -120,12 +120,12 @@ class RoomKind(Generic[S, Op]):
         """Return the state after ``op``; raise ``OpRejected``. Pure: never mutate ``state``."""
         raise NotImplementedError
 
-    async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
+    async def exists(self, ctx: KindContext, room_id: uuid.UUID) -> bool:
         """Whether the room exists (e.g. its blend row). Unknown rooms are closed with 4404."""
         raise NotImplementedError
 
     async def membership(
-        self, services: Services, room_id: uuid.UUID, user_id: uuid.UUID
+        self, ctx: KindContext, room_id: uuid.UUID, user_id: uuid.UUID
     ) -> Membership | None:
         """The user's membership, or None when they may not join (closed with 4403)."""
         raise NotImplementedError

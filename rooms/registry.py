@@ -11,8 +11,8 @@ import importlib
 import re
 from typing import Any
 
+from rooms.context import RoomSettings
 from rooms.kinds import RoomKind
-from server.settings import Settings
 
 # The product's own kinds. Add a line here when a domain ships one.
 BUILTIN_KINDS: tuple[str, ...] = (
@@ -43,7 +43,7 @@ def import_kind(path: str) -> RoomKind[Any, Any]:
     return kind
 
 
-def load_kinds(settings: Settings) -> dict[str, RoomKind[Any, Any]]:
+def load_kinds(settings: RoomSettings) -> dict[str, RoomKind[Any, Any]]:
     """Every kind this process serves, by name. Raises ``KindError`` on a bad entry."""
     paths = [*BUILTIN_KINDS, *(p for p in settings.room_kinds.split(",") if p.strip())]
     kinds: dict[str, RoomKind[Any, Any]] = {}

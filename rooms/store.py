@@ -84,8 +84,12 @@ class Replica(Protocol):
 
     kind: RoomKind[Any, Any]
     room_id: uuid.UUID
-    seq: int
-    loaded: bool
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def loaded(self) -> bool: ...
 
     def current_state(self) -> Any: ...
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from rooms import asgi as rooms_asgi
+from rooms.context import RoomsContext, RoomSettings
 from server import accounts, auth, health, logs, web
 from server.auth import current_principal
 from server.blends import generation as blend_generation
@@ -24,7 +30,7 @@ from server.openapi import StrictStructSchemaPlugin, document
 from server.playlists.controller import PlaylistController
 from server.problems import EXCEPTION_HANDLERS
 from server.releases.controller import ReleaseController
-from server.services import build_services, get_services, services_lifespan
+from server.services import Services, build_services, get_services, services_lifespan
 from server.settings import Settings, load_settings
 from server.uploads.controller import UploadController
 from server.uploads.worker import lifespan as uploads_lifespan
@@ -34,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     logs.configure(settings.log_level, settings.log_format)
     services = build_services(settings)
-    rooms_endpoint, rooms_lifespan = rooms_asgi.create(services)
+    rooms_endpoint, rooms_lifespan = rooms_asgi.create(rooms_context(services))
     app = Litestar(
         route_handlers=[
             health.healthz,
@@ -86,3 +92,40 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     return app
+
+
+def rooms_context(services: Services) -> RoomsContext:
+    """What the rooms core gets from the app: its settings, the pool and Redis, and how a
+    WebSocket upgrade is authenticated (token in the hello, else Bearer header or cookie)."""
+    settings = services.settings
+    assert settings.redis_url is not None
+
+    async def authenticate(token: str | None, headers: Sequence[tuple[bytes, bytes]]) -> Any:
+        principal = await auth.authenticate(services, token or _upgrade_token(headers))
+        return None if principal is None else principal.user_id
+
+    return RoomsContext(
+        settings=RoomSettings.pick(
+            settings, redis_url=settings.redis_url, public_url=settings.effective_public_url
+        ),
+        kinds=services,
+        registry=services.metrics.registry,
+        authenticate=authenticate,
+    )
+
+
+def _upgrade_token(raw: Sequence[tuple[bytes, bytes]]) -> str | None:
+    headers: dict[str, str] = {}
+    cookies: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        if key == "cookie":
+            with contextlib.suppress(CookieError):
+                jar: SimpleCookie = SimpleCookie()
+                jar.load(text)
+                if auth.SESSION_COOKIE in jar:
+                    cookies[auth.SESSION_COOKIE] = jar[auth.SESSION_COOKIE].value
+        else:
+            headers[key] = text
+    return auth.token_from_headers(headers, cookies)

@@ -24,7 +24,7 @@ from server.blends.schemas import BlendSettings
 from server.blends.weave import TasteMatch, Weave, WovenTrack
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from rooms.context import KindContext
 
 KIND = "blend"
 # Reactions a member may leave on a track (one per member per track; null clears it).
@@ -439,12 +439,12 @@ class BlendRoom(RoomKind[BlendRoomState, BlendOp]):
     def describe(self, op: BlendOp) -> str:
         return describe(op)
 
-    async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
+    async def exists(self, services: KindContext, room_id: uuid.UUID) -> bool:
         found = await services.pool.fetchval("SELECT 1 FROM blends WHERE id = $1", room_id)
         return found is not None
 
     async def membership(
-        self, services: Services, room_id: uuid.UUID, user_id: uuid.UUID
+        self, services: KindContext, room_id: uuid.UUID, user_id: uuid.UUID
     ) -> Membership | None:
         row = await services.pool.fetchrow(
             """

@@ -43,7 +43,7 @@ from rooms import fractional
 from rooms.kinds import Actor, Membership, OpRejected, RoomKind
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from rooms.context import KindContext
 
 KIND: Final = "mashup"
 # Previews kept in the state (newest last); older ones are deleted from storage.
@@ -651,12 +651,12 @@ class MashupRoom(RoomKind[MashupRoomState, MashupOp]):
     def describe(self, op: MashupOp) -> str:
         return describe(op)
 
-    async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
+    async def exists(self, services: KindContext, room_id: uuid.UUID) -> bool:
         found = await services.pool.fetchval("SELECT 1 FROM mashups WHERE id = $1", room_id)
         return found is not None
 
     async def membership(
-        self, services: Services, room_id: uuid.UUID, user_id: uuid.UUID
+        self, services: KindContext, room_id: uuid.UUID, user_id: uuid.UUID
     ) -> Membership | None:
         role = await services.pool.fetchval(
             "SELECT role::text FROM mashup_members WHERE mashup_id = $1 AND user_id = $2",

@@ -16,7 +16,7 @@ from rooms import fractional
 from rooms.kinds import Actor, Membership, OpRejected, RoomKind
 
 if TYPE_CHECKING:
-    from server.services import Services
+    from rooms.context import KindContext
 
 
 class Note(msgspec.Struct, frozen=True):
@@ -89,11 +89,11 @@ class NotesKind(RoomKind[NotesState, NoteOp]):
                 raise OpRejected("not_found", f"note {op.id} does not exist")
         return NotesState(title=state.title, notes=notes)
 
-    async def exists(self, services: Services, room_id: uuid.UUID) -> bool:
+    async def exists(self, services: KindContext, room_id: uuid.UUID) -> bool:
         return bool(await services.redis.exists(members_key(services, room_id)))
 
     async def membership(
-        self, services: Services, room_id: uuid.UUID, user_id: uuid.UUID
+        self, services: KindContext, room_id: uuid.UUID, user_id: uuid.UUID
     ) -> Membership | None:
         role = await services.redis.hget(members_key(services, room_id), str(user_id))
         return None if role is None else Membership(role=role.decode())

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from rooms import fractional
 from rooms import protocol as p
+from rooms.conn import Bucket, Conn
 from rooms.fanout import pack, unpack
-from rooms.hub import Bucket, Conn
 from rooms.kinds import Actor
 from rooms.metrics import RoomMetrics
 
