@@ -11,12 +11,20 @@ Key: a chromagram matched against Krumhansl-Kessler major and minor profiles;
 below ``KEY_THRESHOLD`` the key is reported as unknown.
 
 Loudness and true peak: see :mod:`dsp.loudness` (ITU-R BS.1770-4).
+
+Silence before and after the music is trimmed first (40 dB under the loudest
+moment), so padding a file changes no answer: only the times move with it.
+Whatever stays unknown says why in ``Analysis.notes``.
+
+:func:`features` computes what tempo, key and :mod:`dsp.sections` share (one
+pass over the audio): band energies, onset envelopes and per-frame chroma.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import dataclass
 from math import gcd
 from typing import Final
 
@@ -40,10 +48,19 @@ TEMPO_THRESHOLD: Final = 0.1
 
 TEMPO_MIN_BPM: Final = 60.0
 TEMPO_MAX_BPM: Final = 200.0
+MIN_TEMPO_SECONDS: Final = 4.0
+"""Less sound than this (after trimming silence) has no tempo: too few beats to tell
+a tempo from its 3:4 or 2:3 neighbours."""
+MIN_BEATS: Final = 8
+
+TRIM_DB: Final = 40.0
+"""Leading and trailing audio this far under the loudest 46 ms is silence."""
 
 _ANALYSIS_RATE: Final = 22050
 _HOP: Final = 256
 _FFT: Final = 1024
+_BANDS: Final = 36
+_LOW_HZ: Final = 150.0
 
 
 class Analysis(msgspec.Struct, frozen=True):
@@ -57,18 +74,48 @@ class Analysis(msgspec.Struct, frozen=True):
     key_confidence: float
     loudness_lufs: float | None
     true_peak_dbtp: float | None
+    notes: tuple[str, ...] = ()
+    """Why something is unknown (or shaky), in words: "no tempo: only 2.8 s of sound"."""
 
 
 class Tempo(msgspec.Struct, frozen=True):
     bpm: float | None
     confidence: float
     beats: tuple[float, ...]
+    note: str | None = None
 
 
 class Key(msgspec.Struct, frozen=True):
     key_signature: str | None
     confidence: float
     best_guess: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """What the analyses share, computed once. Frame times count from ``start``."""
+
+    duration: float
+    start: float
+    """Seconds of leading silence trimmed."""
+    active: float
+    """Seconds of sound between the trimmed silences."""
+    mono: Floats
+    """The trimmed sound, mono at ``ANALYSIS_RATE``."""
+    fps: float
+    bands: Floats
+    """(frames, 36) log-compressed energies in log-spaced bands, 30 Hz..10 kHz."""
+    envelope: Floats
+    """Onset strength per frame (spectral flux, detrended)."""
+    low: Floats
+    """Onset strength under 150 Hz (kick drums, bass notes) per frame."""
+    chroma: Floats
+    """(frames, 12) pitch-class energy per chroma frame, C first."""
+    chroma_fps: float
+
+
+ANALYSIS_RATE: Final = _ANALYSIS_RATE
 
 
 # --------------------------------------------------------------------------- helpers
@@ -109,27 +156,85 @@ def _band_matrix(size: int, rate: int, bands: int, low: float, high: float) -> F
     return matrix
 
 
-def onset_envelope(mono: Floats, rate: int = _ANALYSIS_RATE) -> Floats:
-    """Spectral flux of log-compressed band energies, one value per hop."""
+def band_energies(mono: Floats, rate: int = _ANALYSIS_RATE) -> Floats:
+    """Log-compressed energies in 36 log-spaced bands, one row per hop."""
     frames = _frames(mono, _FFT, _HOP)
-    if len(frames) < 2:
-        return np.zeros(len(frames))
+    out = np.zeros((len(frames), _BANDS))
+    if len(frames) == 0:
+        return out
     window = np.hanning(_FFT)
-    bands = _band_matrix(_FFT, rate, 36, 30.0, 10000.0)
-    out = np.empty(len(frames))
-    previous: Floats | None = None
+    bands = _band_matrix(_FFT, rate, _BANDS, 30.0, 10000.0)
     block = 2048
     for start in range(0, len(frames), block):
-        chunk = frames[start : start + block] * window
-        spectrum = np.abs(np.fft.rfft(chunk, axis=1))
-        energy = np.log1p(1000.0 * (spectrum @ bands))
-        before = np.vstack([energy[:1] if previous is None else previous, energy[:-1]])
-        out[start : start + len(chunk)] = np.maximum(energy - before, 0.0).sum(axis=1)
-        previous = energy[-1:]
+        spectrum = np.abs(np.fft.rfft(frames[start : start + block] * window, axis=1))
+        out[start : start + len(spectrum)] = np.log1p(1000.0 * (spectrum @ bands))
+    return out
+
+
+def _flux(energy: Floats) -> Floats:
+    """Spectral flux of band energies, with the slowly varying part removed so level
+    changes do not read as onsets."""
+    if len(energy) < 2:
+        return np.zeros(len(energy))
+    out = np.maximum(np.diff(energy, axis=0, prepend=energy[:1]), 0.0).sum(axis=1)
     out[0] = 0.0
-    # Remove the slowly varying part so level changes do not read as onsets.
     trend = np.convolve(out, np.ones(43) / 43, mode="same")
-    return np.maximum(out - trend, 0.0)
+    return np.asarray(np.maximum(out - trend, 0.0), dtype=np.float64)
+
+
+def onset_envelope(mono: Floats, rate: int = _ANALYSIS_RATE) -> Floats:
+    """Spectral flux of log-compressed band energies, one value per hop."""
+    return _flux(band_energies(mono, rate))
+
+
+def _low_bands(rate: int = _ANALYSIS_RATE) -> int:
+    edges = np.geomspace(30.0, 10000.0, _BANDS + 1)
+    return max(1, int(np.searchsorted(edges, _LOW_HZ)))
+
+
+def active_span(mono: Floats, rate: int) -> tuple[int, int]:
+    """First and last (exclusive) sample of sound: leading and trailing silence cut.
+
+    Silence is anything :data:`TRIM_DB` under the loudest 46 ms block (and anything
+    under -80 dBFS), so a noise floor or dither counts as silence too.
+    """
+    block = 1024
+    count = len(mono) // block
+    if count == 0:
+        return (0, len(mono)) if np.any(np.abs(mono) > 1e-4) else (0, 0)
+    rms = np.sqrt(np.mean(mono[: count * block].reshape(count, block) ** 2, axis=1))
+    threshold = max(float(rms.max()) * 10 ** (-TRIM_DB / 20), 1e-4)
+    loud = np.flatnonzero(rms > threshold)
+    if len(loud) == 0:
+        return 0, 0
+    # To the sample, so that padding moves the analysed audio by exactly its length.
+    lo = max(0, int(loud[0]) - 1) * block
+    hi = len(mono) if loud[-1] >= count - 2 else (int(loud[-1]) + 2) * block
+    above = np.flatnonzero(np.abs(mono[lo:hi]) > threshold)
+    if len(above) == 0:
+        return lo, hi
+    return lo + int(above[0]), lo + int(above[-1]) + 1
+
+
+def features(audio: Audio) -> Features:
+    """Trim the silences and compute the shared features (see :class:`Features`)."""
+    mono = _mono(audio, _ANALYSIS_RATE)
+    first, last = active_span(mono, _ANALYSIS_RATE)
+    mono = mono[first:last]
+    bands = band_energies(mono)
+    low = _low_bands()
+    return Features(
+        duration=audio.duration_seconds,
+        start=first / _ANALYSIS_RATE,
+        active=len(mono) / _ANALYSIS_RATE,
+        mono=mono,
+        fps=_ANALYSIS_RATE / _HOP,
+        bands=bands,
+        envelope=_flux(bands),
+        low=_flux(bands[:, :low]),
+        chroma=_chroma_frames(mono),
+        chroma_fps=_CHROMA_RATE / _CHROMA_HOP,
+    )
 
 
 # --------------------------------------------------------------------------- tempo
@@ -194,22 +299,35 @@ def _track_beats(envelope: Floats, period: float, tightness: float = 100.0) -> l
     return beats
 
 
-def estimate_tempo(audio: Audio) -> Tempo:
+def estimate_tempo(audio: Audio | Features) -> Tempo:
     """Tempo in BPM with a 0..1 confidence and the beat times in seconds."""
-    mono = _mono(audio, _ANALYSIS_RATE)
-    fps = _ANALYSIS_RATE / _HOP
-    envelope = onset_envelope(mono)
-    if len(envelope) < 4 * fps or envelope.max() <= 0:
-        return Tempo(None, 0.0, ())
+    feats = audio if isinstance(audio, Features) else features(audio)
+    fps = feats.fps
+    envelope = feats.envelope
+    if feats.active == 0 or envelope.max(initial=0.0) <= 0:
+        return Tempo(None, 0.0, (), "no tempo: no onsets")
+    if feats.active < MIN_TEMPO_SECONDS:
+        return Tempo(
+            None,
+            0.0,
+            (),
+            f"no tempo: only {feats.active:.1f} s of sound "
+            f"(at least {MIN_TEMPO_SECONDS:.0f} s are needed to tell a tempo from 3:4 of it)",
+        )
     bpms = np.geomspace(TEMPO_MIN_BPM, TEMPO_MAX_BPM, 600)
     salience, acf = _tempo_salience(envelope, fps, bpms)
     if salience.max() <= 0:
-        return Tempo(None, 0.0, ())
+        return Tempo(None, 0.0, (), "no tempo: no periodic onsets")
     bpm = float(bpms[int(np.argmax(salience))])
     period = 60.0 * fps / bpm
     frames = _track_beats(envelope, period)
-    if len(frames) < 4:
-        return Tempo(None, 0.0, ())
+    if len(frames) < MIN_BEATS:
+        return Tempo(
+            None,
+            0.0,
+            (),
+            f"no tempo: only {len(frames)} beats found (at least {MIN_BEATS} are needed)",
+        )
     # Refine each beat to the onset peak nearby (sub-frame, parabolic).
     times = np.array([_refine(envelope, f) for f in frames]) / fps
     # Fit the tempo to the beats: robust to drift in the middle of the track.
@@ -222,8 +340,13 @@ def estimate_tempo(audio: Audio) -> Tempo:
     floor = float(np.median(acf[lo : min(hi, len(acf))])) if hi < len(acf) else 0.0
     confidence = float(np.clip((peak - floor) / (1.0 - floor + 1e-12), 0.0, 1.0))
     if confidence < TEMPO_THRESHOLD:
-        return Tempo(None, round(confidence, 3), ())
-    beats = tuple(round(float(t), 4) for t in times)
+        return Tempo(
+            None,
+            round(confidence, 3),
+            (),
+            f"no tempo: the onsets are not periodic enough (confidence {confidence:.2f})",
+        )
+    beats = tuple(round(float(t) + feats.start, 4) for t in times)
     return Tempo(round(float(fitted), 3), round(confidence, 3), beats)
 
 
@@ -248,10 +371,16 @@ _CHROMA_RATE: Final = 11025
 _CHROMA_FFT: Final = 4096
 
 
-def chroma(audio: Audio) -> Floats:
-    """A 12-bin pitch-class profile of the whole track (C first), summing to 1."""
-    mono = _mono(audio, _CHROMA_RATE)
-    frames = _frames(mono, _CHROMA_FFT, _CHROMA_FFT // 2)
+_CHROMA_HOP: Final = 2048
+_KEY_FRAME_DB: Final = 40.0
+"""Chroma frames this far under the loudest one are left out of the key profile."""
+
+
+def _chroma_frames(mono: Floats) -> Floats:
+    """Pitch-class energy of each chroma frame (186 ms hops), from the mono signal at
+    ``ANALYSIS_RATE``: (frames, 12), C first."""
+    signal = resample_poly(mono, 1, _ANALYSIS_RATE // _CHROMA_RATE) if len(mono) else mono
+    frames = _frames(signal, _CHROMA_FFT, _CHROMA_HOP)
     freqs = np.fft.rfftfreq(_CHROMA_FFT, 1.0 / _CHROMA_RATE)
     usable = (freqs >= 60.0) & (freqs <= 2000.0)
     pitch = 12 * np.log2(freqs[usable] / 440.0) + 69
@@ -260,33 +389,65 @@ def chroma(audio: Audio) -> Floats:
     weights = np.cos(np.pi * (pitch - np.round(pitch))) ** 2
     mapping = np.zeros((int(usable.sum()), 12))
     mapping[np.arange(len(classes)), classes] = weights
-    total = np.zeros(12)
+    out = np.zeros((len(frames), 12))
     window = np.hanning(_CHROMA_FFT)
     for start in range(0, len(frames), 512):
         spectrum = np.abs(np.fft.rfft(frames[start : start + 512] * window, axis=1))[:, usable]
         # Keep spectral peaks only: harmonics' skirts smear into neighbouring semitones.
         peaks = spectrum * (spectrum >= maximum_filter1d(spectrum, 3, axis=1))
-        per_frame = (peaks * peaks) @ mapping
-        norms = per_frame.sum(axis=1, keepdims=True)
-        total += (per_frame / np.maximum(norms, 1e-12)).sum(axis=0)
-    return total / total.sum() if total.sum() > 0 else total
+        out[start : start + len(spectrum)] = (peaks * peaks) @ mapping
+    return out
 
 
-def estimate_key(audio: Audio) -> Key:
+def chroma(audio: Audio | Features) -> Floats:
+    """A 12-bin pitch-class profile of the whole track (C first), summing to 1.
+
+    Every frame counts the same (normalised), except frames far quieter than the
+    loudest, which are left out: a fade or a noise floor must not pull the key.
+    """
+    frames = (audio if isinstance(audio, Features) else features(audio)).chroma
+    norms = frames.sum(axis=1)
+    if len(frames) == 0 or norms.max() <= 0:
+        return np.zeros(12)
+    loud = norms >= norms.max() * 10 ** (-_KEY_FRAME_DB / 10)
+    total = (frames[loud] / norms[loud, np.newaxis]).sum(axis=0)
+    return np.asarray(total / total.sum(), dtype=np.float64)
+
+
+KEY_MARGIN: Final = 0.02
+"""A best key that beats a different key by less than this is reported with the
+confidence scaled down (relative major/minor excepted: they share every note)."""
+
+
+def estimate_key(audio: Audio | Features) -> Key:
     """Key and mode by profile correlation; unknown below :data:`KEY_THRESHOLD`."""
     profile = chroma(audio)
     if profile.sum() <= 0 or profile.std() == 0:
-        return Key(None, 0.0, "C major")
+        return Key(None, 0.0, "C major", "no key: no pitched sound")
     scores: list[tuple[float, int, Mode]] = []
     modes: tuple[tuple[Mode, Floats], ...] = (("major", _MAJOR), ("minor", _MINOR))
     for mode, template in modes:
         for tonic in range(12):
             r = float(np.corrcoef(profile, np.roll(template, tonic))[0, 1])
             scores.append((r, tonic, mode))
-    r, tonic, mode = max(scores)
-    confidence = round(float(np.clip(r, 0.0, 1.0)), 3)
+    scores.sort(reverse=True)
+    r, tonic, mode = scores[0]
+    relative = (tonic + (3 if mode == "minor" else 9)) % 12
+    rival = next((x for x in scores[1:] if not (x[1] == relative and x[2] != mode)), scores[1])
+    confidence = float(np.clip(r, 0.0, 1.0))
+    # Two different keys fitting about equally well (a parallel major/minor, a fifth
+    # apart): a small change of the input could flip the answer, so say so.
+    margin = r - rival[0]
+    if margin < KEY_MARGIN:
+        confidence *= 0.5 + 0.5 * max(margin, 0.0) / KEY_MARGIN
+    confidence = round(confidence, 3)
     guess = key_name(tonic, mode)
-    return Key(guess if confidence >= KEY_THRESHOLD else None, confidence, guess)
+    if confidence >= KEY_THRESHOLD:
+        return Key(guess, confidence, guess)
+    note = f"no key: the best fit, {guess}, is weak (confidence {confidence:.2f})"
+    if margin < KEY_MARGIN:
+        note = f"no key: {guess} and {key_name(rival[1], rival[2])} fit about equally well"
+    return Key(None, confidence, guess, note)
 
 
 # --------------------------------------------------------------------------- loudness
@@ -306,10 +467,11 @@ def true_peak_dbtp(audio: Audio) -> float | None:
 # --------------------------------------------------------------------------- entry points
 
 
-def analyze(audio: Audio) -> Analysis:
+def analyze(audio: Audio, feats: Features | None = None) -> Analysis:
     """Analyse decoded audio (synchronous and CPU-bound: run it off the event loop)."""
-    tempo = estimate_tempo(audio)
-    key = estimate_key(audio)
+    feats = features(audio) if feats is None else feats
+    tempo = estimate_tempo(feats)
+    key = estimate_key(feats)
     loudness = integrated_loudness(audio)
     return Analysis(
         duration_seconds=round(audio.duration_seconds, 4),
@@ -320,6 +482,7 @@ def analyze(audio: Audio) -> Analysis:
         key_confidence=key.confidence,
         loudness_lufs=None if loudness is None else round(loudness, 2),
         true_peak_dbtp=true_peak_dbtp(audio),
+        notes=tuple(note for note in (tempo.note, key.note) if note is not None),
     )
 
 
@@ -351,10 +514,12 @@ async def analyze_file(
 
 
 __all__ = [
+    "ANALYSIS_RATE",
     "KEY_THRESHOLD",
     "NOTE_NAMES",
     "TEMPO_THRESHOLD",
     "Analysis",
+    "Features",
     "Key",
     "Tempo",
     "analyze",
@@ -363,6 +528,7 @@ __all__ = [
     "chroma",
     "estimate_key",
     "estimate_tempo",
+    "features",
     "integrated_loudness",
     "true_peak_dbtp",
 ]

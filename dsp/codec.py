@@ -52,11 +52,20 @@ EXTENSIONS: Final[dict[str, AudioFormat]] = {
     ".oga": "ogg",
 }
 
+SUPPORTED: Final = (
+    "supported formats: WAV (.wav, .wave), FLAC (.flac), MP3 (.mp3), Ogg Vorbis (.ogg, .oga)"
+)
+_MP4_EXTENSIONS: Final = (".m4a", ".mp4", ".aac", ".alac", ".m4b")
+
 DEFAULT_MAX_SECONDS: Final = 30 * 60.0
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
 
 _MP3_RATES: Final = (32000, 44100, 48000)
 _MAX_FRAMES_PER_BYTE: Final = 8192
+
+MIN_SAMPLE_RATE: Final = 4000
+MAX_SAMPLE_RATE: Final = 768_000
+MAX_CHANNELS: Final = 32
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -106,9 +115,9 @@ def format_from_name(filename: str) -> AudioFormat:
     try:
         return EXTENSIONS[suffix]
     except KeyError:
-        allowed = ", ".join(sorted(EXTENSIONS))
+        why = " (AAC/ALAC cannot be decoded here)" if suffix in _MP4_EXTENSIONS else ""
         raise UnsupportedFormat(
-            f"unsupported file extension {suffix or '(none)'!r}; allowed: {allowed}"
+            f"unsupported file extension {suffix or '(none)'!r}{why}; {SUPPORTED}"
         ) from None
 
 
@@ -139,6 +148,20 @@ def _check_integrity(data: Buffer, fmt: AudioFormat) -> None:
         _check_ogg(data)
 
 
+def check_format(what: str, sample_rate: int, channels: int) -> None:
+    """Refuse a header that claims an impossible sample rate or channel count, naming
+    it (pedalboard would fail with "Failed to open audio file-like object")."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise CorruptAudio(
+            f"{what} header claims a sample rate of {sample_rate} Hz; "
+            f"supported: {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise CorruptAudio(
+            f"{what} header claims {channels} channels; supported: 1..{MAX_CHANNELS}"
+        )
+
+
 def _check_wav(data: Buffer) -> None:
     if data[:4] == b"RF64":
         return  # sizes live in the ds64 chunk; pedalboard validates what it reads
@@ -146,6 +169,9 @@ def _check_wav(data: Buffer) -> None:
     while pos + 8 <= len(data):
         chunk_id = data[pos : pos + 4]
         (size,) = struct.unpack_from("<I", data, pos + 4)
+        if chunk_id == b"fmt " and size >= 16 and pos + 24 <= len(data):
+            channels, rate = struct.unpack_from("<HI", data, pos + 10)
+            check_format("WAV", rate, channels)
         if chunk_id == b"data":
             # Streaming writers that never finalised leave 0xFFFFFFFF here; pedalboard
             # would then report a billion frames, so it counts as truncated too.
@@ -331,6 +357,8 @@ def _check_flac(data: Buffer) -> None:
     if len(data) < 42:
         raise CorruptAudio("truncated FLAC: no STREAMINFO")
     info = data[8:42]
+    packed = int.from_bytes(info[10:13], "big")
+    check_format("FLAC", packed >> 4, ((packed >> 1) & 7) + 1)
     min_block = int.from_bytes(info[0:2], "big")
     max_frame = int.from_bytes(info[7:10], "big")
     total = int.from_bytes(info[13:18], "big") & 0xF_FFFF_FFFF
@@ -393,6 +421,7 @@ def _describe(source: io.BytesIO | BinaryIO, fmt: AudioFormat, size: int) -> Aud
     try:
         with AudioFile(source) as f:
             rate, channels, frames = int(f.samplerate), int(f.num_channels), int(f.frames)
+            check_format(fmt.upper(), rate, channels)
             _check_plausible(frames, size, fmt)
             if frames > 0 and rate > 0 and channels > 0:
                 f.read(min(frames, rate))  # the first second must decode, too
@@ -417,11 +446,14 @@ def probe_file(
     *,
     filename: str | None = None,
     max_bytes: int | None = DEFAULT_MAX_BYTES,
+    max_seconds: float | None = None,
 ) -> AudioInfo:
     """:func:`probe` for a file on disk, mapped rather than read into memory.
 
     ``filename`` is the name whose extension must match the content (e.g. the
-    one a client uploaded under); it defaults to the path itself.
+    one a client uploaded under); it defaults to the path itself. With
+    ``max_seconds``, a file longer than that raises :class:`AudioTooLong` (the
+    limit :func:`decode_file` would apply later).
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -432,7 +464,14 @@ def probe_file(
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             fmt = _prepare(data, os.fspath(path) if filename is None else filename)
         f.seek(0)
-        return _describe(f, fmt, size)
+        info = _describe(f, fmt, size)
+    _check_length(info.duration_seconds, max_seconds)
+    return info
+
+
+def _check_length(seconds: float, max_seconds: float | None) -> None:
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioTooLong(f"audio lasts {seconds:.0f} s; the limit is {max_seconds:.0f} s")
 
 
 def decode(
@@ -451,13 +490,11 @@ def decode(
     fmt = _prepare(data, filename)
     try:
         with AudioFile(io.BytesIO(data)) as f:
-            if f.frames <= 0 or f.samplerate <= 0:
+            check_format(fmt.upper(), int(f.samplerate), int(f.num_channels))
+            if f.frames <= 0:
                 raise CorruptAudio(f"{fmt} file holds no audio frames")
             _check_plausible(int(f.frames), len(data), fmt)
-            if max_seconds is not None and f.frames / f.samplerate > max_seconds:
-                raise AudioTooLong(
-                    f"audio lasts {f.frames / f.samplerate:.0f} s; the limit is {max_seconds:.0f} s"
-                )
+            _check_length(f.frames / f.samplerate, max_seconds)
             if int(f.samplerate) == sample_rate:
                 samples = f.read(f.frames)
             else:

@@ -97,6 +97,7 @@ CODES: dict[str, tuple[int, str]] = {
     "last_admin": (409, "the last admin cannot lose the admin role"),
     "in_release": (409, "a release has the upload as a track; remove it there first"),
     "upload_busy": (409, "the upload is being moved into storage; retry in a moment"),
+    "not_analysed": (409, "no peaks yet: the upload's analysis is pending, running or failed"),
     "release_locked": (409, "the release is not a draft (or, to delete, not draft/rejected)"),
     "too_many_tracks": (409, "the release has its maximum number of tracks"),
     "track_order_taken": (409, "the release already has a track with this number"),
@@ -129,6 +130,7 @@ CODES: dict[str, tuple[int, str]] = {
     # 413, 415, 422
     "too_large": (413, "the body is larger than BLENDTUNE_MAX_REQUEST_BYTES"),
     "upload_too_large": (413, "the file is larger than BLENDTUNE_MAX_UPLOAD_BYTES"),
+    "audio_too_long": (413, "the audio lasts longer than 30 minutes"),
     "unsupported_media_type": (415, "send `multipart/form-data`"),
     "unsupported_format": (415, "not audio, or a format the server does not decode"),
     "invalid_audio": (422, "empty, truncated or undecodable audio"),
@@ -154,11 +156,12 @@ ANSWERS: dict[str, str] = {
     "DELETE /tracks/{track_id}/creators/{child_id}": "forbidden",
     "DELETE /tracks/{track_id}/instruments/{child_id}": "forbidden",
     "DELETE /tracks/{track_id}/samples/{child_id}": "forbidden",
-    "POST /uploads": "invalid_upload upload_too_large unsupported_media_type "
+    "POST /uploads": "invalid_upload upload_too_large audio_too_long unsupported_media_type "
     "unsupported_format invalid_audio",
     "GET /uploads": "invalid_cursor",
     "POST /uploads/{upload_id}/retry": "not_failed",
     "DELETE /uploads/{upload_id}": "in_release upload_busy",
+    "GET /uploads/{upload_id}/peaks": "not_analysed",
     "POST /releases": "forbidden",
     "GET /releases": "forbidden invalid_cursor",
     "PATCH /releases/{release_id}": "forbidden release_locked",

@@ -35,6 +35,12 @@ class UploadedTrack(Table, tablename="uploaded_tracks"):
     analysis = JSONB(default="{}")
     created_at = timestamp_now()
     updated_at = timestamp_now()
+    # Deeper analysis (migration 2026-12-01T16:00): dsp.structure.Structure and Peaks as
+    # JSON, and the harmonic/percussive stems in storage.
+    structure = JSONB(null=True, default=None)
+    peaks = JSONB(null=True, default=None)
+    harmonic_storage_key = Varchar(length=512, null=True, default=None)
+    percussive_storage_key = Varchar(length=512, null=True, default=None)
 
 
 class UploadJob(Table, tablename="upload_jobs"):

@@ -78,6 +78,7 @@ class PreviewService:
         self.max_pending = settings.mashup_preview_max_pending
         self.previewer = dsp.Previewer(
             self._load,
+            stem_loader=self._load_stem,
             workers=settings.mashup_preview_workers,
             cache_bytes=settings.mashup_preview_cache_mb * _MIB,
             max_pending=settings.mashup_preview_max_pending,
@@ -125,6 +126,25 @@ class PreviewService:
                 return await asyncio.to_thread(dsp.decode_file, path)
         except StorageError as exc:
             raise dsp.MissingSource(f"uploaded track {track_id}: {exc}") from None
+
+    async def _load_stem(self, track_id: str, stem: dsp.Stem) -> dsp.Audio | None:
+        """The stored stem of an uploaded track, or None when the upload has none (then
+        dsp splits the track itself)."""
+        column = {"harmonic": "harmonic_storage_key", "percussive": "percussive_storage_key"}
+        try:
+            upload_id = uuid.UUID(track_id)
+        except ValueError:
+            raise dsp.MissingSource(f"not an uploaded track id: {track_id!r}") from None
+        key = await self.services.pool.fetchval(
+            f"SELECT {column[stem]} FROM uploaded_tracks WHERE id = $1", upload_id
+        )
+        if key is None:
+            return None
+        try:
+            async with self.storage.local_copy(key) as path:
+                return await asyncio.to_thread(dsp.decode_file, path)
+        except StorageError:
+            return None  # lost from storage: splitting the full track still works
 
     # ------------------------------------------------------------------ requests
 

@@ -12,12 +12,13 @@ from typing import Any, Final
 import anyio
 import asyncpg
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.enums import RequestEncodingType
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from dsp.codec import MIME_TYPES
+from dsp.structure import Peaks, Structure
 from server.auth import Principal
 from server.catalog.common import (
     CursorParam,
@@ -35,7 +36,8 @@ _COLUMNS: Final = """
     u.id, u.original_filename, u.file_size_bytes, u.mime_type, u.format,
     u.upload_status::text AS upload_status, u.analysis_status::text AS analysis_status,
     u.bpm::float8 AS bpm, u.key_signature, u.duration_seconds::float8 AS duration_seconds,
-    u.has_stems, u.analysis, j.status::text AS job_status,
+    u.has_stems, u.analysis, u.structure, (u.peaks IS NOT NULL) AS has_peaks,
+    j.status::text AS job_status,
     coalesce(j.retry_count, 0) AS retry_count,
     CASE WHEN j.status = 'pending' THEN j.next_attempt_at END AS next_attempt_at,
     u.created_at, u.updated_at
@@ -49,10 +51,40 @@ LEFT JOIN LATERAL (
 """
 
 
+# The owner, or a member of a mashup that has the upload as an input.
+_PEAKS: Final = """
+SELECT u.peaks::text AS peaks, u.analysis_status::text AS analysis_status,
+       (extract(epoch FROM u.updated_at) * 1000000)::bigint AS version
+FROM uploaded_tracks u
+WHERE u.id = $1
+  AND (u.user_id = $2 OR EXISTS (
+      SELECT 1 FROM mashup_input_tracks i
+      JOIN mashup_members m ON m.mashup_id = i.mashup_id
+      WHERE i.uploaded_track_id = u.id AND m.user_id = $2))
+"""
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def peaks_url(upload_id: uuid.UUID) -> str:
+    return f"/uploads/{upload_id}/peaks"
+
+
 def _upload(row: asyncpg.Record) -> Upload:
-    fields: dict[str, Any] = {k: row[k] for k in Upload.__struct_fields__}
+    fields: dict[str, Any] = {
+        k: row[k] for k in Upload.__struct_fields__ if k not in ("structure", "peaks_url")
+    }
     fields["analysis"] = msgspec.json.decode(row["analysis"])
-    return msgspec.convert(fields, Upload)
+    upload = msgspec.convert(fields | {"structure": None, "peaks_url": None}, Upload)
+    if row["structure"] is not None:
+        upload.structure = msgspec.json.decode(row["structure"], type=Structure)
+    if row["has_peaks"]:
+        upload.peaks_url = peaks_url(row["id"])
+    return upload
 
 
 async def fetch_upload(conn: Any, upload_id: uuid.UUID, owner: uuid.UUID) -> Upload:
@@ -72,7 +104,7 @@ class _UploadOperation(Operation):
         self.request_body = RequestBody(
             required=True,
             description="multipart/form-data with the audio as field `file` "
-            "(wav, flac, mp3 or ogg) and an optional `has_stems` (true/false).",
+            "(wav, flac, mp3 or ogg).",
             content={
                 RequestEncodingType.MULTI_PART: OpenAPIMediaType(
                     schema=Schema(
@@ -80,7 +112,6 @@ class _UploadOperation(Operation):
                         required=["file"],
                         properties={
                             "file": Schema(type="string", format="binary"),  # type: ignore[arg-type]
-                            "has_stems": Schema(type="boolean"),  # type: ignore[arg-type]
                         },
                     )
                 )
@@ -124,8 +155,8 @@ class UploadController(Controller):
                 async with conn.transaction():
                     await conn.execute(
                         "INSERT INTO uploaded_tracks (id, user_id, original_filename,"
-                        " file_size_bytes, mime_type, format, duration_seconds, has_stems)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        " file_size_bytes, mime_type, format, duration_seconds)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
                         received.id,
                         principal.user_id,
                         received.original_filename,
@@ -133,7 +164,6 @@ class UploadController(Controller):
                         MIME_TYPES[received.info.format],
                         received.info.format,
                         Decimal(str(round(max(received.info.duration_seconds, 0.01), 2))),
-                        received.has_stems,
                     )
                     await conn.execute(
                         "INSERT INTO upload_jobs (kind, target_id, uploaded_track_id, user_id,"
@@ -181,6 +211,42 @@ class UploadController(Controller):
         async with services.pool.acquire() as conn:
             return await fetch_upload(conn, upload_id, principal.user_id)
 
+    @get(
+        "/{upload_id:uuid}/peaks",
+        responses={
+            304: ResponseSpec(
+                data_container=None,
+                description="Not modified: the client's If-None-Match matches the ETag.",
+                generate_examples=False,
+            ),
+        },
+    )
+    async def get_peaks(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        principal: Principal,
+        upload_id: uuid.UUID,
+    ) -> Response[Peaks]:
+        """Waveform peaks of an upload at a few zoom levels (min/max per window, -127..127),
+        for drawing. Readable by the owner and by members of a mashup that uses the upload
+        as an input. Cached: an ETag and `Cache-Control: private`."""
+        row = await services.pool.fetchrow(_PEAKS, upload_id, principal.user_id)
+        if row is None:
+            raise Problem(404, "not_found", "No such upload.")
+        if row["peaks"] is None:
+            raise Problem(
+                409,
+                "not_analysed",
+                f"The upload has no peaks yet (analysis {row['analysis_status']}).",
+            )
+        etag = f'"{upload_id.hex}-{row["version"]}"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=3600"}
+        if etag in _etags(request.headers.get("if-none-match")):
+            return Response(content=b"", status_code=304, headers=headers)  # type: ignore[arg-type]
+        peaks = msgspec.json.decode(row["peaks"], type=Peaks)
+        return Response(content=peaks, headers=headers)
+
     @post("/{upload_id:uuid}/retry", status_code=HTTP_202_ACCEPTED)
     async def retry_upload(
         self,
@@ -222,7 +288,8 @@ class UploadController(Controller):
         async with services.pool.acquire() as conn:
             async with conn.transaction():
                 row = await conn.fetchrow(
-                    "SELECT u.format, u.storage_key,"
+                    "SELECT u.format, u.storage_key, u.harmonic_storage_key,"
+                    " u.percussive_storage_key,"
                     " (SELECT status::text FROM upload_jobs WHERE uploaded_track_id = u.id"
                     "  ORDER BY created_at DESC LIMIT 1) AS job_status,"
                     " (SELECT local_path FROM upload_jobs WHERE uploaded_track_id = u.id"
@@ -261,6 +328,9 @@ class UploadController(Controller):
         storage = storage_from_settings(services.settings)
         key = row["storage_key"] or new_key("uploads", principal.user_id, upload_id, row["format"])
         await storage.delete(key)
+        for stem_object in (row["harmonic_storage_key"], row["percussive_storage_key"]):
+            if stem_object:
+                await storage.delete(stem_object)
         if row["local_path"]:
             with contextlib.suppress(OSError):
                 await anyio.Path(row["local_path"]).unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from multipart import (  # type: ignore[import-untyped]
 )
 
 from dsp import codec
-from dsp.errors import AudioError, UnsupportedFormat
+from dsp.errors import AudioError, AudioTooLong, UnsupportedFormat
 from server.problems import Problem
 
 # Room for the multipart framing and a few small form fields around the file.
@@ -43,7 +43,6 @@ class Received:
     original_filename: str
     size: int
     info: codec.AudioInfo
-    has_stems: bool
 
 
 def clean_filename(name: str) -> str:
@@ -68,7 +67,8 @@ async def receive_upload(
     upload_id = uuid.uuid4()
     partial = directory / f"{upload_id.hex}.part"
     try:
-        filename, size, fields = await _stream_to_disk(chunks, boundary, partial, max_bytes)
+        # Form fields besides the file are accepted and ignored (stems are the server's).
+        filename, size, _ = await _stream_to_disk(chunks, boundary, partial, max_bytes)
         fmt, info = await asyncio.to_thread(_probe, partial, filename)
         final = directory / f"{upload_id.hex}.{fmt}"
         await anyio.Path(partial).rename(final)
@@ -82,7 +82,6 @@ async def receive_upload(
         original_filename=clean_filename(filename),
         size=size,
         info=info,
-        has_stems=fields.get("has_stems", "").lower() in ("1", "true", "yes", "on"),
     )
 
 
@@ -164,11 +163,18 @@ def _probe(path: Path, filename: str) -> tuple[codec.AudioFormat, codec.AudioInf
         if sniffed is None:
             raise UnsupportedFormat("the file is not wav, flac, mp3 or ogg audio")
         known = Path(filename).suffix.lower() in codec.EXTENSIONS
+        # The same length limit analysis will apply (and `blendtune analyze`), so a header
+        # claiming hours of audio is refused now rather than failing later.
         info = codec.probe_file(
-            path, filename=filename if known else f"upload.{sniffed}", max_bytes=None
+            path,
+            filename=filename if known else f"upload.{sniffed}",
+            max_bytes=None,
+            max_seconds=codec.DEFAULT_MAX_SECONDS,
         )
     except UnsupportedFormat as exc:
         raise Problem(415, "unsupported_format", str(exc)) from None
+    except AudioTooLong as exc:
+        raise Problem(413, "audio_too_long", f"The audio is too long: {exc}.") from None
     except AudioError as exc:
         raise Problem(422, "invalid_audio", str(exc)) from None
     except (ValueError, RuntimeError, OSError) as exc:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from dsp.structure import Structure
+
 UploadStatus = Literal["pending", "uploading", "uploaded", "failed"]
 AnalysisStatus = Literal["pending", "analyzing", "completed", "failed"]
 JobStatus = Literal["pending", "uploading", "completed", "failed"]
@@ -26,9 +28,16 @@ class Upload(msgspec.Struct):
     bpm: float | None
     key_signature: str | None
     duration_seconds: float | None
+    # True once the analysis has stored the harmonic and percussive stems (clips may then
+    # play "stem": "harmonic" | "percussive" from them).
     has_stems: bool
-    # The full analysis (beats, confidences, loudness) once completed; {"error": ...} if failed.
+    # The full analysis (beats, confidences, loudness, notes) once completed;
+    # {"error": ...} if failed.
     analysis: dict[str, Any]
+    # Bars, sections and repetition groups (dsp.structure.Structure), once analysed.
+    structure: Structure | None
+    # GET this for the waveform peaks once analysed (null before).
+    peaks_url: str | None
     job_status: JobStatus | None
     retry_count: int
     next_attempt_at: dt.datetime | None

@@ -8,6 +8,13 @@ lease (``updated_at`` + ``upload_lease_seconds``) has passed. Failed moves are r
 exponential backoff; after ``upload_max_attempts`` the job is ``failed`` and the local file
 is kept, so nothing received is ever lost. The local file is deleted only after the
 database records that the object is in storage.
+
+Analysis decodes the stored object once and computes everything dsp offers for it
+(``dsp.track.analyze_track``): the analysis, the structure (bars, sections), the waveform
+peaks and the harmonic/percussive stems. The stems go to storage first (FLAC, under
+``stems/<owner>/<upload>-harmonic.flac`` and ``-percussive.flac``), then one transaction
+records all of it; a storage failure leaves the upload ``analyzing`` to be retried after
+the lease, like a failed read.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import logging
 import os
 import random
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,11 +37,13 @@ import msgspec
 from litestar import Litestar
 from prometheus_client import Counter
 
-from dsp.analysis import analyze_file
+from dsp.codec import Audio, encode_file
 from dsp.errors import AudioError
+from dsp.structure import Stem
+from dsp.track import TrackAnalysis, analyze_track_path
 from server.releases.queries import promote_processing_releases
 from server.services import Services
-from server.storage import Storage, StorageError, new_key, storage_from_settings
+from server.storage import Storage, StorageError, check_key, new_key, storage_from_settings
 
 _log = logging.getLogger("blendtune.uploads")
 
@@ -82,8 +92,15 @@ WITH due AS (
 )
 UPDATE uploaded_tracks u SET analysis_status = 'analyzing', updated_at = now()
 FROM due WHERE u.id = due.id
-RETURNING u.id, u.storage_key
+RETURNING u.id, u.user_id, u.storage_key
 """
+
+STEMS_PREFIX = "stems"
+
+
+def stem_key(owner: uuid.UUID, upload_id: uuid.UUID, stem: Stem) -> str:
+    """Where an upload's stem lives: ``stems/<owner hex>/<upload hex>-<stem>.flac``."""
+    return check_key(f"{STEMS_PREFIX}/{owner.hex}/{upload_id.hex}-{stem}.flac")
 
 
 @dataclass(frozen=True)
@@ -248,7 +265,7 @@ class UploadWorker:
                     _CLAIM_ANALYSIS, self.settings.upload_lease_seconds
                 )
                 if row is not None:
-                    await self.analyse(row["id"], row["storage_key"])
+                    await self.analyse(row["id"], row["user_id"], row["storage_key"])
                     continue
             except asyncio.CancelledError:
                 raise
@@ -256,13 +273,14 @@ class UploadWorker:
                 _log.exception("upload worker: analysis step failed")
             await self._sleep(self._analysis_wake)
 
-    async def analyse(self, upload_id: uuid.UUID, key: str) -> None:
+    async def analyse(self, upload_id: uuid.UUID, owner: uuid.UUID, key: str) -> None:
         try:
             async with self.storage.local_copy(key) as path:
-                result = await analyze_file(path)
+                result = await asyncio.to_thread(analyze_track_path, path)
+            stems = await self._store_stems(upload_id, owner, result)
         except StorageError as exc:
             # Not the audio's fault: leave it 'analyzing' so it is retried after the lease.
-            _log.warning("upload %s: cannot read %s for analysis: %s", upload_id, key, exc)
+            _log.warning("upload %s: cannot read %s or store its stems: %s", upload_id, key, exc)
             return
         except AudioError as exc:
             await self._finish(upload_id, "failed", {"error": str(exc)})
@@ -271,17 +289,40 @@ class UploadWorker:
             _log.exception("upload %s: analysis crashed", upload_id)
             await self._finish(upload_id, "failed", {"error": f"analysis failed: {exc}"})
             return
-        bpm = result.bpm if result.bpm is not None and 0 < result.bpm < 1000 else None
-        await self._finish(
+        analysis = result.analysis
+        bpm = analysis.bpm if analysis.bpm is not None and 0 < analysis.bpm < 1000 else None
+        structure = msgspec.structs.replace(result.structure, has_stems=stems is not None)
+        kept = await self._finish(
             upload_id,
             "completed",
-            msgspec.to_builtins(result),
+            msgspec.to_builtins(analysis),
             bpm=None if bpm is None else Decimal(str(round(bpm, 2))),
-            key=result.key_signature[:20] if result.key_signature else None,
-            duration=Decimal(str(round(result.duration_seconds, 2)))
-            if result.duration_seconds > 0
+            key=analysis.key_signature[:20] if analysis.key_signature else None,
+            duration=Decimal(str(round(analysis.duration_seconds, 2)))
+            if analysis.duration_seconds > 0
             else None,
+            structure=msgspec.json.encode(structure).decode(),
+            peaks=msgspec.json.encode(result.peaks).decode(),
+            stems=stems,
         )
+        if not kept and stems is not None:  # deleted while it was being analysed
+            for stem_object in stems:
+                await self.storage.delete(stem_object)
+
+    async def _store_stems(
+        self, upload_id: uuid.UUID, owner: uuid.UUID, result: TrackAnalysis
+    ) -> tuple[str, str] | None:
+        """Encode the stems (FLAC, in a thread) and store them; their keys, or None."""
+        if result.stems is None:
+            return None
+        harmonic, percussive = result.stems
+        keys = (stem_key(owner, upload_id, "harmonic"), stem_key(owner, upload_id, "percussive"))
+        with tempfile.TemporaryDirectory(prefix="bt-stems-") as tmp:
+            for key, audio in zip(keys, (harmonic, percussive), strict=True):
+                path = Path(tmp) / Path(key).name
+                await asyncio.to_thread(_encode_stem, audio, path)
+                await self.storage.put_file(key, path)
+        return keys
 
     async def _finish(
         self,
@@ -292,28 +333,44 @@ class UploadWorker:
         bpm: Decimal | None = None,
         key: str | None = None,
         duration: Decimal | None = None,
-    ) -> None:
+        structure: str | None = None,
+        peaks: str | None = None,
+        stems: tuple[str, str] | None = None,
+    ) -> bool:
+        """Record the outcome; False when the upload no longer exists."""
         async with self.services.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+            kept = await conn.fetchval(
                 "UPDATE uploaded_tracks SET analysis_status = $2, analysis = $3::jsonb,"
                 " bpm = coalesce($4, bpm), key_signature = coalesce($5, key_signature),"
-                " duration_seconds = coalesce($6, duration_seconds), updated_at = now()"
-                " WHERE id = $1",
+                " duration_seconds = coalesce($6, duration_seconds),"
+                " structure = $7::jsonb, peaks = $8::jsonb,"
+                " harmonic_storage_key = $9::varchar, percussive_storage_key = $10::varchar,"
+                " has_stems = $9::varchar IS NOT NULL, updated_at = now()"
+                " WHERE id = $1 RETURNING id",
                 upload_id,
                 status,
                 msgspec.json.encode(analysis).decode(),
                 bpm,
                 key,
                 duration,
+                structure,
+                peaks,
+                stems[0] if stems else None,
+                stems[1] if stems else None,
             )
             await promote_processing_releases(conn, upload_id)
         self.analyses.labels(status).inc()
         _log.info("upload %s: analysis %s", upload_id, status)
+        return kept is not None
 
     async def _sleep(self, event: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), self.settings.upload_poll_seconds)
         event.clear()
+
+
+def _encode_stem(audio: Audio, path: Path) -> None:
+    encode_file(audio, path, format="flac")
 
 
 @contextlib.asynccontextmanager

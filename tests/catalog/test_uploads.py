@@ -165,7 +165,8 @@ async def test_uploads_are_private(http: httpx.AsyncClient, db: asyncpg.Connecti
     second = (
         await upload(http, owner, audio_bytes("flac"), "b.flac", data={"has_stems": "true"})
     ).json()
-    assert second["has_stems"] is True
+    # A client cannot claim stems: they are made by the analysis (the field is ignored).
+    assert second["has_stems"] is False
     assert (await http.get(f"/uploads/{first['id']}", headers=other.headers)).status_code == 404
     assert (await http.get(f"/uploads/{uuid.uuid4()}", headers=owner.headers)).status_code == 404
     assert (await http.get("/uploads", headers=other.headers)).json()["items"] == []

@@ -250,14 +250,14 @@ _SONG_CHORDS: dict[str, dict[str, list[int]]] = {
     "major": {
         "intro": [0, 0, 5, 5],
         "verse": [0, 9, 5, 7],
-        "chorus": [5, 0, 7, 9],
+        "chorus": [5, 7, 4, 9],
         "bridge": [2, 4, 5, 7],
         "outro": [0, 5, 0, 0],
     },
     "minor": {
         "intro": [0, 0, 8, 8],
         "verse": [0, 8, 3, 10],
-        "chorus": [8, 3, 10, 0],
+        "chorus": [5, 10, 3, 8],
         "bridge": [5, 7, 8, 10],
         "outro": [0, 8, 0, 0],
     },
