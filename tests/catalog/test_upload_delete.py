@@ -36,11 +36,17 @@ async def test_deleting_an_upload_removes_it_everywhere(
     owner, friend = await make_user(db), await make_user(db)
     track = await upload_track(http, owner, loop_wav(4.0), "kept.wav")
     gone = await upload_track(http, owner, loop_wav(4.0, pitch_hz=330.0), "gone.wav")
-    key = await db.fetchval(
-        "SELECT storage_key FROM uploaded_tracks WHERE id = $1", uuid.UUID(gone["id"])
+    keys = await db.fetchrow(
+        "SELECT storage_key, harmonic_storage_key, percussive_storage_key"
+        " FROM uploaded_tracks WHERE id = $1",
+        uuid.UUID(gone["id"]),
     )
-    stored = Path(server.data_dir) / "storage" / key
-    assert stored.is_file()
+    stored = Path(server.data_dir) / "storage" / keys["storage_key"]
+    stems = [
+        Path(server.data_dir) / "storage" / keys[f"{stem}_storage_key"]
+        for stem in ("harmonic", "percussive")
+    ]
+    assert stored.is_file() and all(stem.is_file() for stem in stems)
     mashup = await create_mashup(http, owner)
     for upload in (track, gone):
         added = await http.post(
@@ -78,6 +84,7 @@ async def test_deleting_an_upload_removes_it_everywhere(
         assert deleted.status_code == 204, deleted.text
         assert (await http.get(f"/uploads/{gone['id']}", headers=owner.headers)).status_code == 404
         assert not stored.exists()
+        assert not any(stem.exists() for stem in stems)  # the stems go with it
         assert await counts(db) == (before[0] - 1, before[1] - 1, before[2] - 1)
         # The room hears it at once: the input and the clip cut from it are gone.
         await member.until_state(
