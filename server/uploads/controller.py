@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.enums import RequestEncodingType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.status_codes import HTTP_202_ACCEPTED
 
