@@ -351,7 +351,7 @@ class BlendController(Controller):
     @post("/{blend_id:uuid}/regenerate", status_code=HTTP_202_ACCEPTED)
     async def regenerate(
         self, services: Services, principal: Principal, jobs: BlendJobs, blend_id: uuid.UUID
-    ) -> None:
+    ) -> schemas.Regeneration:
         """Weave the playlist again now (any member)."""
         async with services.pool.acquire() as conn:
             found = await queries.standing(conn, blend_id, principal.user_id)
@@ -359,6 +359,7 @@ class BlendController(Controller):
                 raise queries.blend_not_found()
             await queries.mark_pending(conn, blend_id)
         jobs.kick(blend_id)
+        return schemas.Regeneration(blend_id=blend_id, status="pending")
 
 
 # ------------------------------------------------------------------ taste sources

@@ -115,6 +115,15 @@ class BlendDetail(msgspec.Struct, frozen=True, kw_only=True):
     completed_at: datetime | None
 
 
+class Regeneration(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``POST /blends/{id}/regenerate``: the weave is queued. ``GET
+    /blends/{id}`` shows ``status`` going to ``completed``; the blend room announces the
+    new playlist."""
+
+    blend_id: uuid.UUID
+    status: BlendStatus
+
+
 # ------------------------------------------------------------------ taste sources
 
 

@@ -206,6 +206,10 @@ async def test_real_resources_match_their_schemas(
         response = await http.get(path.format(**ids), headers=headers)
         assert response.status_code == 200, (path, response.text)
         _check_answer(document, "get", path, response)
+    regenerate = await http.post(f"/blends/{blend.json()['id']}/regenerate", headers=headers)
+    assert regenerate.status_code == 202
+    assert regenerate.json() == {"blend_id": blend.json()["id"], "status": "pending"}
+    _check_answer(document, "post", "/blends/{blend_id}/regenerate", regenerate)
 
 
 @pytest.mark.parametrize("path", ["/me", "/tracks", "/playlists", "/blends", "/mashups"])
