@@ -79,7 +79,13 @@ function inputOf(trackId) {
 export function setupMashup(context) {
   session = context;
   $("#project-key").replaceChildren(el("option", { value: "" }, "No key"), ...KEYS.map((k) => el("option", { value: k }, k)));
-  $("#clip-effect").replaceChildren(...Object.entries(EFFECTS).map(([type, e]) => el("option", { value: type }, e.label)));
+  for (const select of [$("#clip-effect"), $("#master-effect")]) {
+    select.replaceChildren(...Object.entries(EFFECTS).map(([type, e]) => el("option", { value: type }, e.label)));
+  }
+  $("#master-add-effect").addEventListener("click", () => {
+    const master = [...state().timeline.master, effectOf($("#master-effect").value)];
+    session.edit([{ op: "set_master", effects: master }]);
+  });
   $("#zoom").addEventListener("input", (event) => {
     pxPerBeat = Number(event.target.value);
     session.scheduleRender();
@@ -590,6 +596,31 @@ export function renderMashup(r) {
   pruneCache(cursorCache, cursors);
   $("#clips-empty").hidden = timeline.clips.length > 0;
   drawPlayhead();
+
+  // The master chain (after every clip).
+  $("#master-effects").replaceChildren(
+    ...(timeline.master.length ? [] : [el("span", { class: "hint" }, "none")]),
+    ...timeline.master.map((effect, n) =>
+      el(
+        "span",
+        { class: "chip" },
+        EFFECTS[effect.type]?.label ?? effect.type,
+        el(
+          "button",
+          {
+            type: "button",
+            class: "small",
+            disabled: !editable,
+            "aria-label": `Remove the master effect ${EFFECTS[effect.type]?.label ?? effect.type}`,
+            onclick: () => session.edit([{ op: "set_master", effects: timeline.master.filter((_, i) => i !== n) }]),
+          },
+          "×",
+        ),
+      ),
+    ),
+  );
+  $("#master-effect").disabled = !editable;
+  $("#master-add-effect").disabled = !editable;
 
   // The inspector.
   const clip = clipById(selected);

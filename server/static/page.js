@@ -368,6 +368,8 @@ async function openRoom(kind, id) {
     },
   });
   room = { client, kind, id, detail };
+  const owner = detail.owner_id === me.user_id;
+  $(`#${kind}-leave`).textContent = owner ? `Delete this ${kind}` : `Leave this ${kind}`;
   showView(kind);
   client.start();
   if (kind === "mashup") await loadSourcesPicker();
@@ -615,6 +617,26 @@ function main() {
     form.reset();
     go(`#/mashup/${detail.id}`);
   });
+  for (const kind of ["blend", "mashup"]) {
+    $(`#${kind}-leave`).addEventListener(
+      "click",
+      action(async () => {
+        if (!room) return;
+        const { id, detail } = room;
+        const owner = detail.owner_id === me.user_id;
+        const question = owner
+          ? `Delete “${view()?.name ?? detail.name}” for everyone? This cannot be undone.`
+          : `Leave “${view()?.name ?? detail.name}”? You can join again with its share code.`;
+        if (!confirm(question)) return;
+        if (owner) await api("DELETE", `/${kind}s/${id}`);
+        else if (kind === "blend") await api("POST", `/blends/${id}/leave`);
+        else await api("DELETE", `/mashups/${id}/members/${me.user_id}`);
+        leaveRoom();
+        toast(owner ? "Deleted." : "You left.");
+        go(kind === "blend" ? "#/" : "#/mashups");
+      }),
+    );
+  }
   setupLibrary();
   setupBlend(session);
   setupMashup(session);

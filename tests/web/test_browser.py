@@ -241,6 +241,9 @@ async def test_two_friends_blend_and_mash_up_together(
     await b.locator(drums).click()
     await expect(b.locator("#clip-effects")).to_contain_text("Reverb")
     await expect(b.locator("#clip-gain")).to_have_value("-3")
+    await b.select_option("#master-effect", "limiter")
+    await b.click("#master-add-effect")
+    await expect(a.locator("#master-effects")).to_contain_text("Limiter")
     await alice.screenshot("mashup-room")
 
     # ---- a preview of a window: the <audio> source decodes to the requested length
@@ -306,6 +309,17 @@ async def test_two_friends_blend_and_mash_up_together(
     await expect(b.locator("#blends li")).to_have_count(1)
     assert await b.evaluate("document.documentElement.scrollWidth") <= 390
     await bob.screenshot("blends-phone")
+
+    # ---- Bob leaves the blend; Alice deletes the mashup
+    await b.click("#blends a.button")
+    b.once("dialog", lambda dialog: dialog.accept())
+    await b.click("#blend-leave")
+    await expect(b.locator("#no-blends")).to_be_visible()
+    await a.goto(f"{server.url}/#/mashup/{mashups[0]['id']}")
+    await expect(a.locator("#mashup-leave")).to_have_text("Delete this mashup")
+    a.once("dialog", lambda dialog: dialog.accept())
+    await a.click("#mashup-leave")
+    await expect(a.locator("#no-mashups")).to_be_visible()
 
 
 async def test_a_server_restart_loses_nothing(
