@@ -161,9 +161,13 @@ def serve(host: str | None, port: str | None, workers: str | None, migrate: bool
 def migrate(rollback: bool) -> None:
     """Apply pending migrations (or roll them all back) on the configured database."""
     from db import migrate as migrations
+    from server import logs
     from server.embedded import embedded_services
 
-    with embedded_services(_settings()) as settings:
+    settings = _settings()
+    # As serve does: say where the data directory is, and whether it was just created.
+    logs.configure(settings.log_level, settings.log_format)
+    with embedded_services(settings) as settings:
         assert settings.database_url is not None
         try:
             if rollback:
