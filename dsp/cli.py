@@ -23,10 +23,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dsp.analysis import Analysis, analyze_path
-from dsp.codec import Audio, decode_file, encode_file, format_from_name
+from dsp.codec import Audio, decode_file, format_from_name
 from dsp.errors import AudioError, InvalidTimeline
-from dsp.render import DEFAULT_CEILING_DBTP, DEFAULT_TARGET_LUFS, render_timeline
-from dsp.timeline import Identifier, Timeline
+from dsp.render import (
+    DEFAULT_CEILING_DBTP,
+    DEFAULT_TARGET_LUFS,
+    check_levels,
+    encode_under_ceiling,
+    render_timeline,
+)
+from dsp.timeline import Identifier, Timeline, timeline_duration_seconds
 
 
 class RenderJob(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -44,7 +50,11 @@ def _fmt(value: float | None, spec: str) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead.")
 def analyze(files: tuple[Path, ...], as_json: bool) -> None:
-    """Analyse audio files: duration, tempo, key, loudness and true peak."""
+    """Analyse audio files: duration, tempo, key, loudness and true peak.
+
+    Prints a table (readable at 80 columns and in a pipe); file names are never cut,
+    problems and notes (why a tempo or key is unknown) are listed under it.
+    """
     results: list[tuple[Path, Analysis | Exception]] = []
     for path in files:
         try:
@@ -55,35 +65,51 @@ def analyze(files: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         for path, result in results:
             if isinstance(result, Exception):
-                payload: dict[str, object] = {"file": str(path), "error": str(result)}
+                payload: dict[str, object] = {"file": str(path), "error": _problem(result)}
             else:
                 payload = {"file": str(path), **msgspec.to_builtins(result)}
             click.echo(msgspec.json.encode(payload))
     else:
-        table = Table(title="Analysis")
-        columns = ["file", "duration", "BPM", "conf", "key", "conf", "LUFS", "dBTP"]
-        for column in columns + (["problem"] if failed else []):
-            left = column in ("file", "key", "problem")
-            table.add_column(column, justify="left" if left else "right")
-        for path, result in results:
-            if isinstance(result, Exception):
-                cells = [""] * (len(columns) - 1)
-                problem = f"[red]{type(result).__name__}: {result}[/red]"
-                table.add_row(str(path), *cells, problem)
-                continue
-            table.add_row(
-                str(path),
-                f"{result.duration_seconds:.2f} s",
-                _fmt(result.bpm, ".2f"),
-                f"{result.bpm_confidence:.2f}",
-                result.key_signature or "unknown",
-                f"{result.key_confidence:.2f}",
-                _fmt(result.loudness_lufs, ".1f"),
-                _fmt(result.true_peak_dbtp, ".1f"),
-            )
-        Console().print(table)
+        _print_table(results)
     if failed:
         raise SystemExit(1)
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read the file: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _print_table(results: list[tuple[Path, Analysis | Exception]]) -> None:
+    # Wide enough for the numbers; in a pipe rich assumes 80 columns, which fits.
+    console = Console(width=max(80, Console().width))
+    table = Table(title="Analysis", expand=False, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("file", overflow="fold", ratio=1)
+    for column in ("length", "BPM (conf)", "key (conf)", "LUFS", "dBTP"):
+        table.add_column(column, justify="right", no_wrap=True)
+    remarks: list[str] = []
+    for n, (path, result) in enumerate(results, 1):
+        if isinstance(result, Exception):
+            table.add_row(str(n), str(path), "[red]refused[/red]", "", "", "", "")
+            remarks.append(f"{n}. [red]{type(result).__name__}[/red]: {_problem(result)}")
+            continue
+        bpm = "-" if result.bpm is None else f"{result.bpm:.1f} ({result.bpm_confidence:.2f})"
+        key = result.key_signature or "unknown"
+        table.add_row(
+            str(n),
+            str(path),
+            f"{result.duration_seconds:.1f} s",
+            bpm,
+            f"{key} ({result.key_confidence:.2f})",
+            _fmt(result.loudness_lufs, ".1f"),
+            _fmt(result.true_peak_dbtp, ".1f"),
+        )
+        remarks.extend(f"{n}. {note}" for note in result.notes)
+    console.print(table)
+    for remark in remarks:
+        console.print(remark, overflow="fold", highlight=False)
 
 
 def load_job(path: Path) -> RenderJob:
@@ -120,8 +146,16 @@ def render(
     """Render a mashup timeline (see docs/audio.md for the JSON job format)."""
     console = Console(stderr=True)
     try:
-        format_from_name(output.name)
+        fmt = format_from_name(output.name)
+        check_levels(target_lufs, ceiling_dbtp)
         job = load_job(job_file)
+        if not any(not clip.muted for clip in job.timeline.clips):
+            raise InvalidTimeline("the timeline has no clips to render (or all are muted)")
+        length = timeline_duration_seconds(job.timeline)
+        if start >= length:
+            raise InvalidTimeline(
+                f"--start {start:g} s is at or past the end of the timeline ({length:.2f} s)"
+            )
         used = sorted({clip.track_id for clip in job.timeline.clips})
         missing = [track for track in used if track not in job.sources]
         if missing:
@@ -153,11 +187,13 @@ def render(
                 high_quality=not draft,
                 progress=report,
             )
-            encode_file(rendered.audio, output)
+            # Measured on what is written: a lossy encoding moves the true peak.
+            encoded = encode_under_ceiling(rendered.audio, fmt, ceiling_dbtp=ceiling_dbtp)
+            output.write_bytes(encoded.data)
     except (AudioError, OSError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     console.print(
         f"wrote {output} ({rendered.audio.duration_seconds:.2f} s, "
-        f"{_fmt(rendered.loudness_lufs, '.1f')} LUFS, "
-        f"{_fmt(rendered.true_peak_dbtp, '.1f')} dBTP)"
+        f"{_fmt(encoded.loudness_lufs, '.1f')} LUFS, "
+        f"{_fmt(encoded.true_peak_dbtp, '.1f')} dBTP, measured on the written file)"
     )

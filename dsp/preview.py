@@ -56,10 +56,12 @@ from dsp.render import (
     CHUNK_FRAMES,
     DEFAULT_CEILING_DBTP,
     DEFAULT_TARGET_LUFS,
+    LOSSY,
     check_window,
     clip_first_frame,
     clip_frames,
     clips_in_window,
+    encode_under_ceiling,
     finish_span,
     join_chunks,
     master,
@@ -519,11 +521,13 @@ class Previewer:
             ceiling_dbtp=self._ceiling_dbtp,
         )
         check()
-        data = encode(rendered.audio, fmt, quality=self._quality(fmt))
-        return (
-            data,
-            start_seconds,
-            rendered.audio.duration_seconds,
-            rendered.loudness_lufs,
-            rendered.true_peak_dbtp,
-        )
+        lufs, peak = rendered.loudness_lufs, rendered.true_peak_dbtp
+        if self._target_lufs is not None and fmt in LOSSY:
+            # What the listener decodes must stay under the ceiling, not just the master.
+            encoded = encode_under_ceiling(
+                rendered.audio, fmt, ceiling_dbtp=self._ceiling_dbtp, quality=self._quality(fmt)
+            )
+            data, lufs, peak = encoded.data, encoded.loudness_lufs, encoded.true_peak_dbtp
+        else:
+            data = encode(rendered.audio, fmt, quality=self._quality(fmt))
+        return (data, start_seconds, rendered.audio.duration_seconds, lufs, peak)

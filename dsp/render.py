@@ -30,7 +30,7 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from dsp import loudness
 from dsp.analysis import integrated_loudness, true_peak_dbtp
-from dsp.codec import PROJECT_RATE, Audio
+from dsp.codec import PROJECT_RATE, Audio, AudioFormat, decode, encode
 from dsp.effects import build_board, tail_seconds
 from dsp.errors import AudioTooLong, InvalidTimeline, MissingSource
 from dsp.stems import split
@@ -59,6 +59,14 @@ MAX_GAIN_DB: Final = 50.0
 """Normalisation never raises the level more than this (near-silent mixes stay quiet)."""
 
 _LIMITER_WINDOW_SECONDS: Final = 0.008
+
+SOURCE_SLACK_SECONDS: Final = 0.02
+"""A clip may end this far past its source's end (durations are stored rounded to 10 ms);
+further is refused, as the mashup room refuses it, rather than rendered as silence."""
+
+TARGET_LUFS_RANGE: Final = (-40.0, -5.0)
+CEILING_DBTP_RANGE: Final = (-20.0, 0.0)
+LOSSY: Final = ("mp3", "ogg")
 
 CHUNK_FRAMES: Final = 8 * PROJECT_RATE
 """Previews stretch clips in chunks of this many output frames."""
@@ -90,6 +98,19 @@ def _source_span(source: Audio, clip: Clip) -> tuple[int, int]:
             f"{clip.track_id!r} ({source.duration_seconds:.3f} s)"
         )
     return first, last
+
+
+def check_inside(source: Audio, clip: Clip) -> None:
+    """Refuse a clip that ends past its source's end (beyond :data:`SOURCE_SLACK_SECONDS`).
+
+    Whole renders check this; previews do not (a room's stored durations may differ from
+    the decoded audio by a few milliseconds, and the room itself refuses such clips).
+    """
+    if clip.out_seconds > source.duration_seconds + SOURCE_SLACK_SECONDS:
+        raise InvalidTimeline(
+            f"clip {clip.id!r} ends at {clip.out_seconds:.3f} s, after the end of track "
+            f"{clip.track_id!r} ({source.duration_seconds:.3f} s)"
+        )
 
 
 def _stretch(segment: Samples, rate: int, factor: float, shift: float, hq: bool) -> Samples:
@@ -451,6 +472,7 @@ def render_timeline(
         source = _clip_source(sources, stems, splits, clip)
         if source.sample_rate != rate or source.channels != 2:
             raise InvalidTimeline(f"track {clip.track_id!r} is not stereo at {rate} Hz")
+        check_inside(source, clip)
         finished = finish_clip(
             stretch_clip(source, clip, timeline, high_quality=high_quality), clip
         )
@@ -472,6 +494,63 @@ def render_timeline(
     if progress is not None:
         progress(total, total)
     return rendered
+
+
+def check_levels(target_lufs: float | None, ceiling_dbtp: float) -> None:
+    """Refuse a loudness target or true-peak ceiling no master would use (+50 LUFS)."""
+    low, high = TARGET_LUFS_RANGE
+    if target_lufs is not None and not (math.isfinite(target_lufs) and low <= target_lufs <= high):
+        raise InvalidTimeline(
+            f"target loudness {target_lufs} LUFS is outside {low:.0f}..{high:.0f} LUFS "
+            "(streaming uses -14, broadcast -23)"
+        )
+    low, high = CEILING_DBTP_RANGE
+    if not (math.isfinite(ceiling_dbtp) and low <= ceiling_dbtp <= high):
+        raise InvalidTimeline(
+            f"true-peak ceiling {ceiling_dbtp} dBTP is outside {low:.0f}..{high:.0f} dBTP"
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Encoded:
+    """Encoded audio and what was measured on the bytes themselves (decoded again)."""
+
+    data: bytes
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+
+
+def encode_under_ceiling(
+    audio: Audio,
+    fmt: AudioFormat,
+    *,
+    ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
+    quality: str | float | None = None,
+) -> Encoded:
+    """Encode, then measure what was written; keep lossy formats under the ceiling.
+
+    MP3 and Vorbis change the waveform (pre-echo, band limiting), so a master limited to
+    -1 dBTP can decode to -0.9. The bytes are decoded and measured; when the true peak is
+    over the ceiling, the audio is turned down by the excess (plus 0.1 dB) and encoded again
+    (a few rounds at most). The figures returned are those of the written bytes.
+    """
+    data = encode(audio, fmt, quality=quality)
+    if fmt not in LOSSY:
+        return Encoded(data, _rounded(integrated_loudness(audio), 2), true_peak_dbtp(audio))
+    samples = audio.samples
+    for attempt in range(4):
+        written = decode(data, sample_rate=audio.sample_rate, max_seconds=None)
+        peak = true_peak_dbtp(written)
+        if peak is None or peak <= ceiling_dbtp or attempt == 3:
+            return Encoded(data, _rounded(integrated_loudness(written), 2), peak)
+        # Each round turns down by the excess and a little more: it converges in one or two.
+        samples = samples * np.float32(10 ** ((ceiling_dbtp - peak - 0.1 * (attempt + 1)) / 20))
+        data = encode(Audio(samples, audio.sample_rate), fmt, quality=quality)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def measure(audio: Audio, start_seconds: float = 0.0) -> Rendered:
