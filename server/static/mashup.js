@@ -458,6 +458,9 @@ function waveform(clip, width, height) {
   const context = canvas.getContext("2d");
   context.fillStyle = "rgba(255,255,255,0.85)";
   const mid = height / 2;
+  // Scaled to the track's own loudest peak, so a quiet track still shows its shape.
+  let loudest = 1;
+  for (let i = 0; i < level.max.length; i += 1) loudest = Math.max(loudest, level.max[i], -level.min[i]);
   for (let x = 0; x < width; x += 1) {
     const from = Math.floor((clip.in_seconds + x * perPixel) / level.seconds_per_peak);
     const to = Math.max(from + 1, Math.floor((clip.in_seconds + (x + 1) * perPixel) / level.seconds_per_peak));
@@ -467,7 +470,7 @@ function waveform(clip, width, height) {
       low = Math.min(low, level.min[i]);
       high = Math.max(high, level.max[i]);
     }
-    context.fillRect(x, mid - (high / 127) * mid, 1, Math.max(1, ((high - low) / 127) * mid));
+    context.fillRect(x, mid - (high / loudest) * mid, 1, Math.max(1, ((high - low) / loudest) * mid));
   }
   return canvas;
 }
@@ -495,7 +498,13 @@ function buildLane(clip, input, who, editable, timeline) {
       role: "button",
       "aria-pressed": clip.id === selected ? "true" : "false",
       "aria-label": `${input?.name ?? "clip"}, beat ${clip.position_beats + 1}, ${clock(clip.in_seconds)} to ${clock(clip.out_seconds)} of the source`,
-      dataset: { id: clip.id, beats: String(clip.position_beats), in: String(clip.in_seconds), out: String(clip.out_seconds) },
+      dataset: {
+        id: clip.id,
+        beats: String(clip.position_beats),
+        in: String(clip.in_seconds),
+        out: String(clip.out_seconds),
+        waveform: peaks.get(clip.track_id) ? "peaks" : "bar", // a plain bar until peaks arrive
+      },
     },
     waveform(clip, clipBeats(clip, timeline) * pxPerBeat, 40),
     el("span", { class: "label" }, `${input?.name ?? "source removed"}${clip.stem && clip.stem !== "full" ? ` (${clip.stem})` : ""}`),

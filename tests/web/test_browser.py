@@ -210,6 +210,14 @@ async def test_two_friends_blend_and_mash_up_together(
     await expect(a.locator(".clip")).to_have_count(2)
     drums = ".lane:nth-child(1) .clip"
     tone = ".lane:nth-child(2) .clip"
+    # Waveforms drawn from the server's peaks, for the uploader and for the friend alike.
+    for page in (a, b):
+        await expect(page.locator(".clip[data-waveform=peaks]")).to_have_count(2)
+    inked = await b.locator(f"{tone} canvas").evaluate(
+        "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+        ".filter((v, i) => i % 4 === 3 && v > 0).length"
+    )
+    assert inked > 100, inked
     await expect(a.locator(drums)).to_have_attribute("data-beats", "0")
     await expect(a.locator(tone)).to_have_attribute("data-beats", "16")  # the next bar
 
