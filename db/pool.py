@@ -20,6 +20,7 @@ own (it does not wait on the parent).
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -27,6 +28,13 @@ from typing import Any
 # The task that holds a connection in the current context (tasks inherit a copy of their
 # parent's context, so the holder is compared with the current task, not just set or not).
 _holder: ContextVar[asyncio.Task[Any] | None] = ContextVar("blendtune_pool_holder", default=None)
+
+
+NESTED_MESSAGE = (
+    "nested database acquire: this task already holds a pool connection; pass it along, or"
+    " release it before acquiring another (nested acquires can deadlock the pool)"
+)
+_log = logging.getLogger("blendtune.db")
 
 
 class NestedAcquire(RuntimeError):
@@ -86,10 +94,10 @@ class _Acquire:
     async def __aenter__(self) -> Any:
         task = asyncio.current_task()
         if task is not None and _holder.get() is task:
-            raise NestedAcquire(
-                "this task already holds a database connection: pass it along, or release it"
-                " before acquiring another (nested acquires can deadlock the pool)"
-            )
+            # Logged as well as raised: a broad `except Exception` on the way up must not
+            # hide it (the tests look for this line in every server's log).
+            _log.error("%s", NESTED_MESSAGE, stack_info=True)
+            raise NestedAcquire(NESTED_MESSAGE)
         self._conn = await self._pool.raw.acquire(timeout=self._pool.acquire_timeout)
         self._token = _holder.set(task)
         return self._conn

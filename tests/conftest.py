@@ -114,6 +114,8 @@ async def start_server(backends: Backends) -> AsyncIterator[StartServer]:
     for process in started:
         with contextlib.suppress(Exception):
             process.terminate()
+    # (terminate() fails on a nested acquire, but the suppress above would hide that.)
+    assert [p.nested_acquires() for p in started] == [0] * len(started)
 
 
 @pytest.fixture

@@ -210,6 +210,15 @@ class ServerProcess(Listening):
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"server not ready after {within}s:\n{self.log()}")
 
+    def nested_acquires(self) -> int:
+        """How often this server logged a nested pool acquire (db/pool.py): always a bug."""
+        from db.pool import NESTED_MESSAGE
+
+        try:
+            return self.log_path.read_text(errors="replace").count(NESTED_MESSAGE)
+        except OSError:
+            return 0
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-5000:]
@@ -217,7 +226,8 @@ class ServerProcess(Listening):
             return ""
 
     def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM and wait; returns the exit code. Fails if the server logged a nested pool
+        acquire (a bug whatever the test was about)."""
         if self.proc is None:
             return 0
         self.proc.send_signal(signal.SIGTERM)
@@ -227,6 +237,7 @@ class ServerProcess(Listening):
             self.proc.kill()
             code = self.proc.wait()
         self.proc = None
+        assert self.nested_acquires() == 0, f"nested pool acquires:\n{self.log()}"
         return code
 
     def kill(self) -> None:
