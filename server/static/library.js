@@ -2,7 +2,7 @@
 // analysis status live (polled while something is still in progress), retry a failed one,
 // delete one (docs/catalog.md, "Uploads").
 
-import { $, action, api, bytes, clock, describe, el, toast, upload } from "./dom.js";
+import { $, action, api, bytes, clock, describe, el, relativeTime, toast, upload } from "./dom.js";
 
 let pollTimer = null;
 let active = false;
@@ -65,7 +65,7 @@ export function uploadState(u) {
     return { text: `Analysis failed: ${u.analysis?.error ?? "unknown reason"}`, failed: true };
   }
   if (u.analysis_status !== "completed") return { text: "Analysing…", busy: true };
-  return { text: "Ready", ready: true };
+  return { text: u.has_stems ? "Ready, with stems" : "Ready", ready: true };
 }
 
 export async function loadLibrary() {
@@ -79,7 +79,12 @@ export async function loadLibrary() {
       return el(
         "tr",
         { dataset: { id: u.id } },
-        el("th", { scope: "row" }, u.original_filename, el("span", { class: "hint" }, ` ${bytes(u.file_size_bytes)}`)),
+        el(
+          "th",
+          { scope: "row" },
+          u.original_filename,
+          el("span", { class: "hint" }, ` ${bytes(u.file_size_bytes)}, added ${relativeTime(u.created_at)}`),
+        ),
         el("td", { class: state.failed ? "error" : state.ready ? "ok" : "busy" }, state.text),
         el("td", {}, u.bpm ? `${Math.round(u.bpm)} BPM` : "–"),
         el("td", {}, u.key_signature ?? "–"),
