@@ -206,6 +206,7 @@ export function leaveMashup() {
   myPreview = null;
   laneCache.clear();
   cursorCache.clear();
+  memberCache.clear();
   readyPreviews.clear();
   playing = null;
   lastExportStatus = null;
@@ -483,6 +484,7 @@ function placeClip(node, clip, timeline) {
 
 const laneCache = new Map(); // clip id -> {signature, node}
 const cursorCache = new Map(); // user id -> {signature, node}
+const memberCache = new Map(); // user id -> {signature, node}
 
 function pruneCache(cache, nodes) {
   const live = new Set(nodes);
@@ -554,6 +556,48 @@ export function renderMashup(r) {
     ),
   );
   $("#add-input").hidden = !editable;
+
+  // People and their roles; the owner changes roles and removes people.
+  const owner = r.detail.owner_id === me;
+  const people = (s.members || []).map((member) =>
+    keyed(memberCache, member.user_id, JSON.stringify([member, owner]), () =>
+      el(
+        "li",
+        {},
+        avatar(member.user_id, member.display_name || member.username),
+        el("span", {}, ` ${member.display_name || member.username} `),
+        owner && member.role !== "owner"
+          ? [
+              el(
+                "select",
+                {
+                  "aria-label": `Role of ${member.username}`,
+                  onchange: action(async (event) => {
+                    await api("PUT", `/mashups/${r.id}/members/${member.user_id}`, { role: event.target.value });
+                  }),
+                },
+                el("option", { value: "editor", selected: member.role === "editor" }, "can edit"),
+                el("option", { value: "viewer", selected: member.role === "viewer" }, "can listen"),
+              ),
+              el(
+                "button",
+                {
+                  type: "button",
+                  class: "small",
+                  "aria-label": `Remove ${member.username} from the mashup`,
+                  onclick: action(async () => {
+                    if (!confirm(`Remove ${member.display_name || member.username} from this mashup?`)) return;
+                    await api("DELETE", `/mashups/${r.id}/members/${member.user_id}`);
+                  }),
+                },
+                "Remove",
+              ),
+            ]
+          : el("span", { class: "hint" }, { owner: "owner", editor: "can edit", viewer: "can listen" }[member.role] ?? member.role),
+      ),
+    ),
+  );
+  syncChildren($("#mashup-members"), people, memberCache);
 
   // Project.
   const form = $("#project-form");

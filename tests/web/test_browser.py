@@ -285,6 +285,14 @@ async def test_two_friends_blend_and_mash_up_together(
         detail = (await http.get(f"/mashups/{mashups[0]['id']}")).json()
     assert abs(exported - timeline_seconds(detail["timeline"])) < 0.05, exported
 
+    # ---- roles: Alice makes Bob a listener, and an editor again; his controls follow live
+    role = f"[aria-label='Role of {bob_account['username']}']"
+    await a.select_option(role, "viewer")
+    await expect(b.locator("[aria-label='Add a clip of drums.wav']")).to_be_disabled()
+    await expect(b.locator("#generate")).to_be_disabled()
+    await a.select_option(role, "editor")
+    await expect(b.locator("#generate")).to_be_enabled()
+
     # ---- a generated draft replaces the timeline, with progress, for everyone
     b.once("dialog", lambda dialog: dialog.accept())  # "replace the timeline?"
     await b.click("#generate")
