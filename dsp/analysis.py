@@ -261,6 +261,29 @@ def _tempo_salience(envelope: Floats, fps: float, bpms: Floats) -> tuple[Floats,
     return acf_at * dft_at * prior, acf
 
 
+FAST_BPM: Final = 150.0
+HALF_SALIENCE: Final = 0.3
+"""A tempo over FAST_BPM whose half is this salient (relative) is read at half speed."""
+
+
+def _metrical_level(bpms: Floats, salience: Floats) -> float:
+    """The most salient tempo, or its half when that is fast and the half is strong too.
+
+    Busy eighth notes (hi-hats, a bass in eighths) make a slow song's eighth-note pulse
+    the most periodic one, so it reads at twice its tempo; its real beat (kick and snare)
+    then still stands out at half that rate. On the drum-loop corpus a true fast tempo
+    has its half at most 0.16 as salient; slow songs read double had 0.36 and 0.53.
+    """
+    best = int(np.argmax(salience))
+    bpm = float(bpms[best])
+    if bpm > FAST_BPM and bpm / 2 >= bpms[0]:
+        half = float(np.interp(bpm / 2, bpms, salience))
+        if half >= HALF_SALIENCE * float(salience[best]):
+            lo, hi = np.searchsorted(bpms, [bpm / 2 * 0.96, bpm / 2 * 1.04])
+            return float(bpms[lo + int(np.argmax(salience[lo:hi]))])
+    return bpm
+
+
 def _track_beats(envelope: Floats, period: float, tightness: float = 100.0) -> list[int]:
     """Dynamic-programming beat tracker: onsets that are strong and evenly spaced."""
     n = len(envelope)
@@ -318,7 +341,7 @@ def estimate_tempo(audio: Audio | Features) -> Tempo:
     salience, acf = _tempo_salience(envelope, fps, bpms)
     if salience.max() <= 0:
         return Tempo(None, 0.0, (), "no tempo: no periodic onsets")
-    bpm = float(bpms[int(np.argmax(salience))])
+    bpm = _metrical_level(bpms, salience)
     period = 60.0 * fps / bpm
     frames = _track_beats(envelope, period)
     if len(frames) < MIN_BEATS:
