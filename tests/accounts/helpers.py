@@ -7,9 +7,7 @@ an address of its own, so the shared server's per-address rate limit never coupl
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 
-from tests.support import new_address
+from tests.support import eventually, new_address
 
 PASSWORD = "correct horse battery staple"
 
@@ -58,19 +56,17 @@ async def wait_for_email(
     db: asyncpg.Connection, to: str, subject_contains: str, *, within: float = 10.0
 ) -> asyncpg.Record:
     """The newest outbox message to ``to`` whose subject contains the text (polls)."""
-    deadline = time.monotonic() + within
-    while True:
-        row = await db.fetchrow(
+    row: asyncpg.Record = await eventually(
+        lambda: db.fetchrow(
             "SELECT * FROM email_outbox WHERE lower(to_address) = lower($1)"
             " AND subject ILIKE '%' || $2 || '%' ORDER BY created_at DESC LIMIT 1",
             to,
             subject_contains,
-        )
-        if row is not None:
-            return row
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no email to {to} about {subject_contains!r}")
-        await asyncio.sleep(0.05)
+        ),
+        within=within,
+        what=f"an email to {to} about {subject_contains!r}",
+    )
+    return row
 
 
 def verification_link(body: str) -> str:

@@ -7,7 +7,6 @@ and would log-and-mark-sent every message) must not claim their messages.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -21,7 +20,7 @@ from aiosmtpd.controller import Controller
 from db import migrate
 from tests.accounts.helpers import client_for, register, verification_link
 from tests.conftest import StartServer
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 
 class Inbox:
@@ -52,10 +51,7 @@ async def own_db(fresh_database: str) -> AsyncIterator[str]:
 
 
 async def _wait(condition: Any, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+    await eventually(condition, within=within)
 
 
 async def test_verification_email_is_sent_over_smtp(

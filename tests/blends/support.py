@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 
-from tests.support import TestUser
+from tests.support import TestUser, eventually
 
 
 def songs(prefix: str, count: int, *, start: int = 0) -> list[dict[str, Any]]:
@@ -72,19 +70,18 @@ async def wait_for_weave(
     within: float = 30.0,
 ) -> dict[str, Any]:
     """The blend once it is completed with ``members`` accepted members woven in."""
-    deadline = time.monotonic() + within
-    while True:
+
+    async def woven() -> dict[str, Any] | None:
         response = await http.get(f"/blends/{blend_id}", headers=user.headers)
         assert response.status_code == 200, response.text
         blend: dict[str, Any] = response.json()
         accepted = [m for m in blend["members"] if m["status"] == "accepted"]
         pairs = (blend["taste_match"] or {}).get("pairs", [])
-        if (
+        done = (
             blend["status"] == "completed"
             and len(accepted) == members
             and len(pairs) == members * (members - 1) // 2
-        ):
-            return blend
-        if time.monotonic() > deadline:
-            raise AssertionError(f"blend not woven in {within}s: {blend}")
-        await asyncio.sleep(0.1)
+        )
+        return blend if done else None
+
+    return await eventually(woven, within=within, what=f"blend {blend_id} woven")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,7 +15,7 @@ from server.services import Services, build_services
 from server.settings import Settings
 from tests.blends.support import create_blend, import_taste, songs, wait_for_weave
 from tests.conftest import StartServer
-from tests.support import Backends, make_user
+from tests.support import Backends, eventually, make_user
 
 LOCK = "SELECT pg_advisory_lock(x'626C656E'::int, hashtext($1))"
 UNLOCK = "SELECT pg_advisory_unlock(x'626C656E'::int, hashtext($1))"
@@ -107,15 +105,14 @@ async def test_daily_regeneration_by_the_scheduler(
         " WHERE id = $1 RETURNING completed_at",
         blend_id,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        row = await db.fetchrow(
-            "SELECT status::text AS status, completed_at FROM blends WHERE id = $1", blend_id
-        )
-        if row["status"] == "completed" and row["completed_at"] > yesterday:
-            break
-        assert time.monotonic() < deadline, "the scheduler did not regenerate the blend"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT status = 'completed' AND completed_at > $2 FROM blends WHERE id = $1",
+            blend_id,
+            yesterday,
+        ),
+        what="the scheduler regenerating the blend",
+    )
     assert await db.fetchval("SELECT count(*) FROM blend_tracks WHERE blend_id = $1", blend_id) == 5
     # Weaves are counted (this process wove the blend on creation; the daily one may have
     # been done by any process of the run).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 
 from tests.catalog.helpers import audio_bytes, make_user
 from tests.support import TestUser as User
+from tests.support import eventually
 
 COVER = "https://cdn.example.com/covers/a.jpg"
 
@@ -234,12 +233,13 @@ async def test_submit_waits_in_processing_until_uploads_are_analysed(
         "/uploads", files={"file": ("a.wav", audio_bytes("wav", 2.0))}, headers=artist.headers
     )
     upload_id = uuid.UUID(created.json()["id"])
-    deadline = time.monotonic() + 60
-    while await db.fetchval(
-        "SELECT analysis_status <> 'completed' FROM uploaded_tracks WHERE id = $1", upload_id
-    ):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT analysis_status = 'completed' FROM uploaded_tracks WHERE id = $1", upload_id
+        ),
+        within=60,
+        what="the upload analysed",
+    )
     # Pretend a worker is still analysing it (its lease runs for an hour).
     await db.execute(
         "UPDATE uploaded_tracks SET analysis_status = 'analyzing',"
@@ -256,12 +256,13 @@ async def test_submit_waits_in_processing_until_uploads_are_analysed(
         "UPDATE uploaded_tracks SET analysis_status = 'pending', updated_at = now() WHERE id = $1",
         upload_id,
     )
-    deadline = time.monotonic() + 60
-    while (
-        status := await db.fetchval(
+
+    async def moved_on() -> str | None:
+        status: str = await db.fetchval(
             "SELECT status::text FROM releases WHERE id = $1", uuid.UUID(rid)
         )
-    ) == "processing":
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
-    assert status == "pending_review"
+        return None if status == "processing" else status
+
+    assert await eventually(moved_on, within=60, what="the release out of processing") == (
+        "pending_review"
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from pathlib import Path
 
@@ -12,14 +10,11 @@ import httpx
 
 from tests.catalog.helpers import audio_bytes, make_user
 from tests.conftest import StartServer
-from tests.support import ServerProcess
+from tests.support import ServerProcess, eventually
 
 
 async def wait_until(db: asyncpg.Connection, sql: str, *args: object, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while not await db.fetchval(sql, *args):
-        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
-        await asyncio.sleep(0.1)
+    await eventually(lambda: db.fetchval(sql, *args), within=within, what=sql)
 
 
 async def test_upload_killed_mid_move_completes_after_restart(

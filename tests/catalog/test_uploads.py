@@ -15,7 +15,7 @@ import pytest
 
 from tests.catalog.helpers import audio_bytes, make_user
 from tests.conftest import StartServer
-from tests.support import ServerProcess
+from tests.support import ServerProcess, eventually
 from tests.support import TestUser as User
 
 MIME = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
@@ -35,15 +35,13 @@ async def upload(
 async def wait_for(
     http: httpx.AsyncClient, user: User, upload_id: str, done: Any, within: float = 60.0
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
+    async def check() -> dict[str, Any] | None:
         body: dict[str, Any] = (
             await http.get(f"/uploads/{upload_id}", headers=user.headers)
         ).json()
-        if done(body):
-            return body
-        assert time.monotonic() < deadline, body
-        await asyncio.sleep(0.1)
+        return body if done(body) else None
+
+    return await eventually(check, within=within, what=f"upload {upload_id} done")
 
 
 def analysed(body: dict[str, Any]) -> bool:
@@ -305,10 +303,9 @@ async def test_unrecorded_received_files_are_swept_at_start(
     fresh = incoming / f"{uuid.uuid4().hex}.part"
     fresh.write_bytes(b"still arriving")
     await start_server(env={"BLENDTUNE_DATA_DIR": str(tmp_path)})
-    deadline = time.monotonic() + 30
-    while orphan.exists():
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: asyncio.to_thread(lambda: not orphan.exists()), what="the orphan removed"
+    )
     assert fresh.exists()
 
 
