@@ -6,8 +6,9 @@ Pure and deterministic: the same inputs, target, seed and options give the same
 is tested on hand-built structures. The steps, each explained in the plan:
 
 1. **Tempo.** The project tempo is the one that lets the most inputs (then the most bars of
-   them) play within ``max_stretch`` (8 %) of their own tempo; among those it sits where the
-   largest stretch is smallest. Inputs further away are left out, with the reason.
+   them) play within ``max_stretch`` (8 %) of their own tempo: one input's own tempo when
+   that does (it then plays unstretched), else where the largest stretch is smallest. Inputs
+   further away are left out, with the reason.
 2. **Key.** Of the 24 keys, the one that the most inputs reach within ``max_shift`` (±2)
    semitones of a Camelot-compatible key (same number, ±1, or the relative major/minor),
    then with the least shifting. An input that cannot reach it plays only its percussive
@@ -23,7 +24,8 @@ is tested on hand-built structures. The steps, each explained in the plan:
    peak), whether it is the track's own start or end (for the intro and outro), variety
    (spans and inputs not yet used), the stretch and shift it needs, and a seeded jitter.
    Each clip's ``source_bpm`` is the span's own tempo (its bars over its seconds), so it
-   lasts exactly its bars at the project tempo and both its ends stay on the grid.
+   lasts exactly its bars at the project tempo and both its ends stay on the grid; a span
+   within 0.1 % of the project tempo (downbeat jitter) plays unstretched.
 5. **Layering.** In builds and peaks, when the chosen input and another one both have stems,
    the chosen input plays its harmonic stem over the other's percussive stem.
 6. **Transitions.** Every phrase starts on a downbeat of the timeline and of its source. The
@@ -62,6 +64,8 @@ MAX_SHIFT: Final = 2
 """Largest pitch shift applied to any clip, in semitones."""
 SEED_CHOICE_MARGIN: Final = 0.3
 """Spans scoring within this of the best one count as a real choice for the seed."""
+SNAP: Final = 0.001
+"""A span whose own tempo is within 0.1 % of the project tempo plays unstretched."""
 CUT_FADE_SECONDS: Final = 0.005
 """A phrase change with no room for a crossfade is a cut with ramps this short (no click)."""
 
@@ -245,23 +249,25 @@ def _choose_tempo(
         assert s.s.bpm is not None
         return abs(bpm / s.s.bpm - 1.0)
 
-    best: tuple[tuple[int, int, float], float] | None = None
+    # Candidates: each input's own tempo (that input then plays unstretched) and, for every
+    # range of tempos, the one with the smallest largest stretch (equal relative distance to
+    # both ends: their harmonic mean).
+    candidates: set[float] = set()
     for low in sources:
         for high in sources:
             a, b = low.s.bpm, high.s.bpm
             assert a is not None and b is not None
-            if a > b:
-                continue
-            # The tempo with the smallest largest stretch for the range [a, b]: equal
-            # relative distance to both ends (their harmonic mean).
-            bpm = round(2.0 / (1.0 / a + 1.0 / b), 2)
-            fits = [s for s in sources if reach(bpm, s) <= limit]
-            if not fits:
-                continue
-            worst = max(reach(bpm, s) for s in fits)
-            rank = (len(fits), sum(s.bars for s in fits), -worst)
-            if best is None or rank > best[0] or (rank == best[0] and bpm < best[1]):
-                best = (rank, bpm)
+            candidates.add(round(a, 2) if a == b else round(2.0 / (1.0 / a + 1.0 / b), 2))
+    own = {round(s.s.bpm, 2) for s in sources if s.s.bpm is not None}
+    best: tuple[tuple[int, int, bool, float], float] | None = None
+    for bpm in sorted(candidates):
+        fits = [s for s in sources if reach(bpm, s) <= limit]
+        if not fits:
+            continue
+        worst = max(reach(bpm, s) for s in fits)
+        rank = (len(fits), sum(s.bars for s in fits), bpm in own, -worst)
+        if best is None or rank > best[0]:
+            best = (rank, bpm)
     assert best is not None  # a source alone always fits its own tempo
     bpm = best[1]
     used = [s for s in sources if reach(bpm, s) <= limit]
@@ -274,10 +280,14 @@ def _choose_tempo(
                 f"to reach {bpm:.2f} BPM (the limit is {limit * 100:.0f} %)"
             )
     tempos = ", ".join(f"{s.s.bpm:.1f}" for s in used)
+    how = (
+        "one of them plays at its own tempo, unstretched"
+        if bpm in own
+        else "with the largest stretch as small as possible"
+    )
     why = (
         f"{bpm:.2f} BPM lets {len(used)} of {len(sources)} usable inputs ({tempos} BPM) play "
-        f"within {limit * 100:.0f} % of their own tempo, with the largest stretch as small "
-        "as possible"
+        f"within {limit * 100:.0f} % of their own tempo; {how}"
     )
     return bpm, used, left, why
 
@@ -392,6 +402,11 @@ def _spans(source: _Source, bars: int, project_bpm: float, limit: float) -> list
             local = 60.0 * BEATS_PER_BAR * bars / seconds
             if not 20.0 <= local <= 300.0 or abs(project_bpm / local - 1.0) > limit:
                 continue
+            exact = source.bar_time(start) + 60.0 * BEATS_PER_BAR * bars / project_bpm
+            if abs(local / project_bpm - 1.0) <= SNAP and exact <= source.s.duration:
+                # The span's own tempo is the project's but for the jitter of its downbeats:
+                # play it unstretched (the renderer then copies it), ending on the grid.
+                local = project_bpm
             energy = _energy(source.sections, start, end)
             found.append(_Span(source, start, bars, sec, energy, local, project_bpm / local))
     return found
@@ -625,6 +640,7 @@ def _build(
     """Clips with their crossfades: incoming clips start early and fade in while the
     outgoing ones fade out, both over the same beats, so downbeats meet on the boundary."""
     beat_seconds = 60.0 / bpm
+    bar_beats = BEATS_PER_BAR
     starts: dict[int, list[int]] = {}
     for n, p in enumerate(placed):
         starts.setdefault(p.bar, []).append(n)
@@ -660,7 +676,8 @@ def _build(
                 clip_id=clip_id,
                 track_id=span.source.track_id,
                 in_seconds=span.source.bar_time(span.start) - pre * source_beat,
-                out_seconds=span.source.bar_time(span.start + span.bars),
+                # Exactly ``bars`` bars at the span's tempo: its next downbeat, or the grid's.
+                out_seconds=span.source.bar_time(span.start) + span.bars * bar_beats * source_beat,
                 position_beats=p.bar * BEATS_PER_BAR - pre,
                 fade_in_seconds=fade_in,
                 fade_out_seconds=fade_out,

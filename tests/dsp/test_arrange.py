@@ -118,7 +118,16 @@ def test_camelot_codes_and_compatibility() -> None:
 def test_the_tempo_suits_the_most_inputs_and_the_others_are_explained() -> None:
     result = arrange(inputs(structure(120.0), structure(126.0), structure(90.0)), 60, seed=1)
     plan = result.plan
-    assert 120.0 < plan.bpm < 126.0
+    # One input's own tempo (it plays unstretched); the other within 5 % of it.
+    assert plan.bpm in (120.0, 126.0) and "unstretched" in plan.tempo_why
+    unstretched = [c for c in result.timeline.clips if c.source_bpm == plan.bpm]
+    assert unstretched and all(stretch_factor(c, result.timeline) == 1.0 for c in unstretched)
+    # Without an input tempo that suits the most inputs, the harmonic mean of the range.
+    three = arrange(inputs(structure(112.0), structure(118.0), structure(124.0)), 30, seed=1)
+    assert three.plan.bpm == 118.0
+    wide = arrange(inputs(structure(110.0), structure(127.0)), 30, seed=1)
+    assert wide.plan.bpm == round(2 / (1 / 110 + 1 / 127), 2)
+    assert "as small as possible" in wide.plan.tempo_why
     assert {c.track_id for c in result.timeline.clips} <= {"t0", "t1"}
     unused = plan.inputs[2]
     assert unused.use == "unused" and "90.0 BPM" in unused.why and "8 %" in unused.why

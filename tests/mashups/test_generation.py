@@ -190,6 +190,12 @@ async def test_two_members_see_one_generated_batch_and_edit_it(
     assert detail["generation"]["status"] == "completed" and detail["generation"]["id"] == job_id
     assert detail["generation"]["plan"]["seed"] == 11
 
+    # Members cannot send the server's generation ops themselves.
+    refused = await bob_room.send_ops([placing[0][0]])
+    assert (refused["type"], refused["code"]) == ("error", "forbidden"), refused
+    refused = await bob_room.send_ops([placing[0][1]])
+    assert (refused["type"], refused["code"]) == ("error", "forbidden"), refused
+
     # Bob edits the draft at once; Alice sees it.
     first = alice_room.state.timeline.clips[0].id
     moved = await bob_room.send_ops([{"op": "set_clip", "clip": first, "gain_db": -3}])
