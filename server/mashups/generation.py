@@ -65,11 +65,9 @@ MAX_SEED: Final = 2**53 - 1
 BUSY_RETRIES: Final = 30
 """Renders refused as busy (the previewer's queue is full) are retried once a second."""
 
-_STRUCTURE = "t.analysis -> 'structure'"
-"""Where each upload's ``dsp.structure.Structure`` is stored (written by the analysis)."""
-
-_INPUTS = f"""
-SELECT t.id, t.original_filename, {_STRUCTURE} AS structure
+# Each upload's dsp.structure.Structure, as the upload analysis stores it (null until then).
+_INPUTS = """
+SELECT t.id, t.original_filename, t.structure::text AS structure
 FROM mashup_input_tracks i JOIN uploaded_tracks t ON t.id = i.uploaded_track_id
 WHERE i.mashup_id = $1
 ORDER BY i.created_at, t.id

@@ -24,8 +24,9 @@ async def pair(backends: Backends) -> AsyncIterator[tuple[ServerProcess, ServerP
     a.start()
     b.start()
     try:
-        await a.wait_ready()
-        await b.wait_ready()
+        # Started together on a shared 2-core machine, they may take a while to be ready.
+        await a.wait_ready(within=90)
+        await b.wait_ready(within=90)
         yield a, b
     finally:
         a.terminate()

@@ -2,8 +2,9 @@
 
 ``song()`` synthesises a short track (kick on every beat, hats, a chord whose loudness follows
 each section's energy) and returns its WAV bytes with the ``dsp.structure.Structure`` that
-describes it exactly: downbeats, sections, energies, key. Until the upload analysis stores
-structures itself, ``store_structure`` writes that description where the analysis will.
+describes it exactly: downbeats, sections, energies, key. The upload analysis stores its own
+reading of the song (``stored_structure``); ``store_structure`` replaces it, to make an input
+that has none or one without a tempo.
 """
 
 from __future__ import annotations
@@ -86,16 +87,18 @@ def tempoless(structure: Structure) -> Structure:
 async def store_structure(
     db: asyncpg.Connection, upload_id: str | uuid.UUID, structure: Structure | None
 ) -> None:
-    """Put (or, with None, remove) an upload's structure where the analysis stores it."""
-    if structure is None:
-        await db.execute(
-            "UPDATE uploaded_tracks SET analysis = analysis - 'structure' WHERE id = $1",
-            uuid.UUID(str(upload_id)),
-        )
-        return
+    """Replace (or, with None, remove) the structure the analysis stored for an upload."""
     await db.execute(
-        "UPDATE uploaded_tracks SET analysis = jsonb_set(analysis, '{structure}', $2::jsonb)"
-        " WHERE id = $1",
+        "UPDATE uploaded_tracks SET structure = $2::jsonb WHERE id = $1",
         uuid.UUID(str(upload_id)),
-        msgspec.json.encode(structure).decode(),
+        None if structure is None else msgspec.json.encode(structure).decode(),
     )
+
+
+async def stored_structure(db: asyncpg.Connection, upload_id: str | uuid.UUID) -> Structure:
+    """The structure the upload analysis stored."""
+    text = await db.fetchval(
+        "SELECT structure::text FROM uploaded_tracks WHERE id = $1", uuid.UUID(str(upload_id))
+    )
+    assert text is not None, "the analysis stored no structure"
+    return msgspec.json.decode(text, type=Structure)

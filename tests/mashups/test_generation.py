@@ -22,9 +22,10 @@ import pytest
 from pedalboard.io import AudioFile
 
 from dsp.arrange import ArrangeInput, arrange
+from dsp.structure import Structure
 from dsp.timeline import timeline_duration_seconds
 from tests import support
-from tests.mashups.generation_support import song, store_structure, tempoless
+from tests.mashups.generation_support import song, store_structure, stored_structure, tempoless
 from tests.mashups.support import (
     MashupClient,
     create_mashup,
@@ -56,22 +57,23 @@ async def add_song(
     *,
     structured: bool = True,
     **shape: Any,
-) -> tuple[str, Any]:
-    """Upload a synthetic song, give it its structure, and offer it to the mashup."""
-    data, structure = song(**shape)
+) -> tuple[str, Structure]:
+    """Upload a synthetic song, let the upload worker analyse it, offer it to the mashup;
+    its id and the structure the analysis stored (``structured=False`` removes it)."""
+    data, truth = song(**shape)
     upload = await upload_track(http, user, data, name)
-    await store_structure(db, upload["id"], structure if structured else None)
+    found = await stored_structure(db, upload["id"])
+    # The analysis reads the song as it was made (the generation depends on it).
+    assert found.bpm is not None and abs(found.bpm - truth.bpm) < 1.0, (found.bpm, truth.bpm)
+    if not structured:
+        await store_structure(db, upload["id"], None)
     added = await http.post(
         f"/mashups/{mashup_id}/inputs",
         json={"uploaded_track_id": upload["id"]},
         headers=user.headers,
     )
     assert added.status_code == 201, added.text
-    return upload["id"], structure
-
-
-def generation_of(member: MashupClient) -> Any:
-    return member.state.generation
+    return upload["id"], found
 
 
 async def until_generation_done(member: MashupClient, job_id: str) -> Any:
@@ -154,7 +156,8 @@ async def test_two_members_see_one_generated_batch_and_edit_it(
         c.id for c in alice_room.state.timeline.clips
     ]
 
-    # The draft is what the arranger makes of these inputs with this seed, and its plan says why.
+    # The draft is what the arranger makes of the analysed inputs with this seed; the plan
+    # says why.
     expected = arrange(
         [
             ArrangeInput(track_id=drums_id, structure=drums),
