@@ -616,6 +616,8 @@ def describe(op: MashupOp) -> str:
         return f"set the key to {op.key}" if op.key else "cleared the key"
     if isinstance(op, SetMaster):
         return "set the master effects"
+    if isinstance(op, Generated):
+        return f"generated a draft ({len(op.timeline.clips)} clips at {op.timeline.bpm:g} BPM)"
     return op.__struct_config__.tag.replace("_", " ")  # type: ignore[union-attr]
 
 
@@ -641,6 +643,10 @@ class MashupRoom(RoomKind[MashupRoomState, MashupOp]):
 
     def touched(self, state: MashupRoomState, op: MashupOp, actor: Actor) -> object:
         return touched(state, op)
+
+    def on_behalf_of(self, op: MashupOp) -> uuid.UUID | None:
+        # A generated draft is the undoable change of the member who asked for it.
+        return op.requested_by if isinstance(op, Generated) else None
 
     def may_edit(self, state: MashupRoomState, actor: Actor) -> bool:
         try:

@@ -7,10 +7,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
+import msgspec
 import pytest
 
 from rooms import history, history_store, store
-from rooms.kinds import Actor
+from rooms.kinds import SERVER_ACTOR, Actor
+from server.mashups import room
 from server.mashups.room import MashupRoom
 from tests.history.support import Member, client, mashup_with
 from tests.support import Backends, ServerProcess, make_user
@@ -107,4 +109,20 @@ async def test_listing_states_and_versions_through_the_store(
         assert (response.status_code, response.json()["code"]) == (404, "unknown_version")
         assert (await http.get(base + "/history")).status_code == 401
     assert await db.fetchval("SELECT seq FROM rooms WHERE id = $1", room_id) == head + 1
+
+    # A server batch made at Alice's request (a generated draft) is on her undo stack.
+    draft = room.Generated(
+        generation_id="g1",
+        requested_by=alice.id,
+        timeline=msgspec.structs.replace(done.plan.state.timeline, bpm=77.0),
+        order={},
+    )
+    pending = store.Pending(SERVER_ACTOR, "gen-1", [draft], store.encode_ops([draft]))
+    await store.commit(pool, store.Detached(KIND, room_id), [pending])
+    assert pending.seq == head + 2
+    undone = await history_store.perform(
+        pool, KIND, room_id, actor, "undo-draft", history_store.Undo()
+    )
+    assert undone.plan is not None and undone.plan.mark.target == head + 2
+    assert undone.plan.state.timeline.bpm == 98.0
     await ann.close()

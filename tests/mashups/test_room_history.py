@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rooms import history
 from rooms.kinds import Actor
+from server.mashups import room
 from server.mashups.room import MashupOp, MashupRoom, MashupRoomState
 from tests.mashups.test_room_kind import EDITOR, OWNER, TRACK_A, TRACK_B, VIEWER, synced
 from tests.rooms.history_model import Log, undo_among_others, undo_then_redo
@@ -192,3 +193,34 @@ def test_an_undo_skips_only_the_settings_someone_else_changed() -> None:
     assert (clip.muted, clip.position_beats) == (False, 0.0)
     assert plan.skipped == 2
     assert history.summary(KIND, plan.ops, plan.mark) == "undid #2 (2 changes skipped)"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(batch, max_size=6), st.lists(batch, min_size=1, max_size=8))
+def test_a_generated_draft_is_undone_by_the_member_who_asked_for_it(
+    before: list[list[Any]], drafted: list[list[Any]]
+) -> None:
+    log = Log(KIND, start())
+    edits(log, BOB, before)
+    draft = Log(KIND, start())
+    edits(draft, ALICE, drafted)
+    generated = room.Generated(
+        generation_id="g1",
+        requested_by=OWNER,
+        timeline=draft.head.timeline,
+        order=draft.head.order,
+    )
+    assert KIND.on_behalf_of(generated) == OWNER
+    prior = log.head
+    if not log.edit(Actor(uuid.UUID(int=0), "server"), [generated]):
+        return
+    target = log.seq
+    assert log.head.timeline == draft.head.timeline
+    # Bob never asked for it: it is not on his undo stack.
+    assert target not in history.stacks(log.records(EDITOR)).undo
+    plan = log.undo(ALICE)
+    assert (plan.mark.target, plan.skipped) == (target, 0)
+    assert log.head == prior
+    log.redo(ALICE)
+    assert log.head.timeline == draft.head.timeline
+    assert KIND.describe(generated).startswith("generated a draft")
