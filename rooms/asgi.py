@@ -28,6 +28,7 @@ from rooms import store
 from rooms.conn import Conn
 from rooms.context import RoomsContext
 from rooms.direct import DirectWriter
+from rooms.history_live import HistoryLive
 from rooms.hub import Hub, JoinRefused
 from rooms.kinds import Actor, RoomKind
 from rooms.registry import load_kinds
@@ -109,7 +110,12 @@ class RoomsEndpoint:
             p.Ping: self._on_ping,
             p.Pong: self._on_pong,
             p.Hello: self._on_hello,
+            p.Undo: self._on_history,
+            p.Redo: self._on_history,
+            p.Restore: self._on_history,
+            p.NameVersion: self._on_history,
         }
+        self.history = HistoryLive(hub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -302,6 +308,16 @@ class RoomsEndpoint:
 
     def _on_pong(self, session: Session, msg: Any, now: float) -> None:
         self.hub.metrics.count_in("pong")
+
+    def _on_history(self, session: Session, msg: Any, now: float) -> None:
+        # undo, redo, restore, version: rooms.history_live (they share the ops budget).
+        conn = session.conn
+        self.hub.metrics.count_in(msg.__struct_config__.tag)
+        allowed = conn.ops_bucket.take(now)
+        if not allowed:
+            self._limited(conn, allowed, msg.op_id)
+            return
+        self.history.receive(conn, msg)
 
     def _on_hello(self, session: Session, msg: Any, now: float) -> None:
         self.hub.metrics.count_in("hello")

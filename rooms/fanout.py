@@ -10,6 +10,7 @@ clients. ``get_message`` is never polled (redis-py #3208); the listener blocks i
 
 Envelope (bytes): ``<type> <key> <origin> <published_at> <role>\\n<payload>`` where type is
 ``b`` (batch; key = seq), ``p`` (presence), ``j`` (joined), ``l`` (left) (key = member id),
+``v`` (a named version, handled by ``rooms.history_live``),
 origin the publishing process id, published_at its wall clock (for the latency histogram)
 and payload the client message, encoded once by the publisher and sent as is by receivers.
 """

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -72,6 +73,9 @@ class Hub:
         # False while a new process id is not yet registered: joins wait for it.
         self.proc_live = True
         self.rooms: dict[uuid.UUID, Room] = {}
+        # Fan-out envelope types added by other modules (rooms.history_live: "v"): the room
+        # and the payload, for each message of that type from another process.
+        self.envelope_handlers: dict[str, Callable[[Room, str], None]] = {}
         self.by_channel: dict[str, Room] = {}
         self.conns: set[Conn] = set()
         self.closing = False
@@ -320,6 +324,8 @@ class Hub:
                 self.spawn(self._recheck(room, conn))
         elif kind == "x":
             room.vanish()
+        elif kind in self.envelope_handlers:
+            self.envelope_handlers[kind](room, env.payload)
 
     async def _recheck(self, room: Room, conn: Conn) -> None:
         """The member's standing changed (removed, new role): ask the kind again."""

@@ -7,6 +7,7 @@ JSON text frames, one message per frame. ``PROTOCOL_VERSION`` is sent in ``hello
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from enum import IntEnum
 
@@ -63,8 +64,33 @@ class Pong(msgspec.Struct, tag_field="type", tag="pong", forbid_unknown_fields=T
     pass
 
 
-ClientMessage = Hello | Ops | PresenceIn | Ping | Pong
-CLIENT_TYPES = frozenset({"hello", "ops", "presence", "ping", "pong"})
+class Undo(msgspec.Struct, tag_field="type", tag="undo", forbid_unknown_fields=True):
+    op_id: str
+
+
+class Redo(msgspec.Struct, tag_field="type", tag="redo", forbid_unknown_fields=True):
+    op_id: str
+
+
+class Restore(msgspec.Struct, tag_field="type", tag="restore", forbid_unknown_fields=True):
+    """Exactly one of ``version`` (a named version's id) and ``seq``."""
+
+    op_id: str
+    version: uuid.UUID | None = None
+    seq: int | None = None
+
+
+class NameVersion(msgspec.Struct, tag_field="type", tag="version", forbid_unknown_fields=True):
+    op_id: str
+    label: str
+    seq: int | None = None
+
+
+HistoryMessage = Undo | Redo | Restore | NameVersion
+ClientMessage = Hello | Ops | PresenceIn | Ping | Pong | Undo | Redo | Restore | NameVersion
+CLIENT_TYPES = frozenset(
+    {"hello", "ops", "presence", "ping", "pong", "undo", "redo", "restore", "version"}
+)
 
 
 class Envelope(msgspec.Struct):
@@ -120,6 +146,42 @@ class Ack(msgspec.Struct, tag_field="type", tag="ack"):
     op_id: str
     seq: int
     duplicate: bool = False
+
+
+class HistoryDone(msgspec.Struct):
+    """What an undo, redo or restore did (in its ``ack``)."""
+
+    action: str
+    target: int
+    applied: int
+    skipped: int
+
+
+class HistoryAck(msgspec.Struct, tag_field="type", tag="ack"):
+    """The ``ack`` of an undo, redo or restore: an ``Ack`` with the ops the server computed
+    (the author has not seen them) and what they did."""
+
+    op_id: str
+    seq: int
+    duplicate: bool
+    ops: msgspec.Raw
+    history: HistoryDone
+
+
+class VersionInfo(msgspec.Struct):
+    id: uuid.UUID
+    label: str
+    seq: int
+    author: uuid.UUID | None
+    created_at: datetime.datetime
+
+
+class VersionNamed(msgspec.Struct, tag_field="type", tag="version"):
+    """A member named a version (to every member; ``duplicate`` only to a re-sender)."""
+
+    op_id: str
+    duplicate: bool
+    version: VersionInfo
 
 
 class Error(msgspec.Struct, tag_field="type", tag="error"):

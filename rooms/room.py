@@ -21,7 +21,7 @@ import msgspec
 from rooms import protocol as p
 from rooms import store
 from rooms.conn import Conn
-from rooms.core import Action, Batch, Deliver, Fetch, Reload, Resync, RoomCore
+from rooms.core import Action, Batch, Deliver, Fetch, Key, Reload, Resync, RoomCore
 from rooms.fanout import pack
 from rooms.kinds import Actor, RoomKind
 
@@ -55,6 +55,9 @@ class Room:
         self._unapplied: list[Batch] = []
         self._state_json: tuple[int, bytes] | None = None
         self.queue: list[store.Pending] = []
+        # Acks of another shape than ``Ack`` for batches not yet delivered here, by key (a
+        # history batch's ack carries its ops: rooms.history_live).
+        self.acks: dict[Key, str] = {}
         self.busy = False  # a group with this room's batches is being committed
         self.activation: asyncio.Task[None] | None = None
         self.snapshot_task: asyncio.Task[None] | None = None
@@ -138,11 +141,12 @@ class Room:
         self._unapplied.append(batch)
         text = batch.text
         author = self.members.get(ack_to) if ack_to is not None else None
+        ack = self.acks.pop(batch.key, None) if self.acks and batch.key is not None else None
         n = 0
         for conn in self.members.values():
             if conn is author:
                 assert batch.key is not None
-                conn.enqueue(p.encode(p.Ack(op_id=batch.key[1], seq=batch.seq)))
+                conn.enqueue(ack or p.encode(p.Ack(op_id=batch.key[1], seq=batch.seq)))
             else:
                 conn.enqueue(text)
                 n += 1

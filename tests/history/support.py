@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.mashups.support import MashupClient, create_mashup, join_by_code
 from tests.rooms.client import join
-from tests.support import TestUser, new_address
+from tests.support import ServerProcess, TestUser, make_user, new_address
 
 
 class Member(MashupClient):
@@ -35,7 +36,7 @@ class Member(MashupClient):
         )
         if answer["type"] == "ack" and "ops" in answer:
             self.seqs.append((answer["seq"], op_id))
-            self._apply(self.user_id, answer["ops"])
+            self._apply(self.user_id, answer["ops"], answer["seq"])
         return answer
 
     async def undo(self) -> dict[str, Any]:
@@ -61,3 +62,16 @@ async def mashup_with(http: httpx.AsyncClient, owner: TestUser, *others: TestUse
 
 def client(base: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base, timeout=30, headers={"X-Forwarded-For": new_address()})
+
+
+async def two_members(
+    a: ServerProcess, b: ServerProcess, db: asyncpg.Connection
+) -> tuple[TestUser, TestUser, str, Member, Member]:
+    """Alice (owner) and Bob (editor) in a new mashup, connected to ``a`` and ``b``."""
+    alice, bob = await make_user(db), await make_user(db)
+    async with client(a.url) as http:
+        mashup_id = await mashup_with(http, alice, bob)
+    ann = await Member.connect(a.ws_url, mashup_id, alice.token)
+    ben = await Member.connect(b.ws_url, mashup_id, bob.token)
+    await ann.until_state(lambda s: len(s.members) == 2)
+    return alice, bob, mashup_id, ann, ben
