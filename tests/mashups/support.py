@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 import uuid
 from typing import Any
 
@@ -17,7 +16,7 @@ from dsp.effects import Reverb, build_board
 from rooms.kinds import SERVER_USER_ID, Actor
 from server.mashups.room import MashupOp, MashupRoom, MashupRoomState
 from tests.rooms.client import Client, join
-from tests.support import TestUser
+from tests.support import TestUser, eventually
 
 RATE = 44100
 KIND = MashupRoom()
@@ -54,16 +53,16 @@ async def upload_track(
     )
     assert response.status_code == 202, response.text
     upload_id = response.json()["id"]
-    deadline = time.monotonic() + 60
-    while True:
+
+    async def analysed() -> dict[str, Any] | None:
         body: dict[str, Any] = (
             await http.get(f"/uploads/{upload_id}", headers=user.headers)
         ).json()
-        if body["analysis_status"] in ("completed", "failed"):
-            assert body["analysis_status"] == "completed", body
-            return body
-        assert time.monotonic() < deadline, body
-        await asyncio.sleep(0.1)
+        return body if body["analysis_status"] in ("completed", "failed") else None
+
+    body = await eventually(analysed, within=60, what=f"the analysis of {name}")
+    assert body["analysis_status"] == "completed", body
+    return body
 
 
 async def create_mashup(

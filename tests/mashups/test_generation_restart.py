@@ -16,11 +16,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from tests.catalog.test_upload_restart import wait_until
 from tests.conftest import StartServer
 from tests.mashups.generation_support import song, store_structure
 from tests.mashups.support import MashupClient, create_mashup, upload_track
-from tests.support import ServerProcess, make_user
+from tests.support import ServerProcess, eventually, make_user
 
 
 async def test_a_killed_generation_is_completed_by_another_process(
@@ -72,11 +71,14 @@ async def test_a_killed_generation_is_completed_by_another_process(
     assert asked.status_code == 202, asked.text
     job_id = uuid.UUID(asked.json()["id"])
     # Placed and rendered; storing the output hangs. Kill it there.
-    await wait_until(
-        db,
-        "SELECT stage = 'rendering' AND status = 'generating' FROM mashup_generation_jobs"
-        " WHERE id = $1",
-        job_id,
+    await eventually(
+        lambda: db.fetchval(
+            "SELECT stage = 'rendering' AND status = 'generating' FROM mashup_generation_jobs"
+            " WHERE id = $1",
+            job_id,
+        ),
+        within=60,
+        what="the generation reaching its render",
     )
     await watcher.until_state(lambda s: len(s.timeline.clips) > 0)
     placed = watcher.state.timeline
