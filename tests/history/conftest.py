@@ -14,6 +14,8 @@ HISTORY_ENV = {
     "BLENDTUNE_ROOM_LOG_RETENTION": "8",
     "BLENDTUNE_ROOM_OP_ID_HOURS": "0",
     "BLENDTUNE_WS_OPS_PER_SECOND": "100",
+    # The rooms tests' kind, which keeps no history.
+    "BLENDTUNE_ROOM_KINDS": "tests.rooms.notes:NotesKind",
 }
 
 

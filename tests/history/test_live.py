@@ -11,11 +11,14 @@ import uuid
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from tests.conftest import StartServer
 from tests.history.conftest import HISTORY_ENV
 from tests.history.support import Member, client, mashup_with, two_members
-from tests.support import ServerProcess, make_user
+from tests.rooms.client import join
+from tests.rooms.notes import members_key
+from tests.support import Backends, ServerProcess, make_user
 
 TEMPO = {"op": "set_tempo", "bpm": 100.0}
 LIMITER = {"op": "set_master", "effects": [{"type": "limiter"}]}
@@ -281,3 +284,29 @@ async def test_bad_history_requests_get_their_documented_errors(
 
     for member in (ann, newcomer, viewer):
         await member.close()
+
+
+async def test_a_kind_without_history_answers_not_supported(
+    pair: tuple[ServerProcess, ServerProcess], db: asyncpg.Connection, backends: Backends
+) -> None:
+    a, _ = pair
+    user = await make_user(db)
+    room_id = uuid.uuid4()
+    redis = aioredis.from_url(backends.redis_url)
+    try:
+        await redis.hset(members_key(backends.redis_prefix, room_id), str(user.id), "editor")
+    finally:
+        await redis.aclose()
+    member = await join(a.ws_url, room_id, user.token, kind="notes")
+    await member.ops([{"op": "title", "title": "x"}])
+    for message in (
+        {"type": "undo"},
+        {"type": "redo"},
+        {"type": "restore", "seq": 0},
+        {"type": "version", "label": "v"},
+    ):
+        op_id = uuid.uuid4().hex
+        await member.send({**message, "op_id": op_id})
+        answer = await member.until(lambda m, op_id=op_id: m.get("op_id") == op_id)
+        assert (answer["type"], answer["code"]) == ("error", "not_supported"), message
+    await member.close()
