@@ -65,6 +65,24 @@ def regular_beats(beats: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(round(t, 4) for t in out)
 
 
+def _back_to_the_start(beats: tuple[float, ...], start: float, period: float) -> tuple[float, ...]:
+    """Continue the beat grid back to where the sound starts.
+
+    The tracker drops leading beats that land on no onset, so an intro without drums
+    (pads, a vocal) would have no bars; the grid of a steady tempo continues through it,
+    and the arranger can then use the intro's bars too. (Not forwards: a ringing last
+    chord is no bar.)
+    """
+    if not beats:
+        return beats
+    earlier = []
+    t = beats[0] - period
+    while t >= start - 0.05 * period:
+        earlier.append(round(t, 4))
+        t -= period
+    return (*reversed(earlier), *beats)
+
+
 def _frame(times: Floats, feats: Features, fps: float) -> npt.NDArray[np.intp]:
     return np.clip(np.round((times - feats.start) * fps).astype(np.intp), 0, None)
 
@@ -216,7 +234,7 @@ def structure(feats: Features, analysis: Analysis) -> Structure:
     )
     if analysis.bpm is None or len(analysis.beats) < 2 * BEATS_PER_BAR:
         return empty
-    beats = regular_beats(analysis.beats)
+    beats = _back_to_the_start(regular_beats(analysis.beats), feats.start, 60.0 / analysis.bpm)
     phase, confidence = bar_phase(feats, beats)
     downbeats = beats[phase::BEATS_PER_BAR]
     bar_seconds = BEATS_PER_BAR * 60.0 / analysis.bpm

@@ -45,7 +45,9 @@ def test_downbeats_fall_on_the_bar_lines(
         # off by a beat), and nearly every bar was found.
         errors = [float(np.min(np.abs(truth - t))) for t in found.downbeats]
         assert max(errors) < 0.07, errors
-        assert len(found.downbeats) >= len(truth) - 2
+        assert len(found.downbeats) >= len(truth) - 1
+        # The drum-less intro has bars too: the grid reaches back to where sound starts.
+        assert abs(found.downbeats[0] - truth[0]) < 0.07
         bar = 4 * 60.0 / item.bpm
         assert np.allclose(np.diff(found.downbeats), bar, atol=0.05)
         # Beats are a regular grid, four per bar.
