@@ -525,7 +525,11 @@ class Previewer:
         if self._target_lufs is not None and fmt in LOSSY:
             # What the listener decodes must stay under the ceiling, not just the master.
             encoded = encode_under_ceiling(
-                rendered.audio, fmt, ceiling_dbtp=self._ceiling_dbtp, quality=self._quality(fmt)
+                rendered.audio,
+                fmt,
+                ceiling_dbtp=self._ceiling_dbtp,
+                quality=self._quality(fmt),
+                loudness_lufs=rendered.loudness_lufs,
             )
             data, lufs, peak = encoded.data, encoded.loudness_lufs, encoded.true_peak_dbtp
         else:

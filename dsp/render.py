@@ -526,25 +526,33 @@ def encode_under_ceiling(
     *,
     ceiling_dbtp: float = DEFAULT_CEILING_DBTP,
     quality: str | float | None = None,
+    loudness_lufs: float | None = None,
 ) -> Encoded:
     """Encode, then measure what was written; keep lossy formats under the ceiling.
 
     MP3 and Vorbis change the waveform (pre-echo, band limiting), so a master limited to
     -1 dBTP can decode to -0.9. The bytes are decoded and measured; when the true peak is
     over the ceiling, the audio is turned down by the excess (plus 0.1 dB) and encoded again
-    (a few rounds at most). The figures returned are those of the written bytes.
+    (a few rounds at most). The true peak returned is that of the written bytes; so is the
+    loudness, unless the caller passes the loudness it measured before encoding
+    (``loudness_lufs``: previews do, to save a pass; a codec moves it by hundredths of a
+    LU), which is then corrected by any gain applied here.
     """
     data = encode(audio, fmt, quality=quality)
     if fmt not in LOSSY:
-        return Encoded(data, _rounded(integrated_loudness(audio), 2), true_peak_dbtp(audio))
-    samples = audio.samples
+        level = integrated_loudness(audio) if loudness_lufs is None else loudness_lufs
+        return Encoded(data, _rounded(level, 2), true_peak_dbtp(audio))
+    gain_db = 0.0
     for attempt in range(4):
         written = decode(data, sample_rate=audio.sample_rate, max_seconds=None)
         peak = true_peak_dbtp(written)
         if peak is None or peak <= ceiling_dbtp or attempt == 3:
-            return Encoded(data, _rounded(integrated_loudness(written), 2), peak)
+            if loudness_lufs is None:
+                return Encoded(data, _rounded(integrated_loudness(written), 2), peak)
+            return Encoded(data, _rounded(loudness_lufs + gain_db, 2), peak)
+        gain_db += ceiling_dbtp - peak - 0.1 * (attempt + 1)
         # Each round turns down by the excess and a little more: it converges in one or two.
-        samples = samples * np.float32(10 ** ((ceiling_dbtp - peak - 0.1 * (attempt + 1)) / 20))
+        samples = audio.samples * np.float32(10 ** (gain_db / 20))
         data = encode(Audio(samples, audio.sample_rate), fmt, quality=quality)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -81,6 +81,10 @@ async def test_mp3_preview_by_default(library: Library) -> None:
         result = await previewer.render(timeline(), duration_seconds=2.0)
     assert result.mime_type == "audio/mpeg"
     assert dsp.probe(result.data).format == "mp3"
+    # The ceiling holds for what the listener decodes, and the figure is that one.
+    peak = dsp.analysis.true_peak_dbtp(dsp.decode(result.data))
+    assert peak is not None and peak <= -1.0
+    assert result.true_peak_dbtp == peak
 
 
 async def test_warm_cache_reuses_sources_and_stretched_clips(library: Library) -> None:
