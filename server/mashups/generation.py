@@ -146,10 +146,15 @@ class GenerationService:
             target = body.target_seconds or await conn.fetchval(
                 "SELECT target_duration_seconds FROM mashups WHERE id = $1", mashup_id
             )
-            inputs = await conn.fetch(_INPUTS, mashup_id)
+            inputs = await conn.fetch(
+                "SELECT t.original_filename, t.structure IS NULL AS missing"
+                " FROM mashup_input_tracks i JOIN uploaded_tracks t ON t.id = i.uploaded_track_id"
+                " WHERE i.mashup_id = $1 ORDER BY i.created_at, t.id",
+                mashup_id,
+            )
             if not inputs:
                 raise Problem(409, "no_inputs", "The mashup has no input tracks to generate from.")
-            missing = [r["original_filename"] for r in inputs if r["structure"] is None]
+            missing = [r["original_filename"] for r in inputs if r["missing"]]
             if missing:
                 raise Problem(
                     409,
@@ -293,8 +298,9 @@ class GenerationService:
 
     async def _release(self, job: Job) -> None:
         await self.services.pool.execute(
-            "UPDATE mashup_generation_jobs SET status = 'pending', attempts = attempts - 1,"
-            " updated_at = now() WHERE id = $1 AND attempts = $2 AND status = 'generating'",
+            "UPDATE mashup_generation_jobs SET status = 'pending', updated_at = now(),"
+            " detail = 'handed back by a process that was stopping'"
+            " WHERE id = $1 AND attempts = $2 AND status = 'generating'",
             job.id,
             job.attempt,
         )

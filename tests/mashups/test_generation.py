@@ -85,6 +85,8 @@ async def until_generation_done(member: MashupClient, job_id: str) -> Any:
     return member.state.generation
 
 
+# The first test of the package also starts the pair of processes, then renders twice.
+@pytest.mark.timeout(240)
 async def test_two_members_see_one_generated_batch_and_edit_it(
     pair: tuple[ServerProcess, ServerProcess],
     clients: tuple[httpx.AsyncClient, httpx.AsyncClient],

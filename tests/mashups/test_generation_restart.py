@@ -1,10 +1,11 @@
-"""A process killed in the middle of a generation: another process completes the job.
+"""A process stopped or killed in the middle of a generation: another process completes it.
 
-The first process places the generated timeline in the room, renders it, and hangs storing
-the output (``BLENDTUNE_STORAGE_FAULT=hang``); it is killed there. A second process using the
-same storage takes the job over once its lease has run out, and completes it: the member
-watching the room sees the timeline arrive once (the takeover's identical batch is recognised
-by its op id and not applied again), then the completion.
+A process places the generated timeline in the room, renders it, and hangs storing the output
+(``BLENDTUNE_STORAGE_FAULT=hang``). Shut down there, it hands the job back at once; the next
+process takes it and is killed in the same place; a third process using the same storage
+takes the job over once its lease has run out, and completes it. The member watching the room
+sees the timeline arrive once (the later attempts' identical batch is recognised by its op id
+and not applied again), then the completion.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.conftest import StartServer
 from tests.mashups.generation_support import song, store_structure
@@ -22,6 +24,8 @@ from tests.mashups.support import MashupClient, create_mashup, upload_track
 from tests.support import ServerProcess, eventually, make_user
 
 
+# Three server processes start one after the other (besides the pair) on a shared machine.
+@pytest.mark.timeout(300)
 async def test_a_killed_generation_is_completed_by_another_process(
     start_server: StartServer,
     pair: tuple[ServerProcess, ServerProcess],
@@ -39,7 +43,11 @@ async def test_a_killed_generation_is_completed_by_another_process(
     # processes also analyse every upload, so uploading elsewhere would race them).
     async with httpx.AsyncClient(base_url=pair[0].url, timeout=30) as http:
         mashup_id = (await create_mashup(http, alice, "Survivor", 20))["id"]
-        for name, shape in (("a.wav", {}), ("b.wav", {"bpm": 124.0, "root_hz": 261.6})):
+        short = ((4, 0.5), (4, 1.0))
+        for name, shape in (
+            ("a.wav", {"sections": short}),
+            ("b.wav", {"sections": short, "bpm": 124.0, "root_hz": 261.6}),
+        ):
             data, structure = song(**shape)  # type: ignore[arg-type]
             upload = await upload_track(http, alice, data, name)
             await store_structure(db, upload["id"], structure)
@@ -61,27 +69,46 @@ async def test_a_killed_generation_is_completed_by_another_process(
 
     # A member watching from a process of the pair (another storage: it never takes the job).
     watcher = await MashupClient.connect(pair[0].ws_url, mashup_id, alice.token)
-    doomed = await start_server(env={**env, "BLENDTUNE_STORAGE_FAULT": "hang"})
-    async with httpx.AsyncClient(base_url=doomed.url, timeout=30) as http:
+    hanging = {**env, "BLENDTUNE_STORAGE_FAULT": "hang"}
+
+    async def rendering(attempt: int) -> None:
+        """Placed and rendered; storing the output hangs."""
+        await eventually(
+            lambda: db.fetchval(
+                "SELECT stage = 'rendering' AND status = 'generating' AND attempts = $2"
+                " FROM mashup_generation_jobs WHERE id = $1",
+                job_id,
+                attempt,
+            ),
+            within=60,
+            what=f"attempt {attempt} reaching its render",
+        )
+
+    stopping = await start_server(env=hanging)
+    async with httpx.AsyncClient(base_url=stopping.url, timeout=30) as http:
         asked = await http.post(
             f"/mashups/{mashup_id}/generate",
-            json={"seed": 3, "target_seconds": 12},
+            json={"seed": 3, "target_seconds": 8},
             headers=alice.headers,
         )
     assert asked.status_code == 202, asked.text
     job_id = uuid.UUID(asked.json()["id"])
-    # Placed and rendered; storing the output hangs. Kill it there.
-    await eventually(
-        lambda: db.fetchval(
-            "SELECT stage = 'rendering' AND status = 'generating' FROM mashup_generation_jobs"
-            " WHERE id = $1",
-            job_id,
-        ),
-        within=60,
-        what="the generation reaching its render",
-    )
+    await rendering(1)
     await watcher.until_state(lambda s: len(s.timeline.clips) > 0)
     placed = watcher.state.timeline
+    # A process that is shut down hands its job back at once (no lease to wait for).
+    assert stopping.terminate() == 0
+    job = await db.fetchrow(
+        "SELECT status::text, detail FROM mashup_generation_jobs WHERE id = $1", job_id
+    )
+    assert (job["status"], job["detail"]) == (
+        "pending",
+        "handed back by a process that was stopping",
+    )
+
+    # The next process takes it at once, and is killed in the same place.
+    doomed = await start_server(env=hanging)
+    await rendering(2)
     doomed.kill()
     assert (
         await db.fetchval(
@@ -102,19 +129,19 @@ async def test_a_killed_generation_is_completed_by_another_process(
         " WHERE id = $1",
         job_id,
     )
-    assert (job["status"], job["attempts"]) == ("completed", 2)
+    assert (job["status"], job["attempts"]) == ("completed", 3)
     assert "taken over" in job["detail"]
     assert (tmp_path / "storage" / job["output_storage_key"]).is_file()
     assert watcher.state.timeline == placed
     placing = [ops for _, ops in watcher.generation_batches if ops[0]["op"] == "generated"]
-    assert len(placing) == 1  # the takeover's identical batch was not applied again
+    assert len(placing) == 1  # the later attempts' identical batch was not applied again
     versions = [
         op["generation"]["version"]
         for _, ops in watcher.generation_batches
         for op in ops
         if op["op"] == "generation"
     ]
-    assert versions == sorted(versions) and versions[-1] >= 200  # the second attempt finished
+    assert versions == sorted(versions) and versions[-1] >= 300  # the third attempt finished
     async with httpx.AsyncClient(base_url=rescuer.url, timeout=30) as http:
         served = await http.get(f"/mashups/{mashup_id}/export", headers=alice.headers)
     assert served.status_code == 200 and served.headers["content-type"] == "audio/flac"
