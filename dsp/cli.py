@@ -30,6 +30,7 @@ from dsp.render import (
     DEFAULT_TARGET_LUFS,
     check_levels,
     encode_under_ceiling,
+    master_ceiling,
     render_timeline,
 )
 from dsp.timeline import Identifier, Timeline, timeline_duration_seconds
@@ -183,7 +184,7 @@ def render(
                 start_seconds=start,
                 duration_seconds=duration,
                 target_lufs=target_lufs,
-                ceiling_dbtp=ceiling_dbtp,
+                ceiling_dbtp=master_ceiling(ceiling_dbtp, fmt),
                 high_quality=not draft,
                 progress=report,
             )

@@ -65,6 +65,7 @@ from dsp.render import (
     finish_span,
     join_chunks,
     master,
+    master_ceiling,
     mix_window,
     stretch_chunk,
 )
@@ -518,7 +519,7 @@ class Previewer:
             start_seconds=start_seconds,
             preroll_frames=round(preroll * rate),
             target_lufs=self._target_lufs,
-            ceiling_dbtp=self._ceiling_dbtp,
+            ceiling_dbtp=master_ceiling(self._ceiling_dbtp, fmt),
         )
         check()
         lufs, peak = rendered.loudness_lufs, rendered.true_peak_dbtp
