@@ -8,11 +8,19 @@ last round trip. redis-py's PubSub neither reconnects nor resubscribes reliably 
 the connection, reconnects with backoff and resubscribes; the hub then resynchronises its
 clients. ``get_message`` is never polled (redis-py #3208); the listener blocks in ``listen``.
 
-Envelope (bytes): ``<type> <key> <origin> <published_at> <role>\\n<payload>`` where type is
-``b`` (batch; key = seq), ``p`` (presence), ``j`` (joined), ``l`` (left) (key = member id),
-``v`` (a named version, handled by ``rooms.history_live``),
-origin the publishing process id, published_at its wall clock (for the latency histogram)
-and payload the client message, encoded once by the publisher and sent as is by receivers.
+Envelope (bytes): ``<type> <key> <origin> <published_at> <role>\\n<payload>``; origin is the
+publishing process id (``api`` for ``rooms.api``), published_at its wall clock (for the
+latency histogram), role the author's role (batches) or ``-``. Every type:
+
+- ``b`` batch: key = seq, payload = the ``batch`` message, encoded once by the publisher and
+  sent as is by receivers to their members (``ack`` to none: the author is on the publisher).
+- ``p`` presence: key = member id, payload = the ``presence`` message.
+- ``j`` joined: key = member id, payload = the ``joined`` message (added to the roster).
+- ``l`` left: key = member id, payload = the ``left`` message (removed from the roster).
+- ``m`` membership changed (``rooms.api.membership_changed``): key = user id, no payload;
+  each process re-asks the kind about that user's connections.
+- ``x`` room deleted (``rooms.api.room_deleted``): no key or payload; members get 4404.
+- ``v`` a named version (handled by ``rooms.history_live``).
 """
 
 from __future__ import annotations

@@ -86,6 +86,9 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.committer = Committer(self)
+        # A resume further back than this gets a snapshot (the missed batches would fill
+        # more than half the send queue).
+        self.resume_max = self.settings.ws_send_queue_max // 2
         self.broker: Broker = broker or RedisBroker(
             ctx.redis, self.settings.redis_url, ctx.keys("rooms", "control")
         )
@@ -195,11 +198,14 @@ class Hub:
                 if db_seq > room.seq:
                     room.catch_up(await store.fetch_entries(db, room_id, room.seq))
             missed: list[str] | None = None
-            if last_seq is not None and 0 <= last_seq:
-                if last_seq <= room.seq:
+            # (A negative last_seq, or one ahead of the room, gets a snapshot.)
+            if last_seq is not None and 0 <= last_seq <= room.seq:
+                # More than the send queue should hold: a snapshot is cheaper (and is not
+                # read from the log first).
+                if room.seq - last_seq <= self.resume_max:
                     missed = await room.missed_since(last_seq)
-                if missed is not None and len(missed) > self.settings.ws_send_queue_max // 2:
-                    missed = None  # more than the send queue should hold: a snapshot is cheaper
+                if missed is not None and len(missed) > self.resume_max:
+                    missed = None
             if not conn.id.startswith(self.proc_id + "."):
                 # Fan-out was interrupted while this member joined: its id is retired.
                 raise JoinRefused(p.Close.TRY_AGAIN_LATER, "fan-out was interrupted: retry")
@@ -238,6 +244,9 @@ class Hub:
                         ops_per_second=self.settings.ws_ops_per_second,
                         max_batch_ops=kind.max_batch_ops,
                         presence_max_bytes=self.settings.ws_presence_max_bytes,
+                        resume_max_batches=self.resume_max,
+                        log_min_batches=self.settings.room_log_retention,
+                        log_min_hours=self.settings.room_op_id_hours,
                     ),
                 )
             )

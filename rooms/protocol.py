@@ -116,6 +116,12 @@ class Limits(msgspec.Struct):
     ops_per_second: int
     max_batch_ops: int
     presence_max_bytes: int
+    # How far back a resume reaches: at most this many batches behind the room...
+    resume_max_batches: int
+    # ...and only while they are in the log, which keeps at least this many batches behind
+    # the latest snapshot and every batch for at least this many hours.
+    log_min_batches: int
+    log_min_hours: float
 
 
 class Welcome(msgspec.Struct, tag_field="type", tag="welcome"):

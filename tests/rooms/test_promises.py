@@ -241,3 +241,24 @@ async def test_op_ids_stay_idempotent_for_the_window_whatever_the_log_retention(
         else:
             # Beyond the window the op id is forgotten: documented, and this is what happens.
             assert again == 46
+
+
+async def test_welcome_limits_say_how_far_a_resume_reaches_and_odd_last_seqs_get_a_snapshot(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+):
+    a, _ = pair
+    alice = await notes.user()
+    room = await notes.create((alice, "editor"))
+    first = await join(a.ws_url, room, alice.token)
+    limits = first.welcome["limits"]
+    # (ROOM_ENV: send queue 512, retention 20 batches, no time window.)
+    assert limits["resume_max_batches"] == 256
+    assert (limits["log_min_batches"], limits["log_min_hours"]) == (20, 0.0)
+    for i in range(3):
+        await first.ack(await first.ops(title(f"t{i}")))
+    for odd in (-1, 4, 1000):  # negative, one ahead, far ahead
+        client = await join(a.ws_url, room, alice.token, last_seq=odd)
+        assert client.welcome["resumed"] is False and client.welcome["seq"] == 3
+        assert client.welcome["state"]["title"] == "t2"
+        await client.close()
+    await first.close()
