@@ -32,6 +32,7 @@ from rooms.history_live import HistoryLive
 from rooms.hub import Hub, JoinRefused
 from rooms.kinds import Actor, RoomKind
 from rooms.registry import load_kinds
+from rooms.room import ROOM_QUEUE_MAX
 
 logger = logging.getLogger("blendtune.rooms")
 
@@ -277,8 +278,16 @@ class RoomsEndpoint:
         if history_only and any(isinstance(op, history_only) for op in ops):
             self._error(conn, p.BAD_OPS, "only history batches carry that op", msg.op_id)
             return
+        if conn.unanswered >= self.hub.settings.ws_max_pending_batches:
+            detail = "too many batches waiting for their answer: resend later"
+            self._error(conn, p.TOO_MANY_PENDING, detail, msg.op_id)
+            return
         room = conn.room
         assert room is not None
+        if len(room.queue) >= ROOM_QUEUE_MAX:
+            detail = "the room has too many batches waiting for the database: resend later"
+            self._error(conn, p.BUSY, detail, msg.op_id)
+            return
         room.submit(store.Pending(conn.actor, msg.op_id, ops, store.encode_ops(ops), owner=conn))
 
     def _on_presence(self, session: Session, msg: Any, now: float) -> None:

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("blendtune.rooms")
 
-COMMIT_TIMEOUT = 10.0  # seconds for one group commit
-
 
 class Committer:
     """Group commit across rooms: one statement carries the queued batches of many rooms.
@@ -73,13 +71,23 @@ class Committer:
         try:
             # A hung database must not hold the rooms forever; a batch whose outcome is
             # unknown is answered "unavailable" and resent by its client with the same op id.
+            # Not asyncio.wait_for: it waits for the cancelled statement to wind down, and
+            # asyncpg's cancellation waits for the hung server too. The statement is left to
+            # finish (or fail) on its own; if it commits after all, the rooms catch up from
+            # the log and a resent op id is answered as a duplicate.
             paths: dict[str, int] = {}
-            outcomes = await asyncio.wait_for(
+            statement = self.hub.spawn(
                 store.commit_many(
                     self.hub.ctx.pool, [(room, batch) for room, batch, _ in work], paths
-                ),
-                COMMIT_TIMEOUT,
+                )
             )
+            done, _ = await asyncio.wait(
+                {statement}, timeout=self.hub.settings.room_commit_timeout_seconds
+            )
+            if not done:
+                statement.add_done_callback(_late)
+                raise TimeoutError("the database did not answer in time")
+            outcomes = statement.result()
             for path, count in paths.items():
                 metrics.commit_paths.labels(path).inc(count)
         except Exception as exc:  # unreachable, or unknown outcome: the clients resend
@@ -99,3 +107,8 @@ class Committer:
         """Wait until everything queued is committed (at shutdown)."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), within)
+
+
+def _late(statement: asyncio.Future[list[store.Outcome]]) -> None:
+    if not statement.cancelled() and statement.exception() is not None:
+        logger.info("a timed-out commit failed later: %r", statement.exception())

@@ -72,6 +72,7 @@ class Conn:
         "queue",
         "room",
         "send",
+        "unanswered",
         "waiter",
         "writer",
     )
@@ -109,6 +110,9 @@ class Conn:
         self.direct: DirectWriter | None = None
         # (text, published_at) of one message to time until it is handed to the socket.
         self.probe: tuple[str, float] | None = None
+        # Op batches sent and not yet answered (ack, duplicate ack or error): bounded by
+        # ws_max_pending_batches, so a client cannot queue unbounded work.
+        self.unanswered = 0
 
     # Outgoing.
 

@@ -63,6 +63,7 @@ class RoomSettings(msgspec.Struct, frozen=True):
     ws_ops_per_second: int
     ws_room_max_members: int
     ws_send_queue_max: int
+    ws_max_pending_batches: int
     ws_auth_timeout_seconds: float
     ws_heartbeat_seconds: float
     ws_idle_timeout_seconds: float
@@ -71,6 +72,8 @@ class RoomSettings(msgspec.Struct, frozen=True):
     room_log_retention: int
     room_op_id_hours: float
     presence_ttl_seconds: float
+    room_commit_timeout_seconds: float
+    room_publish_queue_max: int
     room_kinds: str
     shutdown_grace_seconds: float
 

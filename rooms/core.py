@@ -137,7 +137,8 @@ class RoomCore:
         return actions
 
     def commit_failed(self) -> None:
-        self.inflight.clear()
+        """The commit's outcome is unknown (it timed out): its batches may still turn up in
+        the log, and their senders are still acked then (the next commit clears them)."""
 
     def fetched(self, after: int, upto: int | None, batches: Sequence[Batch]) -> list[Action]:
         """The log's batches after ``after`` (up to ``upto``), as a ``Fetch`` asked."""

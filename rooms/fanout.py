@@ -63,9 +63,15 @@ def unpack(data: bytes) -> Envelope:
 class Publisher:
     """Queues PUBLISH commands and sends them in pipelines from one task."""
 
-    def __init__(self, redis: Redis, on_error: Callable[[Exception, int], None]) -> None:
+    def __init__(
+        self, redis: Redis, on_error: Callable[[Exception, int], None], max_queue: int
+    ) -> None:
         self.redis = redis
         self.on_error = on_error
+        # Commands waiting for Redis. A Redis that accepts but stalls must not grow it without
+        # bound: past ``max_queue`` the queue is dropped and reported like a failed publish
+        # (the hub treats it as an interruption: members resync, presence is rebuilt).
+        self.max_queue = max_queue
         self.queue: list[tuple[str, tuple[Any, ...]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,16 +84,19 @@ class Publisher:
         self._task = asyncio.create_task(self._run(), name="rooms-publisher")
 
     def publish(self, channel: str, data: bytes) -> None:
-        if not self.enabled:
-            return
-        self.queue.append(("publish", (channel, data)))
-        self._wakeup.set()
+        self.command("publish", channel, data)
 
     def command(self, name: str, *args: Any) -> None:
-        """Any other fire-and-forget command (HDEL, ...), sent in the same pipeline."""
+        """Any command (PUBLISH, HDEL, ...), fire and forget, sent in order in pipelines."""
         if not self.enabled:
             return
-        self.queue.append((name, args))
+        queue = self.queue
+        if len(queue) >= self.max_queue:
+            dropped = len(queue)
+            queue.clear()
+            self.on_error(OverflowError(f"{dropped} Redis commands waiting"), dropped)
+            return
+        queue.append((name, args))
         self._wakeup.set()
 
     async def stop(self) -> None:
@@ -291,10 +300,11 @@ class Listener:
 class RedisBroker:
     """The ``Broker`` on Redis: a pipelined publisher and one subscriber connection."""
 
-    def __init__(self, redis: Redis, url: str, control_channel: str) -> None:
+    def __init__(self, redis: Redis, url: str, control_channel: str, max_queue: int) -> None:
         self.redis = redis
         self.url = url
         self.control_channel = control_channel
+        self.max_queue = max_queue
         self.publisher: Publisher | None = None
         self.listener: Listener | None = None
 
@@ -310,7 +320,7 @@ class RedisBroker:
             publisher.enabled = True
             on_up(was_down)
 
-        publisher = self.publisher = Publisher(self.redis, on_error)
+        publisher = self.publisher = Publisher(self.redis, on_error, self.max_queue)
         self.listener = Listener(self.url, self.control_channel, on_message, down, up)
 
     @property

@@ -90,7 +90,10 @@ class Hub:
         # more than half the send queue).
         self.resume_max = self.settings.ws_send_queue_max // 2
         self.broker: Broker = broker or RedisBroker(
-            ctx.redis, self.settings.redis_url, ctx.keys("rooms", "control")
+            ctx.redis,
+            self.settings.redis_url,
+            ctx.keys("rooms", "control"),
+            self.settings.room_publish_queue_max,
         )
         self.broker.bind(self._on_message, self._fanout_down, self._fanout_up, self._publish_failed)
 
@@ -103,6 +106,7 @@ class Hub:
             await self._heartbeat()
         self._loops = [
             asyncio.create_task(self._presence_loop(), name="rooms-presence"),
+            asyncio.create_task(self._seq_loop(), name="rooms-seq-check"),
             asyncio.create_task(self._sweep_loop(), name="rooms-sweeper"),
         ]
 
@@ -244,6 +248,7 @@ class Hub:
                         ops_per_second=self.settings.ws_ops_per_second,
                         max_batch_ops=kind.max_batch_ops,
                         presence_max_bytes=self.settings.ws_presence_max_bytes,
+                        max_pending_batches=self.settings.ws_max_pending_batches,
                         resume_max_batches=self.resume_max,
                         log_min_batches=self.settings.room_log_retention,
                         log_min_hours=self.settings.room_op_id_hours,
@@ -450,6 +455,13 @@ class Hub:
                 raise
             except Exception as exc:
                 logger.debug("presence heartbeat failed: %r", exc)
+
+    async def _seq_loop(self) -> None:
+        # Its own task: a stalled PostgreSQL must not hold up the presence heartbeat (other
+        # processes would take our members for dead), nor a stalled Redis this check.
+        interval = presence_interval(self.settings.presence_ttl_seconds)
+        while True:
+            await asyncio.sleep(interval)
             try:
                 await self._check_seqs()
             except asyncio.CancelledError:

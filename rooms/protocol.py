@@ -116,6 +116,7 @@ class Limits(msgspec.Struct):
     ops_per_second: int
     max_batch_ops: int
     presence_max_bytes: int
+    max_pending_batches: int
     # How far back a resume reaches: at most this many batches behind the room...
     resume_max_batches: int
     # ...and only while they are in the log, which keeps at least this many batches behind
@@ -231,6 +232,10 @@ TOO_MANY_OPS = "too_many_ops"
 RATE_LIMITED = "rate_limited"
 PRESENCE_TOO_LARGE = "presence_too_large"
 UNAVAILABLE = "unavailable"  # the database did not answer; resend the same op_id later
+# More than limits.max_pending_batches of the connection's batches unanswered; resend later.
+TOO_MANY_PENDING = "too_many_pending"
+# The room has ROOM_QUEUE_MAX batches waiting for the database; resend later.
+BUSY = "busy"
 INTERNAL = "internal"
 # Kind rejections (``OpRejected.code``): not_found, forbidden, conflict, invalid, ...
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("blendtune.rooms")
 
 MAX_GROUP = 256  # batches per group commit
+# Batches waiting for the committer per room (a stalled database): beyond, ``busy``.
+ROOM_QUEUE_MAX = 4 * MAX_GROUP
 UNAPPLIED_MAX = 64  # remote batches kept unapplied before the state is brought up to date
 
 _batch_decoder = msgspec.json.Decoder(p.Batch)
@@ -206,6 +208,8 @@ class Room:
     # ---------------------------------------------------------------- writes
 
     def submit(self, pending: store.Pending) -> None:
+        if isinstance(pending.owner, Conn):
+            pending.owner.unanswered += 1
         self.queue.append(pending)
         if not self.busy:
             self.hub.committer.ready(self)
@@ -229,10 +233,15 @@ class Room:
     def committed(self, batch: list[store.Pending], outcome: store.Outcome, before: int) -> None:
         """The committer's answer for ``batch``: acknowledge, deliver, publish."""
         self.busy = False
+        for pending in batch:
+            if isinstance(pending.owner, Conn):
+                pending.owner.unanswered -= 1
         if isinstance(outcome, store.RoomGone):
-            self.core.commit_failed()
             for pending in [*batch, *self.queue]:
                 _answer_error(pending, "not_found", "the room no longer exists")
+            for pending in self.queue:
+                if isinstance(pending.owner, Conn):
+                    pending.owner.unanswered -= 1
             self.queue.clear()
             self.vanish()
         elif isinstance(outcome, BaseException):

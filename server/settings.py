@@ -80,6 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ws_ops_per_second: Positive = 50
     ws_room_max_members: Positive = 200
     ws_send_queue_max: Positive = 512
+    # Op batches a connection may have sent and not yet had answered; beyond: too_many_pending.
+    ws_max_pending_batches: Positive = 64
     ws_auth_timeout_seconds: PositiveFloat = 5.0
     ws_heartbeat_seconds: PositiveFloat = 20.0
     ws_idle_timeout_seconds: PositiveFloat = 60.0
@@ -91,6 +93,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # A process's heartbeat key lives this long: a killed process's members leave every
     # roster within it plus a quarter of it (3.75 s).
     presence_ttl_seconds: Positive = 3
+    # Bounds under a stalled PostgreSQL or Redis: one group commit's deadline (its batches
+    # are answered unavailable), and Redis commands queued before fan-out counts as down.
+    room_commit_timeout_seconds: PositiveFloat = 10.0
+    room_publish_queue_max: Positive = 10000
     # Extra room kinds by import path, comma-separated (module:attribute), e.g. for tests.
     room_kinds: str = ""
     # Largest presence state (JSON bytes) a member may publish.

@@ -1,4 +1,5 @@
-"""A TCP forwarder for fault tests: cut every connection through it and refuse new ones."""
+"""A TCP forwarder for fault tests: cut every connection through it and refuse new ones, or
+stall (accept and hold everything, as a hung server does)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 
 
 class Proxy:
-    """A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones."""
+    """A TCP proxy (in front of PostgreSQL or Redis) that can cut every connection and refuse
+    new ones, or stall: connections stay open and are accepted, but nothing is forwarded."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
@@ -15,6 +17,8 @@ class Proxy:
         self.server: asyncio.Server | None = None
         self.pipes: set[asyncio.Task[None]] = set()
         self.writers: set[asyncio.StreamWriter] = set()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -35,6 +39,7 @@ class Proxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self.flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -43,12 +48,19 @@ class Proxy:
             writer.close()
             self.writers.discard(writer)
 
+    def stall(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
     def cut(self) -> None:
         self.up = False
         for writer in list(self.writers):
             writer.transport.abort()
 
     async def stop(self) -> None:
+        self.resume()
         self.cut()
         if self.server is not None:
             self.server.close()
