@@ -36,6 +36,7 @@ from rooms.core import Batch
 from rooms.fanout import RedisBroker, pack, unpack
 from rooms.kinds import Actor, RoomKind
 from rooms.metrics import RoomMetrics
+from rooms.presence import PresenceStore, RedisPresence
 from rooms.room import Room
 
 logger = logging.getLogger("blendtune.rooms")
@@ -60,13 +61,13 @@ class Hub:
         ctx: RoomsContext,
         kinds: dict[str, RoomKind[Any, Any]],
         broker: Broker | None = None,
+        presence: PresenceStore | None = None,
     ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.kinds = kinds
         self.metrics = RoomMetrics(ctx.registry)
         self.proc_id = uuid.uuid4().hex[:10]
-        self.proc_key = ctx.keys("proc", self.proc_id)
         # Every id this process has had (its own echoes on pub/sub are ignored under all of
         # them); see ``_reincarnate``.
         self.origins = {self.proc_id}
@@ -96,6 +97,8 @@ class Hub:
             self.settings.room_publish_queue_max,
         )
         self.broker.bind(self._on_message, self._fanout_down, self._fanout_up, self._publish_failed)
+        self.store: PresenceStore = presence or RedisPresence(ctx.redis, ctx.keys, self.broker)
+        self.ttl = float(self.settings.presence_ttl_seconds)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -119,12 +122,9 @@ class Hub:
         for task in self._loops:
             task.cancel()
         with contextlib.suppress(Exception):
-            pipe = self.ctx.redis.pipeline(transaction=False)
-            for room in self.rooms.values():
-                for member_id in room.members:
-                    pipe.hdel(room.members_key, member_id)
-            pipe.delete(self.proc_key)
-            await asyncio.wait_for(pipe.execute(), 2)
+            members = [(r.members_key, m) for r in self.rooms.values() for m in r.members]
+            await asyncio.wait_for(self.store.remove_now(members), 2)
+            await asyncio.wait_for(self.store.end(self.proc_id), 1)
         await self.broker.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -145,11 +145,10 @@ class Hub:
         try:
             await self.broker.subscribe(room.channel)
             seq, state = await store.load(self.ctx.pool, room.kind, room.room_id)
-            raw = await self.ctx.redis.hgetall(room.members_key)
-            roster = {_text(k): _member_decoder.decode(v) for k, v in raw.items()}
+            raw = await self.store.roster(room.members_key)
+            roster = {k: _member_decoder.decode(v) for k, v in raw.items()}
             procs = sorted({member_id.split(".")[0] for member_id in roster})
-            alive = await self.ctx.redis.mget([self.ctx.keys("proc", x) for x in procs])
-            dead = {proc for proc, flag in zip(procs, alive, strict=True) if flag is None}
+            dead = set(procs) - await self.store.alive(procs)
             dead.discard(self.proc_id)
             for member_id, member in roster.items():
                 if member_id.split(".")[0] not in dead:
@@ -187,12 +186,8 @@ class Hub:
             await asyncio.shield(room.activation)
             if len(room.roster) >= self.settings.ws_room_max_members:
                 raise JoinRefused(p.Close.ROOM_FULL, "the room is full")
-            member_json = _encoder.encode(conn.member)
-            pipe = self.ctx.redis.pipeline(transaction=False)
-            pipe.hset(room.members_key, conn.id, member_json)
-            pipe.expire(room.members_key, 86400)
             registered = True  # (even if the answer is lost, the write may have happened)
-            await pipe.execute()
+            await self.store.add([(room.members_key, conn.id, _encoder.encode(conn.member))])
             # A batch may be committed but never published (its process died right after
             # the commit): whoever joins gets everything in the database.
             async with self.ctx.pool.acquire() as db:
@@ -216,7 +211,7 @@ class Hub:
         except BaseException:
             room.joining -= 1
             if registered:
-                self.broker.command("hdel", room.members_key, conn.id)
+                self.store.remove(room.members_key, conn.id)
             if not room.members and room.idle:
                 self.deactivate(room)
             raise
@@ -277,7 +272,7 @@ class Hub:
                 room.channel, pack("l", conn.id, self.proc_id, "-", p.encode(p.Left(id=conn.id)))
             )
         if self.broker.enabled:
-            self.broker.command("hdel", room.members_key, conn.id)
+            self.store.remove(room.members_key, conn.id)
         else:
             self.orphans.add((room.members_key, conn.id))  # removed when Redis is back
         if not room.members and room.idle:
@@ -380,13 +375,12 @@ class Hub:
         self.fanout_ok = True
         orphans, self.orphans = self.orphans, set()
         for key, member_id in orphans:
-            self.broker.command("hdel", key, member_id)
+            self.store.remove(key, member_id)
         if not was_down:
             return
         # Whatever was published meanwhile is lost, presence included (joins, leaves, roster
         # writes): start over under a new process id.
         old, self.proc_id = self.proc_id, uuid.uuid4().hex[:10]
-        self.proc_key = self.ctx.keys("proc", self.proc_id)
         self.origins.add(self.proc_id)
         self.proc_live = False
         self._registered = False
@@ -401,14 +395,10 @@ class Hub:
         whatever joins, leaves or roster writes the interruption swallowed.
         """
         current = self.proc_id
-        ttl_ms = int(self.settings.presence_ttl_seconds * 1000)
         delay = 0.05
         while self.proc_id == current and not self.closing:
             try:
-                pipe = self.ctx.redis.pipeline(transaction=False)
-                pipe.set(self.proc_key, b"1", px=ttl_ms)
-                pipe.delete(self.ctx.keys("proc", old))
-                await pipe.execute()
+                await self.store.retire(old, current, self.ttl)
                 break
             except Exception as exc:
                 logger.debug("registering the new process id failed: %r", exc)
@@ -426,22 +416,24 @@ class Hub:
     async def _heartbeat(self) -> None:
         if not self.proc_live:
             return  # _reincarnate registers the new id
-        key = self.proc_key
-        ttl_ms = int(self.settings.presence_ttl_seconds * 1000)
-        previous = await self.ctx.redis.set(key, b"1", px=ttl_ms, get=True)
-        if previous is None and self._registered and key == self.proc_key:
+        proc = self.proc_id
+        was_alive = await self.store.beat(proc, self.ttl)
+        if not was_alive and self._registered and proc == self.proc_id:
             # Our key expired (the loop was starved, or Redis lost it): the other processes
             # have forgotten our members. Register and announce them again.
             logger.warning("presence heartbeat lapsed; re-announcing local members")
-            pipe = self.ctx.redis.pipeline(transaction=False)
-            for room in self.rooms.values():
-                for conn in room.members.values():
-                    if conn.close_code is not None:
-                        continue
-                    pipe.hset(room.members_key, conn.id, _encoder.encode(conn.member))
-                    joined = p.encode(p.Joined(member=conn.member))
-                    pipe.publish(room.channel, pack("j", conn.id, self.proc_id, "-", joined))
-            await pipe.execute()
+            live = [
+                (room, conn)
+                for room in self.rooms.values()
+                for conn in room.members.values()
+                if conn.close_code is None
+            ]
+            await self.store.add(
+                [(r.members_key, c.id, _encoder.encode(c.member)) for r, c in live]
+            )
+            for room, conn in live:
+                joined = p.encode(p.Joined(member=conn.member))
+                self.broker.publish(room.channel, pack("j", conn.id, self.proc_id, "-", joined))
         self._registered = True
 
     async def _presence_loop(self) -> None:
@@ -496,16 +488,15 @@ class Hub:
         if not procs:
             return
         order = sorted(procs)
-        alive = await self.ctx.redis.mget([self.ctx.keys("proc", x) for x in order])
-        dead = {proc for proc, flag in zip(order, alive, strict=True) if flag is None}
+        dead = set(order) - await self.store.alive(order)
         if not dead:
             return
-        pipe = self.ctx.redis.pipeline(transaction=False)
+        gone: list[tuple[str, str]] = []
         for room in list(self.rooms.values()):
             for member_id in [m for m in room.roster if m.split(".")[0] in dead]:
                 room.announce_leave(member_id)
-                pipe.hdel(room.members_key, member_id)
-        await pipe.execute()
+                gone.append((room.members_key, member_id))
+        await self.store.remove_now(gone)
 
     async def _sweep_loop(self) -> None:
         settings = self.settings
@@ -529,7 +520,3 @@ def presence_interval(ttl: float) -> float:
     plus one interval (the next reap): 3 + 0.75 s with the defaults.
     """
     return max(0.1, ttl / 4)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
