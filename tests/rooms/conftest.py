@@ -22,8 +22,6 @@ ROOM_ENV = {
     "BLENDTUNE_WS_OPS_PER_SECOND": "100",
     "BLENDTUNE_ROOM_SNAPSHOT_EVERY": "10",
     "BLENDTUNE_ROOM_LOG_RETENTION": "20",
-    # (The log is pruned by count alone here, so resume limits are reachable in a test.)
-    "BLENDTUNE_ROOM_OP_ID_HOURS": "0",
     "BLENDTUNE_WS_MAX_FRAME_BYTES": "16384",
     "BLENDTUNE_SHUTDOWN_GRACE_SECONDS": "5",
 }

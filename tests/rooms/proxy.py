@@ -64,3 +64,10 @@ class Proxy:
         self.cut()
         if self.server is not None:
             self.server.close()
+
+
+def database_url_through(proxy: Proxy, database_url: str) -> str:
+    """``database_url`` reaching PostgreSQL through ``proxy`` (which must point at it)."""
+    url = database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    assert url != database_url, "this test needs PostgreSQL on 127.0.0.1:5432"
+    return url

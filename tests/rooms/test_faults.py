@@ -12,7 +12,7 @@ import websockets
 
 from tests.rooms.client import join
 from tests.rooms.conftest import Rooms, StartRoomServer, set_members
-from tests.rooms.proxy import Proxy
+from tests.rooms.proxy import Proxy, database_url_through
 from tests.support import Backends, RedisProcess, redis_server_binary
 
 
@@ -159,8 +159,7 @@ async def test_postgres_outage_answers_unavailable_and_recovers(
     proxy = Proxy("127.0.0.1", 5432)
     await proxy.start()
     try:
-        url = backends.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-        assert url != backends.database_url, "this test needs PostgreSQL on 127.0.0.1:5432"
+        url = database_url_through(proxy, backends.database_url)
         server = await start_room_server(env={"BLENDTUNE_DATABASE_URL": url})
         alice = await notes.user()
         room = await notes.create((alice, "editor"))
