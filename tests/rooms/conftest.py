@@ -28,6 +28,10 @@ ROOM_ENV = {
 
 StartRoomServer = Callable[..., Awaitable[ServerProcess]]
 
+# Start-up imports numpy, scipy and pedalboard: on 2 shared cores under load it can take far
+# longer than the 30 s default.
+READY_WITHIN = 120.0
+
 
 @pytest.fixture(scope="package")
 async def pair(backends: Backends) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
@@ -36,8 +40,8 @@ async def pair(backends: Backends) -> AsyncIterator[tuple[ServerProcess, ServerP
     a.start()
     b.start()
     try:
-        await a.wait_ready()
-        await b.wait_ready()
+        await a.wait_ready(READY_WITHIN)
+        await b.wait_ready(READY_WITHIN)
         yield a, b
     finally:
         a.terminate()
@@ -52,7 +56,7 @@ async def start_room_server(backends: Backends) -> AsyncIterator[StartRoomServer
         process = ServerProcess(backends, {**ROOM_ENV, **(env or {})})
         started.append(process)
         process.start(*args)
-        await process.wait_ready()
+        await process.wait_ready(READY_WITHIN)
         return process
 
     yield start
