@@ -20,7 +20,7 @@ from pedalboard.io import AudioFile
 from playwright.async_api import Page, expect
 
 from tests.accounts.helpers import verification_link, wait_for_email
-from tests.mashups.generation_support import song, store_structure
+from tests.mashups.generation_support import song
 from tests.support import ServerProcess, make_user
 from tests.web.conftest import Person
 
@@ -160,32 +160,23 @@ async def test_two_friends_blend_and_mash_up_together(
     await alice.screenshot("blend-room")
 
     # ---- uploads: two songs made with numpy, by the picker, with live status until ready
+    # (Songs with sections, so the upload analysis finds what the generator needs.)
     songs = {
-        "drums.wav": song(120.0, root_hz=220.0, key="A minor"),
-        "tone.wav": song(120.0, root_hz=329.63, key="E minor"),
+        "drums.wav": song(120.0, root_hz=220.0, key="A minor")[0],
+        "tone.wav": song(120.0, root_hz=329.63, key="E minor")[0],
     }
     await a.goto(f"{server.url}/#/library")
     await a.set_input_files(
         "#upload-files",
         [
             {"name": name, "mimeType": "audio/wav", "buffer": data}
-            for name, (data, _) in songs.items()
+            for name, data in songs.items()
         ],
     )
     await expect(a.locator("#uploads tr")).to_have_count(2, timeout=SLOW)
     await expect(a.locator("#uploads td.ok")).to_have_count(2, timeout=SLOW)
     await expect(a.locator("#uploads")).to_contain_text("BPM")
     await alice.screenshot("library")
-    for name, (_, structure) in songs.items():
-        # Where the analysis keeps bars and sections for the generator (see
-        # tests/mashups/generation_support.py): the songs' exact ones.
-        upload_id = await db.fetchval(
-            "SELECT u.id FROM uploaded_tracks u JOIN users ON users.id = u.user_id"
-            " WHERE users.email = $1 AND u.original_filename = $2",
-            alice_account["email"],
-            name,
-        )
-        await store_structure(db, upload_id, structure)
 
     # ---- a mashup together: sources, clips, moves and trims, cursors
     await a.goto(f"{server.url}/#/mashups")
