@@ -361,6 +361,14 @@ async function openRoom(kind, id) {
     },
     onError: (text) => roomError(text),
     onNotice: () => {},
+    onHistory: (done) => {
+      const verb = done.action === "redo" ? "Redone" : "Undone";
+      toast(
+        done.skipped
+          ? `${verb}; ${done.skipped} ${done.skipped === 1 ? "change was" : "changes were"} left as others changed ${done.skipped === 1 ? "it" : "them"} since.`
+          : `${verb}.`,
+      );
+    },
     onFatal: (error) => {
       toast(error.message, "error");
       if (error.code === 4401) signedOut();
@@ -383,6 +391,9 @@ const REJECTIONS = {
   conflict: "That clashed with someone else's change; try again.",
   duplicate: "That song is already in the playlist.",
   rate_limited: "Slow down a little: your change will be sent again in a moment.",
+  nothing_to_undo: "Nothing of yours left to undo.",
+  nothing_to_redo: "Nothing to redo.",
+  history_unavailable: "That change is too old to undo.",
   unavailable: "The server is busy: your change will be sent again in a moment.",
 };
 
@@ -404,6 +415,10 @@ function leaveRoom() {
 
 // Edits made while reconnecting stay pending and are sent after the welcome, so the controls
 // stay usable then; the role is the room's (members), else the last welcome's.
+function undoRedo(action) {
+  if (canEdit()) room.client[action]();
+}
+
 function canEdit() {
   const welcome = room?.client.welcome ?? room?.lastWelcome;
   if (!welcome || room.client.status.startsWith("closed")) return false;
@@ -466,6 +481,9 @@ function renderRoom() {
   status.className = client.live ? "live" : "away";
   status.dataset.state = client.live ? (client.pending.size ? "saving" : "live") : "reconnecting";
   renderPresent(client, $(`#${kind}-present`));
+  for (const button of document.querySelectorAll(`[data-view="${kind}"] [data-history]`)) {
+    button.disabled = !canEdit();
+  }
   const detail = room.detail;
   const owner = detail.owner_id === me.user_id;
   const base = `/${kind}s/${room.id}/share-code`;
@@ -641,6 +659,19 @@ function main() {
   setupBlend(session);
   setupMashup(session);
   window.addEventListener("hashchange", () => route().catch(report));
+  // Undo and redo your own changes in the room (the server keeps the history).
+  for (const button of document.querySelectorAll("[data-history]")) {
+    button.addEventListener("click", () => undoRedo(button.dataset.history));
+  }
+  document.addEventListener("keydown", (event) => {
+    if (!room || !(event.ctrlKey || event.metaKey) || event.altKey) return;
+    if (event.target.closest?.("input, textarea, select")) return; // their own undo
+    const key = event.key.toLowerCase();
+    if (key === "z" || key === "y") {
+      event.preventDefault();
+      undoRedo(key === "y" || event.shiftKey ? "redo" : "undo");
+    }
+  });
 
   if (location.pathname === "/verify") {
     verifyFromLink();

@@ -384,6 +384,13 @@ async def test_a_server_restart_loses_nothing(
         assert await page.evaluate("window.sameDocument") is True
     await set_tempo(a, "120")
     await expect(b.locator("#project-bpm")).to_have_value("120")
+    # Undo is per person: Alice's undo takes back her 120, not Bob's 110; redo brings it back.
+    await a.click("[data-view=mashup] [data-history=undo]")
+    await expect(b.locator("#project-bpm")).to_have_value("110")
+    await a.locator("#lanes").click()  # keyboard shortcuts work outside text fields
+    await a.keyboard.press("Control+Shift+Z")
+    await expect(b.locator("#project-bpm")).to_have_value("120")
+    await expect(a.locator("#project-bpm")).to_have_value("120")
     async with httpx.AsyncClient(base_url=server.url) as http:
         detail = (await http.get(f"/mashups/{mashup['id']}", headers=owner.headers)).json()
     assert detail["timeline"]["bpm"] == 120
