@@ -168,10 +168,7 @@ async def test_two_friends_blend_and_mash_up_together(
     await a.goto(f"{server.url}/#/library")
     await a.set_input_files(
         "#upload-files",
-        [
-            {"name": name, "mimeType": "audio/wav", "buffer": data}
-            for name, data in songs.items()
-        ],
+        [{"name": name, "mimeType": "audio/wav", "buffer": data} for name, data in songs.items()],
     )
     await expect(a.locator("#uploads tr")).to_have_count(2, timeout=SLOW)
     await expect(a.locator("#uploads td.ok")).to_have_count(2, timeout=SLOW)
