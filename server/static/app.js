@@ -538,7 +538,8 @@ export class RoomClient {
 
   rejected(m) {
     const sent = m.op_id ? this.pending.get(m.op_id) : undefined;
-    if (sent !== undefined && (m.code === "rate_limited" || m.code === "unavailable")) {
+    const resend = ["rate_limited", "unavailable", "too_many_pending", "busy"];
+    if (sent !== undefined && resend.includes(m.code)) {
       // Dropped, not applied: resend later with the same op_id.
       this.onError(`${m.code}: ${m.detail} (will resend)`);
       this.later(1000 + Math.random() * 1000, () => {
