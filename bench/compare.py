@@ -24,6 +24,7 @@ import asyncio
 import functools
 import io
 import sys
+from collections.abc import Container
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -92,11 +93,11 @@ def run_shape(
     return report
 
 
-def figures(r: Report, redis_port: int) -> dict[str, float]:
+def figures(r: Report, redis_ports: Container[int]) -> dict[str, float]:
     p = r.presence
-    app_cpu = sum(x.cpu_mean_pct for x in r.server if x.port != redis_port)
-    redis_cpu = sum(x.cpu_mean_pct for x in r.server if x.port == redis_port)
-    app_rss = sum(x.rss_max_mib for x in r.server if x.port != redis_port)
+    app_cpu = sum(x.cpu_mean_pct for x in r.server if x.port not in redis_ports)
+    redis_cpu = sum(x.cpu_mean_pct for x in r.server if x.port in redis_ports)
+    app_rss = sum(x.rss_max_mib for x in r.server if x.port not in redis_ports)
     # CPU percent is CPU milliseconds per 10 ms; per 1000 deliveries:
     cpu_per_k = app_cpu * 10 * 1000 / p.deliveries_per_s if p.deliveries_per_s else 0.0
     return {
@@ -128,7 +129,7 @@ def side_by_side(title: str, results: dict[str, Report], redis_port: int) -> Tab
     if "blendtune" in results:
         for name in others:
             table.add_column(f"Blendtune / {LABELS[name]}", justify="right")
-    rows = {name: figures(r, redis_port) for name, r in results.items()}
+    rows = {name: figures(r, {redis_port}) for name, r in results.items()}
     for figure in next(iter(rows.values())):
         cells = [f"{rows[name][figure]:,.2f}".rstrip("0").rstrip(".") for name in results]
         if "blendtune" in results:

@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from rooms import store
+from rooms import names, store
 from rooms.context import ApiContext, KindContext
 from rooms.fanout import pack
 from rooms.kinds import SERVER_ACTOR, Actor, RoomKind
+from rooms.sharded import publish
 
 logger = logging.getLogger("blendtune.rooms")
 
@@ -56,11 +57,13 @@ async def submit(
     if pending.rejected is not None:
         raise pending.rejected
     assert pending.seq is not None
-    channel = services.keys("room", str(room_id))
+    channel = names.room_channel(services.keys, room_id)
     for entry in entries:
         try:
-            await services.redis.publish(
-                channel, pack("b", entry.seq, API_ORIGIN, entry.role, entry.batch_text())
+            await publish(
+                services.redis,
+                channel,
+                pack("b", entry.seq, API_ORIGIN, entry.role, entry.batch_text()),
             )
         except Exception as exc:  # durable already; members catch up on their next batch
             logger.warning("room %s: publish failed: %r", room_id, exc)
@@ -91,8 +94,8 @@ async def membership_changed(services: KindContext, room_id: uuid.UUID, user_id:
     connections ask the kind's ``membership`` again and are closed with 4403 when it says
     None, or carry on with the new role. Raises if Redis is unreachable.
     """
-    channel = services.keys("room", str(room_id))
-    await services.redis.publish(channel, pack("m", str(user_id), API_ORIGIN, "-", ""))
+    channel = names.room_channel(services.keys, room_id)
+    await publish(services.redis, channel, pack("m", str(user_id), API_ORIGIN, "-", ""))
 
 
 async def room_deleted(services: KindContext, room_id: uuid.UUID) -> None:
@@ -100,5 +103,5 @@ async def room_deleted(services: KindContext, room_id: uuid.UUID) -> None:
 
     (Without it they find out on their next edit.) Raises if Redis is unreachable.
     """
-    channel = services.keys("room", str(room_id))
-    await services.redis.publish(channel, pack("x", "-", API_ORIGIN, "-", ""))
+    channel = names.room_channel(services.keys, room_id)
+    await publish(services.redis, channel, pack("x", "-", API_ORIGIN, "-", ""))

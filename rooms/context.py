@@ -16,6 +16,11 @@ from typing import Any, Protocol
 import msgspec
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+# One Redis or a Redis Cluster (the app picks by its URL: server/redis_client.py). Both have
+# the commands the rooms core uses; pub/sub differs (``rooms.sharded``).
+RedisClient = Redis | RedisCluster
 
 
 class KindContext(Protocol):
@@ -26,7 +31,7 @@ class KindContext(Protocol):
         """The asyncpg pool."""
 
     @property
-    def redis(self) -> Redis: ...
+    def redis(self) -> RedisClient: ...
 
     @property
     def keys(self) -> Callable[..., str]:
@@ -105,7 +110,7 @@ class RoomsContext:
         return self.kinds.pool
 
     @property
-    def redis(self) -> Redis:
+    def redis(self) -> RedisClient:
         return self.kinds.redis
 
     def keys(self, *parts: str) -> str:

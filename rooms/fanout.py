@@ -30,13 +30,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from rooms.broker import OnDown, OnMessage, OnPublishError, OnUp
+from rooms.context import RedisClient
 
 logger = logging.getLogger("blendtune.rooms.fanout")
 
@@ -61,10 +62,10 @@ def unpack(data: bytes) -> Envelope:
 
 
 class Publisher:
-    """Queues PUBLISH commands and sends them in pipelines from one task."""
+    """Queues publishes (and other writes) and sends them in pipelines from one task."""
 
     def __init__(
-        self, redis: Redis, on_error: Callable[[Exception, int], None], max_queue: int
+        self, redis: RedisClient, on_error: Callable[[Exception, int], None], max_queue: int
     ) -> None:
         self.redis = redis
         self.on_error = on_error
@@ -83,11 +84,9 @@ class Publisher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rooms-publisher")
 
-    def publish(self, channel: str, data: bytes) -> None:
-        self.command("publish", channel, data)
-
     def command(self, name: str, *args: Any) -> None:
-        """Any command (PUBLISH, HDEL, ...), fire and forget, sent in order in pipelines."""
+        """Any command (PUBLISH, SPUBLISH, HDEL, ...), fire and forget, sent in order in
+        pipelines."""
         if not self.enabled:
             return
         queue = self.queue
@@ -297,16 +296,37 @@ class Listener:
                 self._dirty.set()
 
 
-class RedisBroker:
-    """The ``Broker`` on Redis: a pipelined publisher and one subscriber connection."""
+class SubscriberLike(Protocol):
+    """What a broker needs of its subscriber side (``Listener``, ``ClusterListener``)."""
 
-    def __init__(self, redis: Redis, url: str, control_channel: str, max_queue: int) -> None:
+    def start(self) -> None: ...
+
+    async def wait_ready(self, within: float) -> bool: ...
+
+    async def stop(self) -> None: ...
+
+    async def subscribe(self, channel: str, within: float = 5.0) -> None: ...
+
+    def unsubscribe(self, channel: str) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+
+class PipelinedBroker:
+    """A ``Broker`` from a pipelined ``Publisher`` and a subscriber: subclasses say which
+    publish command and which subscriber."""
+
+    publish_command = "publish"
+
+    def __init__(self, redis: RedisClient, control_channel: str, max_queue: int) -> None:
         self.redis = redis
-        self.url = url
         self.control_channel = control_channel
         self.max_queue = max_queue
         self.publisher: Publisher | None = None
-        self.listener: Listener | None = None
+        self.listener: SubscriberLike | None = None
+
+    def make_listener(self, on_message: OnMessage, on_down: OnDown, on_up: OnUp) -> SubscriberLike:
+        raise NotImplementedError
 
     def bind(
         self, on_message: OnMessage, on_down: OnDown, on_up: OnUp, on_error: OnPublishError
@@ -321,7 +341,7 @@ class RedisBroker:
             on_up(was_down)
 
         publisher = self.publisher = Publisher(self.redis, on_error, self.max_queue)
-        self.listener = Listener(self.url, self.control_channel, on_message, down, up)
+        self.listener = self.make_listener(on_message, down, up)
 
     @property
     def enabled(self) -> bool:
@@ -344,7 +364,7 @@ class RedisBroker:
 
     def publish(self, channel: str, data: bytes) -> None:
         assert self.publisher is not None
-        self.publisher.publish(channel, data)
+        self.publisher.command(self.publish_command, channel, data)
 
     def command(self, name: str, *args: Any) -> None:
         assert self.publisher is not None
@@ -361,3 +381,14 @@ class RedisBroker:
     def interrupt(self) -> None:
         assert self.listener is not None
         self.listener.interrupt()
+
+
+class RedisBroker(PipelinedBroker):
+    """The ``Broker`` on one Redis: PUBLISH pipelines and one subscriber connection."""
+
+    def __init__(self, redis: Redis, url: str, control_channel: str, max_queue: int) -> None:
+        super().__init__(redis, control_channel, max_queue)
+        self.url = url
+
+    def make_listener(self, on_message: OnMessage, on_down: OnDown, on_up: OnUp) -> Listener:
+        return Listener(self.url, self.control_channel, on_message, on_down, on_up)

@@ -26,18 +26,19 @@ from typing import Any
 
 import msgspec
 
+from rooms import names, store
 from rooms import protocol as p
-from rooms import store
 from rooms.broker import Broker
 from rooms.committer import Committer
 from rooms.conn import Conn
 from rooms.context import RoomsContext
 from rooms.core import Batch
-from rooms.fanout import RedisBroker, pack, unpack
+from rooms.fanout import pack, unpack
 from rooms.kinds import Actor, RoomKind
 from rooms.metrics import RoomMetrics
 from rooms.presence import PresenceStore, RedisPresence
 from rooms.room import Room
+from rooms.sharded import default_broker
 
 logger = logging.getLogger("blendtune.rooms")
 
@@ -90,10 +91,10 @@ class Hub:
         # A resume further back than this gets a snapshot (the missed batches would fill
         # more than half the send queue).
         self.resume_max = self.settings.ws_send_queue_max // 2
-        self.broker: Broker = broker or RedisBroker(
+        self.broker: Broker = broker or default_broker(
             ctx.redis,
             self.settings.redis_url,
-            ctx.keys("rooms", "control"),
+            names.control_channel(ctx.keys),
             self.settings.room_publish_queue_max,
         )
         self.broker.bind(self._on_message, self._fanout_down, self._fanout_up, self._publish_failed)

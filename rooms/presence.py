@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from redis.asyncio import Redis
-
+from rooms import names
 from rooms.broker import Broker
+from rooms.context import RedisClient
 
 ROSTER_TTL = 86400  # a roster nobody touched for a day is dropped by Redis
 
@@ -49,7 +49,7 @@ class PresenceStore(Protocol):
 class RedisPresence:
     """Rosters as Redis hashes, heartbeats as keys with a TTL."""
 
-    def __init__(self, redis: Redis, keys: Callable[..., str], broker: Broker) -> None:
+    def __init__(self, redis: RedisClient, keys: Callable[..., str], broker: Broker) -> None:
         self.redis = redis
         self.keys = keys
         self.broker = broker
@@ -76,22 +76,24 @@ class RedisPresence:
 
     async def alive(self, procs: Sequence[str]) -> set[str]:
         if not procs:
-            return set()
-        flags = await self.redis.mget([self.keys("proc", x) for x in procs])
+            return set()  # (and an MGET of no keys is an error on a cluster: no slot)
+        flags = await self.redis.mget([names.proc_key(self.keys, x) for x in procs])
         return {proc for proc, flag in zip(procs, flags, strict=True) if flag is not None}
 
     async def beat(self, proc: str, ttl: float) -> bool:
-        previous = await self.redis.set(self.keys("proc", proc), b"1", px=int(ttl * 1000), get=True)
+        previous = await self.redis.set(
+            names.proc_key(self.keys, proc), b"1", px=int(ttl * 1000), get=True
+        )
         return previous is not None
 
     async def retire(self, old: str, new: str, ttl: float) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys("proc", new), b"1", px=int(ttl * 1000))
-        pipe.delete(self.keys("proc", old))
+        pipe.set(names.proc_key(self.keys, new), b"1", px=int(ttl * 1000))
+        pipe.delete(names.proc_key(self.keys, old))
         await pipe.execute()
 
     async def end(self, proc: str) -> None:
-        await self.redis.delete(self.keys("proc", proc))
+        await self.redis.delete(names.proc_key(self.keys, proc))
 
 
 class MemoryPresence:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from rooms import names, store
 from rooms import protocol as p
-from rooms import store
 from rooms.conn import Conn
 from rooms.core import Action, Batch, Deliver, Fetch, Key, Reload, Resync, RoomCore
 from rooms.fanout import pack
@@ -47,8 +47,8 @@ class Room:
         self.hub = hub
         self.kind = kind
         self.room_id = room_id
-        self.channel = hub.ctx.keys("room", str(room_id))
-        self.members_key = hub.ctx.keys("room", str(room_id), "members")
+        self.channel = names.room_channel(hub.ctx.keys, room_id)
+        self.members_key = names.room_members(hub.ctx.keys, room_id)
         self.core = RoomCore()
         self.members: dict[str, Conn] = {}
         self.roster: dict[str, p.Member] = {}

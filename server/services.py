@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 from litestar.datastructures import State
 from piccolo.engine.postgres import PostgresEngine
-from redis.asyncio import Redis
 
 from db import engine as db_engine
 from db import migrate
@@ -21,6 +21,13 @@ from db.pool import Pool
 from server.metrics import Metrics
 from server.redis_client import Keys, create_redis
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from rooms.context import RedisClient as _Redis
+else:
+    # Litestar builds a msgspec model of every handler's dependencies, and msgspec refuses a
+    # union of two classes (Redis | RedisCluster); at run time the field is left opaque.
+    _Redis = Any
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -31,7 +38,7 @@ class SchemaOutOfDate(RuntimeError):
 class Services:
     settings: Settings
     engine: PostgresEngine
-    redis: Redis
+    redis: _Redis  # one Redis or a Redis Cluster (server/redis_client.py)
     keys: Keys
     metrics: Metrics
     _pool: Pool | None = None

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from server.redis_client import is_cluster_url, parse_cluster_url
+
 PREFIX = "BLENDTUNE_"
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -24,6 +26,8 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Services. None means "start the embedded one under data_dir".
     database_url: str | None = None
+    # One Redis (redis://, rediss://, unix://) or a Redis Cluster (redis+cluster://host:port,...:
+    # server/redis_client.py).
     redis_url: str | None = None
     # Every Redis key and pub/sub channel starts with this, so several deployments (or test
     # runs) can share one Redis.
@@ -169,9 +173,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw[field] = value
     try:
         # strict=False lets msgspec parse "8000" as an int and "true" as a bool.
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise _describe(str(exc), raw) from None
+    if settings.redis_url is not None and is_cluster_url(settings.redis_url):
+        try:
+            parse_cluster_url(settings.redis_url)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{env_name('redis_url')}={settings.redis_url!r} is invalid: {exc}",
+                field="redis_url",
+                reason=str(exc),
+            ) from None
+    return settings
 
 
 def _describe(message: str, raw: Mapping[str, str]) -> SettingsError:

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from server.accounts.metrics import account_metrics
 from server.problems import Problem
+from server.redis_client import count_in_window, retry_after
 from server.services import Services
 
 WINDOW_SECONDS = 60
@@ -32,13 +33,7 @@ async def check(services: Services, *, address: str, account: str | None = None)
     if account is not None:
         keys.append(services.keys("ratelimit", "auth", "acct", account))
     try:
-        async with services.redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                # SET NX EX starts the window; INCR keeps the expiry that SET gave the key.
-                pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)
-                pipe.incr(key)
-                pipe.ttl(key)
-            results = await pipe.execute()
+        windows = await count_in_window(services.redis, keys, WINDOW_SECONDS)
     except (RedisError, OSError) as exc:
         raise Problem(
             503,
@@ -46,16 +41,12 @@ async def check(services: Services, *, address: str, account: str | None = None)
             "Sign-in is briefly unavailable; please retry shortly.",
             headers={"Retry-After": "5"},
         ) from exc
-    retry_after = 0
-    for i in range(len(keys)):
-        count, ttl = int(results[3 * i + 1]), int(results[3 * i + 2])
-        if count > limit:
-            retry_after = max(retry_after, ttl if ttl > 0 else WINDOW_SECONDS)
-    if retry_after:
+    wait = retry_after(windows, limit, WINDOW_SECONDS)
+    if wait:
         account_metrics(services.metrics).rate_limited.inc()
         raise Problem(
             429,
             "rate_limited",
-            f"Too many requests; retry in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
+            f"Too many requests; retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
         )

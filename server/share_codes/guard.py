@@ -14,6 +14,7 @@ import uuid
 from redis.exceptions import RedisError
 
 from server.problems import Problem
+from server.redis_client import count_in_window, retry_after
 from server.services import Services
 
 WINDOW_SECONDS = 60
@@ -37,27 +38,17 @@ async def take(services: Services, address: str, user_id: uuid.UUID) -> list[str
         services.keys("blends", "join-failures", "user", str(user_id)),
     ]
     try:
-        async with services.redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                # SET NX EX starts the window; INCR keeps the expiry SET gave the key.
-                pipe.set(key, 0, ex=WINDOW_SECONDS, nx=True)
-                pipe.incr(key)
-                pipe.ttl(key)
-            results = await pipe.execute()
+        windows = await count_in_window(services.redis, keys, WINDOW_SECONDS)
     except (RedisError, OSError) as exc:
         raise _unavailable(exc) from exc
     limit = services.settings.share_code_failures_per_minute
-    retry_after = 0
-    for i in range(len(keys)):
-        count, ttl = int(results[3 * i + 1]), int(results[3 * i + 2])
-        if count > limit:
-            retry_after = max(retry_after, ttl if ttl > 0 else WINDOW_SECONDS)
-    if retry_after:
+    wait = retry_after(windows, limit, WINDOW_SECONDS)
+    if wait:
         raise Problem(
             429,
             "rate_limited",
-            f"Too many attempts with share codes; retry in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
+            f"Too many attempts with share codes; retry in {wait} s.",
+            headers={"Retry-After": str(wait)},
         )
     return keys
 

@@ -14,6 +14,7 @@ from db import engine as db_engine
 from rooms import api
 from rooms.fanout import pack
 from rooms.kinds import SERVER_USER_ID, OpRejected
+from rooms.names import room_channel
 from rooms.store import RoomGone
 from server.services import Services, build_services
 from server.settings import Settings
@@ -215,7 +216,7 @@ async def test_late_or_lost_publishes_are_filled_from_the_database(
     # Only seq 2 is published (as if seq 1's publish had been lost).
     batch = {"type": "batch", "seq": 2, "author": author, "op_id": "direct-2", "ops": body["ops"]}
     await services.redis.publish(
-        services.keys("room", str(room)), pack("b", 2, "elsewhere", "server", json.dumps(batch))
+        room_channel(services.keys, room), pack("b", 2, "elsewhere", "server", json.dumps(batch))
     )
     await client.until_seq(2)
     assert client.seen == [1, 2]
