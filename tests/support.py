@@ -197,7 +197,9 @@ class ServerProcess(Listening):
             stderr=subprocess.STDOUT,
         )
 
-    async def wait_ready(self, within: float = 30.0) -> None:
+    async def wait_ready(self, within: float = 120.0) -> None:
+        # Generous: a bound on a server that never comes up, not a timing assertion (start-up
+        # takes seconds, but far longer on a machine loaded by other work).
         deadline = time.monotonic() + within
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
