@@ -39,7 +39,7 @@ def _st() -> str:
     return located
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 async def test_fuzzing_the_openapi_schema_finds_no_server_errors(
     start_server: StartServer, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -94,6 +94,8 @@ async def test_fuzzing_the_openapi_schema_finds_no_server_errors(
         "DELETE /playlists/{playlist_id}": ("playlist_id", spare_playlist.json()["id"]),
     }
     config.write_text(
+        # A slow answer on a busy machine is not a server that stopped responding.
+        "request-timeout = 30.0\n\n"
         "[parameters]\n"
         + "".join(f'"path.{name}" = "{value}"\n' for name, value in ids.items())
         + "".join(
