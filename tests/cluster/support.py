@@ -102,6 +102,14 @@ class LocalCluster:
         )
 
     async def start(self) -> None:
+        """Start the nodes and join them; on failure nothing is left running."""
+        try:
+            await self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def _start(self) -> None:
         for node in self.nodes:
             self._spawn(node)
         deadline = time.monotonic() + 10
