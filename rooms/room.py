@@ -118,6 +118,7 @@ class Room:
     def reset(self, seq: int, state: Any, reason: str = "history unavailable: resync") -> None:
         self._state = state
         self._unapplied.clear()
+        self.acks.clear()  # (their batches are at or before seq, or their authors resync)
         self.perform(self.core.reset(seq, reason))
 
     def behind(self, db_seq: int) -> None:
