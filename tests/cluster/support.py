@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from tests.support import free_port, reachable
+from tests.support import eventually, free_port, reachable
 
 # How long a node may be silent before the others call it failed: a master killed with -9 is
 # replaced by its replica within about this plus the election (~1 s).
@@ -127,11 +127,7 @@ class LocalCluster:
             "--cluster-yes",
         )
         await self.wait_healthy()
-        deadline = time.monotonic() + 30
-        while not await self._replicas_synced():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the replicas did not sync:\n{self.log()}")
-            await asyncio.sleep(0.05)
+        await eventually(self._replicas_synced, what="the replicas in sync")
         await self.refresh_slots()
 
     async def _replicas_synced(self) -> bool:
@@ -196,11 +192,7 @@ class LocalCluster:
         return sum(n.slots for n in masters if n.port in live) == 16384
 
     async def wait_healthy(self, within: float = 30.0) -> None:
-        deadline = time.monotonic() + within
-        while not await self.healthy():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the cluster is not healthy after {within:.0f} s")
-            await asyncio.sleep(0.05)
+        await eventually(self.healthy, within=within, what="a healthy cluster")
 
     async def refresh_slots(self) -> None:
         """Re-read the slot map that ``slot_owner`` and ``first_slots`` answer from."""
