@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,12 +111,14 @@ class LocalCluster:
     async def _start(self) -> None:
         for node in self.nodes:
             self._spawn(node)
-        deadline = time.monotonic() + 10
         for node in self.nodes:
-            while not reachable("127.0.0.1", node.port):
-                if time.monotonic() > deadline or not node.alive:
-                    raise RuntimeError(f"redis-server on {node.port} did not start")
-                await asyncio.sleep(0.02)
+
+            async def up(node: Node = node) -> bool:
+                if not node.alive:
+                    raise RuntimeError(f"redis-server on {node.port} exited:\n{self.log()}")
+                return await asyncio.to_thread(reachable, "127.0.0.1", node.port)
+
+            await eventually(up, within=10, what=f"redis-server on {node.port}")
         await self.cli(
             "--cluster",
             "create",

@@ -40,6 +40,8 @@ async def answer(client: Client, op_id: str) -> dict[str, Any]:
         if reply["type"] == "ack":
             return reply
         assert reply["code"] in ("unavailable", "too_many_pending"), reply
+        # The client's backoff before resending, as a real client does (not a wait for a
+        # condition: the loop ends on the ack, and the count bounds it).
         await asyncio.sleep(0.2)
     raise AssertionError(f"{op_id} was never acknowledged")
 
