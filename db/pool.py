@@ -21,14 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextvars import ContextVar
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 # The task that holds a connection in the current context (tasks inherit a copy of their
 # parent's context, so the holder is compared with the current task, not just set or not).
 _holder: ContextVar[asyncio.Task[Any] | None] = ContextVar("blendtune_pool_holder", default=None)
 
+
+#: A connection of the pool, as repositories take it (asyncpg's stubs type its methods:
+#: ``fetch`` returns ``list[Record]``, never ``Any``).
+if TYPE_CHECKING:
+    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+else:  # the class is not generic at run time
+    Connection = PoolConnectionProxy
 
 NESTED_MESSAGE = (
     "nested database acquire: this task already holds a pool connection; pass it along, or"
@@ -44,7 +55,7 @@ class NestedAcquire(RuntimeError):
 class Pool:
     """asyncpg's pool with an acquire timeout and the no-nesting rule; the same methods."""
 
-    def __init__(self, pool: Any, acquire_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], acquire_timeout: float) -> None:
         self.raw = pool
         self.acquire_timeout = acquire_timeout
 
@@ -56,16 +67,15 @@ class Pool:
             result: str = await conn.execute(query, *args)
             return result
 
-    async def executemany(self, query: str, args: Any) -> None:
+    async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None:
         async with self.acquire() as conn:
             await conn.executemany(query, args)
 
-    async def fetch(self, query: str, *args: Any) -> list[Any]:
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.acquire() as conn:
-            rows: list[Any] = await conn.fetch(query, *args)
-            return rows
+            return await conn.fetch(query, *args)
 
-    async def fetchrow(self, query: str, *args: Any) -> Any:
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         async with self.acquire() as conn:
             return await conn.fetchrow(query, *args)
 
@@ -88,10 +98,10 @@ class _Acquire:
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._conn: Any = None
-        self._token: Any = None
+        self._conn: Connection | None = None
+        self._token: Token[asyncio.Task[Any] | None] | None = None
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Connection:
         task = asyncio.current_task()
         if task is not None and _holder.get() is task:
             # Logged as well as raised: a broad `except Exception` on the way up must not
@@ -108,5 +118,6 @@ class _Acquire:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        assert self._token is not None and self._conn is not None
         _holder.reset(self._token)
         await self._pool.raw.release(self._conn)

@@ -18,6 +18,7 @@ from server import accounts, auth, health, logs, web
 from server.auth import current_principal
 from server.blends import generation as blend_generation
 from server.blends.controller import BlendController, TasteController
+from server.blends.service import ShareCodeController as BlendShareCodes
 from server.bodies import decode_strictly
 from server.catalog.controller import TrackController
 from server.history import BlendHistoryController, MashupHistoryController
@@ -25,6 +26,7 @@ from server.litestar_fixes import options_allow_every_method
 from server.mashups import generation as mashup_generation
 from server.mashups import previews as mashup_previews
 from server.mashups.controller import MashupController
+from server.mashups.service import ShareCodeController as MashupShareCodes
 from server.metrics import metrics_endpoint, metrics_middleware
 from server.openapi import StrictStructSchemaPlugin, document
 from server.playlists.controller import PlaylistController
@@ -52,8 +54,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ReleaseController,
             PlaylistController,
             BlendController,
+            BlendShareCodes,
             TasteController,
             MashupController,
+            MashupShareCodes,
             MashupHistoryController,
             BlendHistoryController,
             *accounts.route_handlers,

@@ -48,6 +48,7 @@ class Services:
         """The asyncpg pool under Piccolo's engine (with an acquire timeout and no nested
         acquires: db/pool.py), for the queries written in SQL."""
         raw = self.engine.pool
+        assert raw is not None, "the engine's pool is made in the lifespan"
         if self._pool is None or self._pool.raw is not raw:
             self._pool = Pool(raw, self.settings.db_acquire_timeout_seconds)
         return self._pool

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from db.rows import returned
 from server.accounts import outbox, passwords
 from server.accounts.metrics import account_metrics
 from server.accounts.schemas import (
@@ -72,12 +73,14 @@ async def register(services: Services, request: RegisterRequest) -> Account:
     token = new_token()
     async with services.pool.acquire() as conn, conn.transaction():
         try:
-            row = await conn.fetchrow(
-                "INSERT INTO users (email, username, password_hash) VALUES ($1, $2, $3)"
-                " RETURNING id, email, username, email_verified, created_at",
-                request.email,
-                request.username,
-                password_hash,
+            row = returned(
+                await conn.fetchrow(
+                    "INSERT INTO users (email, username, password_hash) VALUES ($1, $2, $3)"
+                    " RETURNING id, email, username, email_verified, created_at",
+                    request.email,
+                    request.username,
+                    password_hash,
+                )
             )
         except asyncpg.UniqueViolationError as exc:
             # Two registrations racing for one address (in any case) meet here: the unique
@@ -226,14 +229,16 @@ async def login(
         if unlocked is None:
             counters.logins.labels("failed").inc()
             raise _invalid_credentials()
-        session = await conn.fetchrow(
-            "INSERT INTO sessions (user_id, token_hash, ip_address, user_agent, expires_at)"
-            " VALUES ($1, $2, $3::inet, $4, now() + $5::interval) RETURNING id, expires_at",
-            row["id"],
-            hash_token(token),
-            ip_address,
-            (user_agent or None) and user_agent[:USER_AGENT_MAX],
-            ttl,
+        session = returned(
+            await conn.fetchrow(
+                "INSERT INTO sessions (user_id, token_hash, ip_address, user_agent, expires_at)"
+                " VALUES ($1, $2, $3::inet, $4, now() + $5::interval) RETURNING id, expires_at",
+                row["id"],
+                hash_token(token),
+                ip_address,
+                (user_agent or None) and user_agent[:USER_AGENT_MAX],
+                ttl,
+            )
         )
     counters.logins.labels("ok").inc()
     return NewSession(

@@ -5,21 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import msgspec
-from litestar import Controller, Request, delete, get, patch, post, put
+from litestar import Controller, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rooms.store import ensure_room
-from server.auth import Principal, client_address
+from server.auth import Principal
 from server.blends import live, queries, room, schemas, taste
 from server.blends.crypto import TokenCipher
 from server.blends.generation import BlendJobs
+from server.blends.service import blend_full, changed
 from server.blends.weave import merge_songs
 from server.problems import Problem
 from server.services import Services
-from server.share_codes import codes, guard, store
+from server.share_codes import store
 
 PROVIDERS = ("spotify", "apple")
 TIME_RANGES = ("short_term", "medium_term", "long_term")
@@ -28,18 +28,6 @@ TIME_RANGES = ("short_term", "medium_term", "long_term")
 def get_jobs(state: State) -> BlendJobs:
     jobs: BlendJobs = state.blend_jobs
     return jobs
-
-
-async def _changed(
-    services: Services, jobs: BlendJobs, blend_id: uuid.UUID, *, with_name: bool = False
-) -> None:
-    """After a committed change: tell the room, and weave again."""
-    await live.publish_sync(services, blend_id, with_name=with_name)
-    jobs.kick(blend_id)
-
-
-def _blend_full(limit: int) -> Problem:
-    return Problem(409, "blend_full", f"This blend already has its {limit} members.")
 
 
 class BlendController(Controller):
@@ -72,7 +60,7 @@ class BlendController(Controller):
             await store.issue(conn, "blends", blend_id, services.settings.blend_share_code_days)
             await ensure_room(conn, room.KIND, blend_id)
             detail = await queries.detail(conn, blend_id, principal.user_id)
-        await _changed(services, jobs, blend_id, with_name=True)
+        await changed(services, jobs, blend_id, with_name=True)
         return detail
 
     @get("/")
@@ -81,7 +69,8 @@ class BlendController(Controller):
     ) -> list[schemas.BlendSummary]:
         """Blends the caller belongs to or is invited to, newest first."""
         async with services.pool.acquire() as conn:
-            return await queries.summaries(conn, principal.user_id)
+            found = await queries.summaries(conn, principal.user_id)
+        return [await live.with_room_name(services, summary) for summary in found]
 
     @get("/{blend_id:uuid}")
     async def read_blend(
@@ -90,13 +79,7 @@ class BlendController(Controller):
         """A blend with its members, woven playlist and taste match (members and invitees)."""
         async with services.pool.acquire() as conn:
             detail = await queries.detail(conn, blend_id, principal.user_id)
-        # Members rename the blend in its room; the room's name is the current one. (Read
-        # after letting go of the connection: the room read takes its own.)
-        name = await live.room_name(services, blend_id)
-        if name is not None and name != detail.name:
-            await services.pool.execute("UPDATE blends SET name = $2 WHERE id = $1", blend_id, name)
-            detail = msgspec.structs.replace(detail, name=name)
-        return detail
+        return await live.with_room_name(services, detail)
 
     @patch("/{blend_id:uuid}")
     async def update_blend(
@@ -136,7 +119,7 @@ class BlendController(Controller):
             if settings.playlist_length != found.settings.playlist_length:
                 await queries.mark_pending(conn, blend_id)
             detail = await queries.detail(conn, blend_id, principal.user_id)
-        await _changed(services, jobs, blend_id, with_name=name is not None)
+        await changed(services, jobs, blend_id, with_name=name is not None)
         return detail
 
     @delete("/{blend_id:uuid}", status_code=HTTP_204_NO_CONTENT)
@@ -147,75 +130,6 @@ class BlendController(Controller):
         async with services.pool.acquire() as conn, conn.transaction():
             await queries.require_owner(conn, blend_id, principal.user_id, lock=True)
             await conn.execute("DELETE FROM blends WHERE id = $1", blend_id)
-
-    # ------------------------------------------------------------------ share codes
-
-    @post("/{blend_id:uuid}/share-code", status_code=200)
-    async def rotate_share_code(
-        self,
-        services: Services,
-        principal: Principal,
-        blend_id: uuid.UUID,
-        data: schemas.RotateShareCode | None = None,
-    ) -> store.ShareCode:
-        """Issue a new share code; the old one stops working at once (owner only)."""
-        days = (data.expires_in_days if data else None) or services.settings.blend_share_code_days
-        async with services.pool.acquire() as conn, conn.transaction():
-            await queries.require_owner(conn, blend_id, principal.user_id, lock=True)
-            return await store.issue(conn, "blends", blend_id, days)
-
-    @delete("/{blend_id:uuid}/share-code", status_code=HTTP_204_NO_CONTENT)
-    async def revoke_share_code(
-        self, services: Services, principal: Principal, blend_id: uuid.UUID
-    ) -> None:
-        """Revoke the share code: nobody can join by code until a new one is issued."""
-        async with services.pool.acquire() as conn, conn.transaction():
-            await queries.require_owner(conn, blend_id, principal.user_id, lock=True)
-            await store.revoke(conn, "blends", blend_id)
-
-    @post("/join", status_code=200)
-    async def join_blend(
-        self,
-        request: Request[Any, Any, Any],
-        services: Services,
-        principal: Principal,
-        jobs: BlendJobs,
-        data: schemas.JoinBlend,
-    ) -> schemas.BlendDetail:
-        """Join with a share code (becomes an accepted member at once)."""
-        taken = await guard.take(services, client_address(request), principal.user_id)
-        code = codes.parse(data.code)
-        async with services.pool.acquire() as conn, conn.transaction():
-            found = await queries.blend_for_code(conn, code) if code else None
-            if found is None:
-                raise queries.invalid_share_code()
-            blend_id, settings = found
-            status = await conn.fetchval(
-                "SELECT status::text FROM blend_participants WHERE blend_id = $1 AND user_id = $2",
-                blend_id,
-                principal.user_id,
-            )
-            joined = status != "accepted"
-            if joined:
-                if await queries.accepted_count(conn, blend_id) >= settings.member_limit:
-                    await guard.give_back(services, taken)  # a right code: not a guess
-                    raise _blend_full(settings.member_limit)
-                await conn.execute(
-                    """
-                    INSERT INTO blend_participants (blend_id, user_id, status, joined_at)
-                    VALUES ($1, $2, 'accepted', now())
-                    ON CONFLICT (blend_id, user_id)
-                    DO UPDATE SET status = 'accepted', joined_at = now()
-                    """,
-                    blend_id,
-                    principal.user_id,
-                )
-                await queries.mark_pending(conn, blend_id)
-            detail = await queries.detail(conn, blend_id, principal.user_id)
-        await guard.give_back(services, taken)
-        if joined:
-            await _changed(services, jobs, blend_id)
-        return detail
 
     # ------------------------------------------------------------------ members
 
@@ -246,7 +160,7 @@ class BlendController(Controller):
                     blend_id,
                 )
                 if reserved >= found.settings.member_limit:
-                    raise _blend_full(found.settings.member_limit)
+                    raise blend_full(found.settings.member_limit)
                 await conn.execute(
                     """
                     INSERT INTO blend_participants (blend_id, user_id, status)
@@ -271,7 +185,7 @@ class BlendController(Controller):
             joined = found.status == "pending"
             if joined:
                 if await queries.accepted_count(conn, blend_id) >= found.settings.member_limit:
-                    raise _blend_full(found.settings.member_limit)
+                    raise blend_full(found.settings.member_limit)
                 await conn.execute(
                     "UPDATE blend_participants SET status = 'accepted', joined_at = now()"
                     " WHERE blend_id = $1 AND user_id = $2",
@@ -281,7 +195,7 @@ class BlendController(Controller):
                 await queries.mark_pending(conn, blend_id)
             detail = await queries.detail(conn, blend_id, principal.user_id)
         if joined:
-            await _changed(services, jobs, blend_id)
+            await changed(services, jobs, blend_id)
         return detail
 
     @post("/{blend_id:uuid}/decline", status_code=HTTP_204_NO_CONTENT)
@@ -314,7 +228,7 @@ class BlendController(Controller):
                     409, "owner_cannot_leave", "The owner cannot leave; delete the blend instead."
                 )
             await self._remove(conn, blend_id, principal.user_id)
-        await _changed(services, jobs, blend_id)
+        await changed(services, jobs, blend_id)
 
     @delete("/{blend_id:uuid}/members/{user_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def remove_member(
@@ -334,7 +248,7 @@ class BlendController(Controller):
                 )
             if not await self._remove(conn, blend_id, user_id):
                 raise Problem(404, "member_not_found", "That user is not in this blend.")
-        await _changed(services, jobs, blend_id)
+        await changed(services, jobs, blend_id)
 
     @staticmethod
     async def _remove(conn: Any, blend_id: uuid.UUID, user_id: uuid.UUID) -> bool:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import TypeVar
+
+import msgspec
 
 from rooms import api
 from rooms.store import RoomGone
@@ -20,6 +23,9 @@ from server.blends.weave import Weave
 from server.services import Services
 
 _log = logging.getLogger("blendtune.blends")
+
+# A blend's REST view (summary or detail): both carry the id and the name.
+Named = TypeVar("Named", schemas.BlendSummary, schemas.BlendDetail)
 
 # The kind instance server batches are applied with (kinds are stateless).
 BLEND_ROOM = room.BlendRoom()
@@ -95,15 +101,23 @@ async def publish_weave(
     await submit(services, blend_id, ops)
 
 
-async def room_name(services: Services, blend_id: uuid.UUID) -> str | None:
-    """The name the blend has in its room (members rename it there), if the room has one."""
+async def with_room_name(services: Services, blend: Named) -> Named:
+    """``blend`` with the name it has in its room, read with no connection held.
+
+    Members rename a blend in its room (the ``rename`` op), so the room holds the current
+    name and ``blends.name`` the one given over REST (which is also sent to the room). A read
+    never writes the room's name back: a GET changes nothing (issue #16), and the room
+    answers every read with its own name anyway.
+    """
     try:
-        _, state = await api.read_state(services, BLEND_ROOM, blend_id)
+        _, state = await api.read_state(services, BLEND_ROOM, blend.id)
     except RoomGone:
-        return None
+        return blend
     except Exception:
-        # The stored name serves; the room's catches up on a later read.
-        _log.warning("could not read blend room %s", blend_id, exc_info=True)
-        return None
+        # The stored name serves; the room's shows again on a later read.
+        _log.warning("could not read blend room %s", blend.id, exc_info=True)
+        return blend
     name: str = state.name
-    return name or None
+    if not name or name == blend.name:
+        return blend
+    return msgspec.structs.replace(blend, name=name)

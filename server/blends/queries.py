@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from db.pool import Connection
 from server.blends import schemas
 from server.blends.weave import TasteMatch, Weave
 from server.problems import Problem
@@ -22,13 +23,6 @@ NOT_FOUND = "No such blend (or you are not one of its members)."
 def blend_not_found() -> Problem:
     # Non-members get the same answer as for a blend that does not exist: no probing ids.
     return Problem(404, "not_found", NOT_FOUND)
-
-
-def invalid_share_code() -> Problem:
-    # One answer for a mistyped, unknown, expired or revoked code.
-    return Problem(
-        404, "invalid_share_code", "This share code is not valid: it may be mistyped or expired."
-    )
 
 
 def decode_settings(raw: Any) -> schemas.BlendSettings:
@@ -123,22 +117,17 @@ async def mark_pending(conn: Any, blend_id: uuid.UUID) -> None:
     await conn.execute("UPDATE blends SET status = 'pending' WHERE id = $1", blend_id)
 
 
-# ------------------------------------------------------------------ share codes
-
-
-async def blend_for_code(conn: Any, code: str) -> tuple[uuid.UUID, schemas.BlendSettings] | None:
-    """The blend a live code opens, locked for the join; None for any invalid code."""
-    row = await conn.fetchrow(
+async def accept(conn: Connection, blend_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Make ``user_id`` an accepted member (from any earlier status, or none)."""
+    await conn.execute(
         """
-        SELECT id, blend_settings FROM blends
-        WHERE share_code = $1 AND share_code_expires_at > now()
-        FOR UPDATE
+        INSERT INTO blend_participants (blend_id, user_id, status, joined_at)
+        VALUES ($1, $2, 'accepted', now())
+        ON CONFLICT (blend_id, user_id) DO UPDATE SET status = 'accepted', joined_at = now()
         """,
-        code,
+        blend_id,
+        user_id,
     )
-    if row is None:
-        return None
-    return row["id"], decode_settings(row["blend_settings"])
 
 
 # ------------------------------------------------------------------ reading
@@ -218,7 +207,7 @@ async def detail(conn: Any, blend_id: uuid.UUID, user_id: uuid.UUID) -> schemas.
     )
     share_code = None
     if row["my_status"] == "accepted" and row["code_live"]:
-        share_code = store.from_row(row)
+        share_code = store.displayed(row["share_code"], row["share_code_expires_at"])
     taste_raw = row["taste_match"]
     if isinstance(taste_raw, str):
         taste_raw = msgspec.json.decode(taste_raw)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from server.blends.weave import Source, TasteMatch, TimeRange
-from server.share_codes.store import ShareCode
+from server.share_codes.schemas import ShareCode
 
 # No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
 PLAIN = r"^[^\x00-\x1f\x7f]*$"
@@ -51,17 +51,8 @@ class UpdateBlend(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     settings: BlendSettingsPatch | None = None
 
 
-class JoinBlend(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(max_length=32)]
-
-
 class InviteMember(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     user_id: uuid.UUID
-
-
-class RotateShareCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # None means the configured default (blend_share_code_days, 7 unless changed).
-    expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=30)] | None = None
 
 
 class Member(msgspec.Struct, frozen=True, kw_only=True):

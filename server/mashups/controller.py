@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from rooms.store import ensure_room
-from server.auth import Principal, client_address
+from server.auth import Principal
 from server.mashups import live, queries, room, schemas
 from server.mashups.generation import GenerationService
 from server.mashups.previews import PreviewService
+from server.mashups.service import MAX_INPUTS, detail
 from server.problems import Problem
 from server.services import Services
-from server.share_codes import codes, guard, store
-
-# Bounds on what the room state carries (members and inputs are in every welcome).
-MAX_MEMBERS = 50
-MAX_INPUTS = 50
+from server.share_codes import store
 
 
 def get_previews(state: State) -> PreviewService:
@@ -39,35 +35,6 @@ def _clean_name(name: str) -> str:
     if not cleaned:
         raise Problem(400, "invalid_request", "The name must not be blank.")
     return cleaned
-
-
-async def _detail(
-    services: Services, mashup_id: uuid.UUID, user_id: uuid.UUID
-) -> schemas.MashupDetail:
-    async with services.pool.acquire() as conn:
-        row = await queries.detail_row(conn, mashup_id, user_id)
-        members = await queries.members(conn, mashup_id)
-        inputs = await queries.inputs(conn, mashup_id)
-    # Read with the connection released: a request never holds two at once.
-    found = await live.read_room(services, mashup_id)
-    return schemas.MashupDetail(
-        id=row["id"],
-        name=row["name"],
-        owner_id=row["user_id"],
-        my_role=row["my_role"],
-        target_duration_seconds=row["target_duration_seconds"],
-        generation_status=row["status_text"],
-        share_code=queries.share_code_of(row),
-        members=members,
-        inputs=inputs,
-        seq=found[0] if found else None,
-        timeline=found[1].timeline if found else None,
-        previews=found[1].previews if found else [],
-        export=found[1].export if found else None,
-        generation=found[1].generation if found else None,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
 
 
 class MashupController(Controller):
@@ -100,7 +67,7 @@ class MashupController(Controller):
             await store.issue(conn, "mashups", mashup_id, services.settings.mashup_share_code_days)
             await ensure_room(conn, room.KIND, mashup_id)
         await live.publish_sync(services, mashup_id)
-        return await _detail(services, mashup_id, principal.user_id)
+        return await detail(services, mashup_id, principal.user_id)
 
     @get("/")
     async def list_mashups(
@@ -115,7 +82,7 @@ class MashupController(Controller):
         self, services: Services, principal: Principal, mashup_id: uuid.UUID
     ) -> schemas.MashupDetail:
         """A mashup with its members, inputs and the room's timeline (members only)."""
-        return await _detail(services, mashup_id, principal.user_id)
+        return await detail(services, mashup_id, principal.user_id)
 
     @patch("/{mashup_id:uuid}")
     async def update_mashup(
@@ -139,7 +106,7 @@ class MashupController(Controller):
             )
             await queries.touch(conn, mashup_id)
         await live.publish_sync(services, mashup_id)
-        return await _detail(services, mashup_id, principal.user_id)
+        return await detail(services, mashup_id, principal.user_id)
 
     @delete("/{mashup_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def delete_mashup(
@@ -165,70 +132,6 @@ class MashupController(Controller):
             await previews.delete_key(output)
         for preview in found[1].previews if found else []:
             await previews.delete(mashup_id, preview.id)
-
-    # ------------------------------------------------------------------ share codes
-
-    @post("/{mashup_id:uuid}/share-code", status_code=200)
-    async def rotate_share_code(
-        self,
-        services: Services,
-        principal: Principal,
-        mashup_id: uuid.UUID,
-        data: schemas.RotateShareCode | None = None,
-    ) -> store.ShareCode:
-        """Issue a new share code; the old one stops working at once (owner only)."""
-        days = (data.expires_in_days if data else None) or services.settings.mashup_share_code_days
-        async with services.pool.acquire() as conn, conn.transaction():
-            await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
-            return await store.issue(conn, "mashups", mashup_id, days)
-
-    @delete("/{mashup_id:uuid}/share-code", status_code=HTTP_204_NO_CONTENT)
-    async def revoke_share_code(
-        self, services: Services, principal: Principal, mashup_id: uuid.UUID
-    ) -> None:
-        """Revoke the share code: nobody can join by code until a new one is issued."""
-        async with services.pool.acquire() as conn, conn.transaction():
-            await queries.require_owner(conn, mashup_id, principal.user_id, lock=True)
-            await store.revoke(conn, "mashups", mashup_id)
-
-    @post("/join", status_code=200)
-    async def join_mashup(
-        self,
-        request: Request[Any, Any, Any],
-        services: Services,
-        principal: Principal,
-        data: schemas.JoinMashup,
-    ) -> schemas.MashupDetail:
-        """Join with a share code as an editor (a member keeps the role they have)."""
-        # Share-code guesses are counted together for blends and mashups.
-        taken = await guard.take(services, client_address(request), principal.user_id)
-        code = codes.parse(data.code)
-        async with services.pool.acquire() as conn, conn.transaction():
-            mashup_id = await queries.mashup_for_code(conn, code) if code else None
-            if mashup_id is None:
-                raise queries.invalid_share_code()
-            count = await conn.fetchval(
-                "SELECT count(*) FILTER (WHERE user_id <> $2) FROM mashup_members"
-                " WHERE mashup_id = $1",
-                mashup_id,
-                principal.user_id,
-            )
-            if count >= MAX_MEMBERS:
-                await guard.give_back(services, taken)  # a right code: not a guess
-                raise Problem(409, "mashup_full", f"A mashup has at most {MAX_MEMBERS} members.")
-            joined = await conn.fetchval(
-                "INSERT INTO mashup_members (mashup_id, user_id, role)"
-                " VALUES ($1, $2, 'editor') ON CONFLICT (mashup_id, user_id) DO NOTHING"
-                " RETURNING id",
-                mashup_id,
-                principal.user_id,
-            )
-            if joined is not None:
-                await queries.touch(conn, mashup_id)
-        await guard.give_back(services, taken)
-        if joined is not None:
-            await live.publish_sync(services, mashup_id)
-        return await _detail(services, mashup_id, principal.user_id)
 
     # ------------------------------------------------------------------ members
 

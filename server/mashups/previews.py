@@ -267,9 +267,9 @@ class PreviewService:
         export = room.Export(
             id=str(uuid.uuid4()), status="generating", seq=seq, requested_by=user_id
         )
-        await self.services.pool.execute(
-            "UPDATE mashups SET generation_status = 'generating' WHERE id = $1", mashup_id
-        )
+        # An export leaves ``mashups.generation_status`` alone: that column is the
+        # generation's (an export used to overwrite it, e.g. "failed" over a completed
+        # generation). An export's progress lives in the room's ``export`` field only.
         try:
             await live.submit(self.services, mashup_id, [room.ExportStatus(export=export)])
         except RoomGone:
@@ -318,8 +318,8 @@ class PreviewService:
             )
             if row is not None:
                 await conn.execute(
-                    "UPDATE mashups SET output_storage_key = $2, generation_status = 'completed',"
-                    " updated_at = clock_timestamp() WHERE id = $1",
+                    "UPDATE mashups SET output_storage_key = $2, updated_at = clock_timestamp()"
+                    " WHERE id = $1",
                     mashup_id,
                     key,
                 )
@@ -341,10 +341,6 @@ class PreviewService:
 
     async def _export_failed(self, mashup_id: uuid.UUID, export: room.Export, detail: str) -> None:
         self.outcomes.labels("export_failed").inc()
-        with contextlib.suppress(Exception):
-            await self.services.pool.execute(
-                "UPDATE mashups SET generation_status = 'failed' WHERE id = $1", mashup_id
-            )
         failed = msgspec.structs.replace(export, status="failed", detail=detail)
         await self._announce_export(mashup_id, failed)
 

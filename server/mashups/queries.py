@@ -15,6 +15,7 @@ import msgspec
 from server.mashups import room, schemas
 from server.problems import Problem
 from server.share_codes import store
+from server.share_codes.schemas import ShareCode
 
 NOT_FOUND = "No such mashup (or you are not one of its members)."
 
@@ -22,13 +23,6 @@ NOT_FOUND = "No such mashup (or you are not one of its members)."
 def mashup_not_found() -> Problem:
     # Non-members get the same answer as for a mashup that does not exist: no probing ids.
     return Problem(404, "not_found", NOT_FOUND)
-
-
-def invalid_share_code() -> Problem:
-    # One answer for a mistyped, unknown, expired or revoked code.
-    return Problem(
-        404, "invalid_share_code", "This share code is not valid: it may be mistyped or expired."
-    )
 
 
 class Standing(msgspec.Struct, frozen=True):
@@ -87,18 +81,6 @@ async def touch(conn: Any, mashup_id: uuid.UUID) -> None:
     later time than the one it waited for.
     """
     await conn.execute("UPDATE mashups SET updated_at = clock_timestamp() WHERE id = $1", mashup_id)
-
-
-# ------------------------------------------------------------------ share codes
-
-
-async def mashup_for_code(conn: Any, code: str) -> uuid.UUID | None:
-    """The mashup a live code opens, locked for the join; None for any invalid code."""
-    found: uuid.UUID | None = await conn.fetchval(
-        "SELECT id FROM mashups WHERE share_code = $1 AND share_code_expires_at > now() FOR UPDATE",
-        code,
-    )
-    return found
 
 
 # ------------------------------------------------------------------ reading
@@ -193,13 +175,14 @@ async def detail_row(conn: Any, mashup_id: uuid.UUID, user_id: uuid.UUID) -> asy
     )
     if row is None:
         raise mashup_not_found()
-    return row
+    found: asyncpg.Record = row
+    return found
 
 
-def share_code_of(row: asyncpg.Record) -> store.ShareCode | None:
+def share_code_of(row: asyncpg.Record) -> ShareCode | None:
     if row["my_role"] not in room.EDITORS or not row["code_live"]:
         return None
-    return store.from_row(row)
+    return store.displayed(row["share_code"], row["share_code_expires_at"])
 
 
 # ------------------------------------------------------------------ the room's view

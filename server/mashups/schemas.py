@@ -10,7 +10,7 @@ import msgspec
 
 from dsp.timeline import Timeline
 from server.mashups.room import Export, Generation, Preview
-from server.share_codes.store import ShareCode
+from server.share_codes.schemas import ShareCode
 
 # No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
 PLAIN = r"^[^\x00-\x1f\x7f]*$"
@@ -31,15 +31,6 @@ class CreateMashup(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class UpdateMashup(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Name | None = None
     target_duration_seconds: TargetDuration | None = None
-
-
-class JoinMashup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(max_length=32)]
-
-
-class RotateShareCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # None means the configured default (mashup_share_code_days, 7 unless changed).
-    expires_in_days: Annotated[int, msgspec.Meta(ge=1, le=30)] | None = None
 
 
 class SetRole(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -12,6 +12,7 @@ from litestar import Controller, delete, get, patch, post, put
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from db.rows import returned
 from server.auth import Principal
 from server.catalog.common import (
     CursorParam,
@@ -59,13 +60,16 @@ class ReleaseController(Controller):
         """Create a draft release (artists)."""
         if not principal.has_role("artist"):
             raise Problem(403, "forbidden", "Only artists create releases.")
-        row = await services.pool.fetchrow(
-            "INSERT INTO releases (artist_id, title, genre, cover_art_url) VALUES ($1, $2, $3, $4)"
-            f" RETURNING {queries.RELEASE_COLUMNS.replace('r.', '')}",
-            principal.user_id,
-            data.title,
-            data.genre,
-            data.cover_art_url,
+        row = returned(
+            await services.pool.fetchrow(
+                "INSERT INTO releases (artist_id, title, genre, cover_art_url)"
+                " VALUES ($1, $2, $3, $4)"
+                f" RETURNING {queries.RELEASE_COLUMNS.replace('r.', '')}",
+                principal.user_id,
+                data.title,
+                data.genre,
+                data.cover_art_url,
+            )
         )
         return queries.release_from(row)
 
@@ -176,10 +180,12 @@ class ReleaseController(Controller):
         async with services.pool.acquire() as conn:
             async with conn.transaction():
                 await _own_release(conn, principal, release_id)
-                count, last = await conn.fetchrow(
-                    "SELECT count(*), coalesce(max(track_order), 0) FROM release_tracks"
-                    " WHERE release_id = $1",
-                    release_id,
+                count, last = returned(
+                    await conn.fetchrow(
+                        "SELECT count(*), coalesce(max(track_order), 0) FROM release_tracks"
+                        " WHERE release_id = $1",
+                        release_id,
+                    )
                 )
                 if count >= MAX_TRACKS:
                     raise Problem(409, "too_many_tracks", f"At most {MAX_TRACKS} tracks.")

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from server.mashups.controller import MAX_INPUTS, MAX_MEMBERS
+from server.mashups.service import MAX_INPUTS, MAX_MEMBERS
 from tests.mashups.support import (
     PROBLEM,
     create_mashup,
