@@ -23,6 +23,10 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
+# Where a test may stop a process mid-transaction (server/faults.py).
+FaultPoint = Literal["upload.stored", "upload.failed"]
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Services. None means "start the embedded one under data_dir".
     database_url: str | None = None
@@ -75,6 +79,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Test-only fault injection for the storage backend: "fail" (every write raises) or
     # "hang" (every write blocks); see docs/catalog.md.
     storage_fault: Literal["", "fail", "hang"] = ""
+    # Test-only: stop for good at this pause point, in the middle of a transaction, so that a
+    # test can kill the process there (server/faults.py lists the points).
+    fault_pause: Literal["", FaultPoint] = ""
     # Database pool: connections per process, and how long a request waits for one before
     # it is answered 503 (never forever: see db/pool.py).
     db_pool_size: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 10

@@ -41,6 +41,7 @@ from dsp.codec import Audio, encode_file
 from dsp.errors import AudioError
 from dsp.structure import Stem
 from dsp.track import TrackAnalysis, analyze_track_path
+from server import faults
 from server.releases.queries import promote_processing_releases
 from server.services import Services
 from server.storage import Storage, StorageError, check_key, new_key, storage_from_settings
@@ -215,11 +216,14 @@ class UploadWorker:
         except (StorageError, OSError) as exc:
             await self.fail(job, str(exc))
             return
+        # The job and its upload change together (a crash between them must not leave a
+        # completed job behind an upload still 'uploading').
         async with self.services.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE upload_jobs SET status = 'completed', updated_at = now() WHERE id = $1",
                 job.id,
             )
+            await faults.pause(self.settings, "upload.stored")
             kept = await conn.fetchval(
                 "UPDATE uploaded_tracks SET upload_status = 'uploaded', storage_key = $2,"
                 " updated_at = now() WHERE id = $1 RETURNING id",
@@ -242,6 +246,7 @@ class UploadWorker:
             status = await conn.fetchval(
                 _FAIL_JOB, job.id, self.settings.upload_max_attempts, delay, message[:1000]
             )
+            await faults.pause(self.settings, "upload.failed")
             await conn.execute(
                 "UPDATE uploaded_tracks SET upload_status = $2, updated_at = now() WHERE id = $1",
                 job.upload_id,
@@ -358,6 +363,7 @@ class UploadWorker:
                 stems[0] if stems else None,
                 stems[1] if stems else None,
             )
+            # The releases waiting for this analysis move on in the same transaction.
             await promote_processing_releases(conn, upload_id)
         self.analyses.labels(status).inc()
         _log.info("upload %s: analysis %s", upload_id, status)
