@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import servers
-from bench.compare import Target, figures, run_shape
+from bench.compare import add_run_arguments, figures, run_shape
 from loadtest import seed
 from loadtest.report import Report
 from loadtest.shapes import SHAPES
@@ -77,19 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="small-rooms")
-    parser.add_argument("--rooms", type=int)
-    parser.add_argument("--members", type=int)
-    parser.add_argument("--presence-rate", type=float, help="per member (default: the shape's)")
-    parser.add_argument("--op-rate", type=float, help="per member (default: the shape's)")
-    parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds; 0 to skip")
-    parser.add_argument("--processes", type=int, default=2, help="client processes")
-    parser.add_argument("--server-processes", type=int, default=3)
-    parser.add_argument("--compression", action="store_true")
-    parser.add_argument("--placement", choices=["spread", "room"], default="spread")
-    parser.add_argument("--json", help="write both reports here")
-    parser.add_argument("--verbose", action="store_true", help="show live progress")
+    add_run_arguments(parser, server_processes=3)
     args = parser.parse_args(argv)
     shape = SHAPES[args.shape]
     rooms = args.rooms or shape.rooms
@@ -104,24 +92,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.server_processes} server processes on each Redis, {args.processes} client "
         "processes"
     )
-    extra_env = {"BLENDTUNE_WS_ROOM_MAX_MEMBERS": str(max(200, members))}
+    env = servers.blendtune_env(members)
     cluster = LocalCluster()
     reports: list[Report] = []
-    with servers.redis_server() as (redis_url, redis_port), servers.database() as database_url:
+    with servers.backends() as on:
         try:
             asyncio.run(cluster.start())
             setups = [
-                Setup("one Redis", redis_url, [redis_port]),
+                Setup("one Redis", on.redis_url, [on.redis_port]),
                 Setup("cluster, 3 shards", cluster.url, [n.port for n in cluster.nodes]),
             ]
-            seeded = asyncio.run(seed.seed(database_url, "loadtest", rooms, members))
+            seeded = asyncio.run(seed.seed(on.database_url, "loadtest", rooms, members))
             for setup in setups:
                 err.print(f"starting {args.server_processes} x Blendtune on {setup.label} ...")
-                urls, procs = servers.start_blendtune(
-                    args.server_processes, database_url, setup.redis_url, "bt:", extra_env
-                )
+                redis = servers.Backends(setup.redis_url, setup.redis_ports[0], on.database_url)
+                target = servers.start("blendtune", args.server_processes, redis, env)
                 try:
-                    target = Target(setup.label, urls, "blendtune")
                     if args.warmup > 0:
                         err.print(f"{setup.label}: warm-up {args.warmup:g} s")
                         run_shape(target, args, seeded, presence, ops, args.warmup, [])
@@ -132,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
                 finally:
-                    servers.stop(procs)
+                    servers.stop(target.procs)
         finally:
             cluster.stop()
     out.print(table(f"{args.shape}: one Redis and a Redis Cluster", setups, reports))

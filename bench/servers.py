@@ -18,7 +18,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -85,12 +86,13 @@ def redis_binary() -> str:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[tuple[str, int]]:
-    """A redis-server of our own; yields (url, port)."""
+def redis_server(cpus: set[int] | None = None) -> Iterator[tuple[str, int]]:
+    """A redis-server of our own (pinned to ``cpus`` if given); yields (url, port)."""
     port = free_port()
     directory = tempfile.mkdtemp(prefix="bt-bench-redis-")
     proc = subprocess.Popen(
         [
+            *pinned(cpus),
             redis_binary(),
             *("--port", str(port), "--bind", "127.0.0.1"),
             *("--save", "", "--appendonly", "no", "--dir", directory),
@@ -132,57 +134,140 @@ def database() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+# Every server a benchmark can start: label, the load tester's wire mode, and for the
+# baselines their module and extra arguments.
+@dataclass(frozen=True)
+class Kind:
+    label: str
+    mode: str  # "blendtune" (docs/protocol.md) or "simple" (the baselines' wire format)
+    module: str = ""
+    args: tuple[str, ...] = ()
+
+
+KINDS = {
+    "blendtune": Kind("Blendtune", "blendtune"),
+    "bare": Kind("bare ASGI", "simple", "bench.bare_broadcast"),
+    "channels": Kind("ChannelsPlugin", "simple", "bench.channels_baseline"),
+    # An experiment, not a baseline: the bare server writing frames past ASGI.
+    "bare-batched": Kind(
+        "bare, batched writes", "simple", "bench.bare_broadcast", ("--batch-writes",)
+    ),
+}
+BASELINES = ("bare", "channels")  # what Blendtune is compared with by default
+
+
+@dataclass
+class Target:
+    """Started server processes of one kind, as the load tester sees them."""
+
+    name: str
+    urls: list[str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.name].label if self.name in KINDS else self.name
+
+    @property
+    def mode(self) -> str:
+        return KINDS[self.name].mode if self.name in KINDS else "blendtune"
+
+
+@dataclass
+class Backends:
+    redis_url: str
+    redis_port: int
+    database_url: str
+
+
+@contextlib.contextmanager
+def backends(cpus: set[int] | None = None) -> Iterator[Backends]:
+    """A redis-server of our own and a fresh database: what every server is started on."""
+    with redis_server(cpus) as (redis_url, redis_port), database() as database_url:
+        yield Backends(redis_url, redis_port, database_url)
+
+
+def blendtune_env(max_members: int) -> dict[str, str]:
+    """Settings for Blendtune under load: rooms as large as the shape's."""
+    return {"BLENDTUNE_WS_ROOM_MAX_MEMBERS": str(max(200, max_members))}
+
+
+def start(
+    name: str,
+    count: int,
+    on: Backends,
+    env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
+) -> Target:
+    """``count`` processes of server ``name`` (a key of KINDS) on ``on``'s Redis (and
+    database, for Blendtune), each under its own Redis prefix."""
+    kind = KINDS[name]
+    if kind.mode == "blendtune":
+        urls, procs = start_blendtune(count, on.database_url, on.redis_url, "bt:", env, cpus)
+    else:
+        urls, procs = start_baseline(kind.module, count, on.redis_url, f"{name}:", kind.args, cpus)
+    return Target(name, urls, procs)
+
+
 def start_blendtune(
-    count: int, database_url: str, redis_url: str, prefix: str, env: dict[str, str] | None = None
+    count: int,
+    database_url: str,
+    redis_url: str,
+    prefix: str,
+    env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
 ) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
     """``count`` independent ``blendtune serve`` processes on one database and Redis."""
-    urls, procs = [], []
     base = {k: v for k, v in os.environ.items() if not k.startswith("BLENDTUNE_")}
-    for _ in range(count):
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--no-migrate"],
-            cwd=ROOT,
-            env={
-                **base,
-                **SECRETS,
-                "BLENDTUNE_DATABASE_URL": database_url,
-                "BLENDTUNE_REDIS_URL": redis_url,
-                "BLENDTUNE_REDIS_PREFIX": prefix,
-                "BLENDTUNE_DATA_DIR": tempfile.mkdtemp(prefix="bt-bench-data-"),
-                "BLENDTUNE_PORT": str(port),
-                "BLENDTUNE_ROOM_KINDS": "loadtest.kind:LoadTestKind",
-                "BLENDTUNE_LOG_LEVEL": "warning",
-                **(env or {}),
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-        procs.append(proc)
-    try:
-        for url, proc in zip(urls, procs, strict=True):
-            wait_ready(url, proc)
-    except BaseException:
-        stop(procs)
-        raise
-    return urls, procs
+
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, "-m", "server", "serve", "--no-migrate"], {
+            **base,
+            **SECRETS,
+            "BLENDTUNE_DATABASE_URL": database_url,
+            "BLENDTUNE_REDIS_URL": redis_url,
+            "BLENDTUNE_REDIS_PREFIX": prefix,
+            "BLENDTUNE_DATA_DIR": tempfile.mkdtemp(prefix="bt-bench-data-"),
+            "BLENDTUNE_PORT": str(port),
+            "BLENDTUNE_ROOM_KINDS": "loadtest.kind:LoadTestKind",
+            "BLENDTUNE_LOG_LEVEL": "warning",
+            **(env or {}),
+        }
+
+    return _spawn(count, command, cpus)
 
 
 def start_baseline(
-    module: str, count: int, redis_url: str, prefix: str, args: Sequence[str] = ()
+    module: str,
+    count: int,
+    redis_url: str,
+    prefix: str,
+    args: Sequence[str] = (),
+    cpus: set[int] | None = None,
 ) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
     """``count`` processes of ``bench.bare_broadcast`` or ``bench.channels_baseline``."""
+
+    def command(port: int) -> tuple[list[str], dict[str, str]]:
+        argv = [sys.executable, "-m", module, "--port", str(port)]
+        return [*argv, "--redis-url", redis_url, "--prefix", prefix, *args], dict(os.environ)
+
+    return _spawn(count, command, cpus)
+
+
+def _spawn(
+    count: int,
+    command: Callable[[int], tuple[list[str], dict[str, str]]],
+    cpus: set[int] | None,
+) -> tuple[list[str], list[subprocess.Popen[bytes]]]:
+    """Start ``count`` servers, each on a free port, and wait until every one is ready."""
     urls, procs = [], []
     for _ in range(count):
         port = free_port()
+        argv, env = command(port)
         proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", module, "--port", str(port)),
-                *("--redis-url", redis_url, "--prefix", prefix),
-                *args,
-            ],
+            [*pinned(cpus), *argv],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -195,3 +280,14 @@ def start_baseline(
         stop(procs)
         raise
     return urls, procs
+
+
+def pinned(cpus: set[int] | None) -> list[str]:
+    """A command prefix pinning a child, and every thread it will start, to ``cpus``
+    (``taskset`` execs the command: same pid). Empty when not pinning."""
+    if not cpus:
+        return []
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("pinning needs taskset (util-linux); run with --pin none")
+    return [taskset, "-c", ",".join(str(c) for c in sorted(cpus))]

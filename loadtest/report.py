@@ -120,6 +120,9 @@ class Report(msgspec.Struct, kw_only=True):
     errors: list[str]
     profiles: list[str] = []  # py-spy outputs (--profile)
     server_metrics: list[ServerMetrics] = []  # from each server's /metrics, over the window
+    # Percent busy of each CPU of the machine over the window, whoever used it (all of the
+    # load tester's processes, the servers, and anything else running meanwhile).
+    cpu_busy: list[float] = []
 
 
 @dataclass

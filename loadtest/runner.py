@@ -9,9 +9,11 @@ With placement "room", room r's members all go to URL r mod U instead.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.process
 import queue
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -25,7 +27,16 @@ from loadtest.modes import Member
 from loadtest.resources import Sampler
 from loadtest.scrape import Scraper
 from loadtest.stats import Counters, Histogram, LatencySummary, merge_counters
-from loadtest.worker import Failed, Message, Progress, Result, WorkerPlan, worker_main
+from loadtest.worker import (
+    Failed,
+    Message,
+    Progress,
+    Result,
+    StepPlan,
+    StopPlan,
+    WorkerPlan,
+    worker_main,
+)
 
 
 @dataclass
@@ -53,6 +64,8 @@ class RunOptions:
     # "spread": every room has members on every URL (cross-process fan-out and sequencing);
     # "room": all members of a room on one URL, as a load balancer hashing the room id would.
     placement: str = "spread"
+    # Other local processes to sample (label -> pid), e.g. PostgreSQL backends.
+    watch_pids: dict[str, int] = field(default_factory=dict)
     # py-spy the local server processes during the run: raw profiles written to
     # <profile>-<port>-<pid>.txt (summarise with ``python -m loadtest.flame``).
     profile: str = ""
@@ -101,6 +114,8 @@ class Live_:
     last: Counters = field(default_factory=Counters)
     last_at: float = 0.0
     rates: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    started: float | None = None  # the current step's measured window start
+    duration: float = 0.0
 
 
 def _table(options: RunOptions, live: Live_, started: float | None) -> Table:
@@ -109,7 +124,7 @@ def _table(options: RunOptions, live: Live_, started: float | None) -> Table:
     table = Table(title=f"blendtune loadtest: {options.shape} ({options.mode})", min_width=60)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
-    elapsed = f"{time.time() - started:.0f}/{options.duration:.0f} s" if started else "-"
+    elapsed = f"{time.time() - started:.0f}/{live.duration:.0f} s" if started else "-"
     table.add_row("phase", ", ".join(phases) + f"  {elapsed}")
     table.add_row(
         "connections held",
@@ -119,7 +134,7 @@ def _table(options: RunOptions, live: Live_, started: float | None) -> Table:
     pub, dlv, ack = live.rates
     table.add_row("presence publishes/s", f"{pub:,.0f}")
     table.add_row("presence deliveries/s", f"{dlv:,.0f}")
-    if options.op_rate:
+    if options.op_rate or ack:
         table.add_row("op batches acked/s", f"{ack:,.0f}")
     if live.presence.total:
         table.add_row("presence p50 / p99 (last second)", _p50_p99(live.presence))
@@ -134,88 +149,221 @@ def _p50_p99(h: Histogram) -> str:
     return f"{h.percentile(50) * 1e3:.1f} / {h.percentile(99) * 1e3:.1f} ms"
 
 
-def run(
-    options: RunOptions, console: Console | None = None
-) -> tuple[reporting.Report, reporting.Distributions]:
-    console = console or Console(stderr=True)
-    context = multiprocessing.get_context("spawn")
-    messages: multiprocessing.Queue[bytes] = context.Queue()
-    go = context.Event()
-    start_at = context.Value("d", 0.0)
-    plans = plan_members(options)
-    procs = []
-    encoder = msgspec.msgpack.Encoder()
-    decoder = msgspec.msgpack.Decoder(Message)
-    for index, members in enumerate(plans):
-        plan = WorkerPlan(
-            index=index,
-            mode=options.mode,
-            kind=options.kind,
-            members=members,
-            presence_rate=options.presence_rate,
-            op_rate=options.op_rate,
-            duration=options.duration,
-            drain=options.drain,
-            payload_bytes=options.payload_bytes,
-            compression=options.compression,
-            connect_concurrency=options.connect_concurrency,
-            churn_rate=options.churn_rate / options.processes,
-            reconnect=options.reconnect,
-        )
-        proc = context.Process(
-            target=worker_main,
-            args=(encoder.encode(plan), messages, go, start_at),
-            name=f"loadtest-{index}",
-            daemon=True,
-        )
-        proc.start()
-        procs.append(proc)
+class Session:
+    """Client processes holding every member's connection across several measured steps.
 
-    live = Live_()
-    results: dict[int, Result] = {}
-    failures: dict[int, str] = {}
-    started: float | None = None
-    sampler: Sampler | None = None
-    scraper: Scraper | None = None
-    profilers: list[tuple[str, subprocess.Popen[bytes]]] = []
-    started_at = ""
-    with Live(_table(options, live, None), console=console, refresh_per_second=4) as display:
-        while len(results) + len(failures) < len(procs):
+    ``run`` (one step) is the load tester; ``bench.capacity`` changes the rate from step to
+    step over the same connections, so a sweep does not pay for connecting (a join storm, in
+    a huge room) at every rate. Use as a context manager: connects on entry, closes on exit.
+    """
+
+    def __init__(self, options: RunOptions, console: Console | None = None) -> None:
+        self.options = options
+        self.console = console or Console(stderr=True)
+        context = multiprocessing.get_context("spawn")
+        self.messages: multiprocessing.Queue[bytes] = context.Queue()
+        self.commands: list[multiprocessing.Queue[bytes]] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.encoder = msgspec.msgpack.Encoder()
+        self.decoder = msgspec.msgpack.Decoder(Message)
+        self.context = context
+        self.live = Live_()
+        self.failures: dict[int, str] = {}
+        self.sampler: Sampler | None = None
+        self.steps = 0
+
+    def __enter__(self) -> Session:
+        try:
+            self.connect()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Start the client processes and wait until every member has joined (or failed)."""
+        options = self.options
+        for index, members in enumerate(plan_members(options)):
+            plan = WorkerPlan(
+                index=index,
+                mode=options.mode,
+                kind=options.kind,
+                members=members,
+                payload_bytes=options.payload_bytes,
+                compression=options.compression,
+                connect_concurrency=options.connect_concurrency,
+                reconnect=options.reconnect,
+            )
+            commands: multiprocessing.Queue[bytes] = self.context.Queue()
+            proc = self.context.Process(
+                target=worker_main,
+                args=(self.encoder.encode(plan), self.messages, commands),
+                name=f"loadtest-{index}",
+                daemon=True,
+            )
+            proc.start()
+            self.commands.append(commands)
+            self.procs.append(proc)
+        ready: set[int] = set()
+
+        def everyone_ready() -> bool:
+            return len(ready | set(self.failures)) >= len(self.procs)
+
+        def on_progress(message: Progress) -> None:
+            if message.phase == "ready":
+                ready.add(message.worker)
+
+        with Live(self._table(None), console=self.console, refresh_per_second=4) as display:
+            self._pump(display, None, everyone_ready, on_progress)
+        if len(self.failures) == len(self.procs):
+            raise RuntimeError("every client process failed: " + "; ".join(self.failures.values()))
+        # Sampled for the whole session; each step reads its own window.
+        self.sampler = Sampler(options.urls, options.watch_ports, options.watch_pids)
+        self.sampler.start()
+
+    def step(
+        self,
+        presence_rate: float,
+        op_rate: float,
+        duration: float,
+        *,
+        settle: float = 0.0,
+        drain: float | None = None,
+        churn_rate: float = 0.0,
+        profile: str = "",
+    ) -> tuple[reporting.Report, reporting.Distributions]:
+        """Send at these rates (per member) for ``settle`` + ``duration`` seconds; report the
+        measured ``duration`` (what was sent in it and everything that came of it)."""
+        options = self.options
+        number = self.steps
+        self.steps += 1
+        alive = [i for i in range(len(self.procs)) if i not in self.failures]
+        lead = 0.25  # time for the commands to arrive and closed members to come back
+        begin = time.time() + lead
+        window = (begin + settle, begin + settle + duration)
+        plan = StepPlan(
+            number=number,
+            start=begin,
+            settle=settle,
+            duration=duration,
+            drain=options.drain if drain is None else drain,
+            presence_rate=presence_rate,
+            op_rate=op_rate,
+            churn_rate=churn_rate / max(1, len(alive)),
+        )
+        scraper = Scraper(options.urls)
+        scraper.start()
+        profilers: list[tuple[str, subprocess.Popen[bytes]]] = []
+        if profile and self.sampler is not None:
+            profilers = self.sampler.profile(profile, settle + duration + lead)
+        for i in alive:
+            self.commands[i].put(self.encoder.encode(plan))
+        results: dict[int, Result] = {}
+        self.live.started = window[0]
+        self.live.duration = duration
+
+        def done() -> bool:
+            return len(results) + len([i for i in alive if i in self.failures]) >= len(alive)
+
+        def on_result(message: Result) -> None:
+            if message.step == number:
+                results[message.worker] = message
+
+        with Live(self._table(window[0]), console=self.console, refresh_per_second=4) as display:
+            self._pump(display, on_result, done, None)
+        server = self.sampler.usage(window) if self.sampler is not None else []
+        cpu_busy = self.sampler.cpu_busy(window) if self.sampler is not None else []
+        server_metrics = scraper.stop()
+        for _, profiler in profilers:
             try:
-                raw = messages.get(timeout=0.25)
+                profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+        if not results:
+            raise RuntimeError("every client process failed: " + "; ".join(self.failures.values()))
+        config = reporting.RunConfig(
+            shape=options.shape,
+            mode=options.mode,
+            urls=options.urls,
+            rooms=options.rooms,
+            members=options.members,
+            presence_rate=presence_rate,
+            op_rate=op_rate,
+            duration=duration,
+            processes=options.processes,
+            compression=options.compression,
+            churn_rate=churn_rate,
+            payload_bytes=options.payload_bytes,
+            placement=options.placement,
+        )
+        report, dists = reporting.build(
+            results=list(results.values()),
+            config=config,
+            started_at=datetime.fromtimestamp(window[0], UTC).isoformat(timespec="seconds"),
+            measured_seconds=duration,
+            server=server,
+        )
+        for index, error in self.failures.items():
+            if index in alive:
+                report.errors.append(f"client process failed: {error}")
+        report.profiles.extend(path for path, _ in profilers)
+        report.server_metrics.extend(server_metrics)
+        report.cpu_busy = cpu_busy
+        if profile and not profilers:
+            report.warnings.append("--profile: py-spy not found or no local server process")
+        return report, dists
+
+    def close(self) -> None:
+        """Tell the client processes to close their connections and exit."""
+        stop = self.encoder.encode(StopPlan())
+        for index, commands in enumerate(self.commands):
+            if index not in self.failures:
+                commands.put(stop)
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
+
+    def _pump(
+        self,
+        display: Live,
+        on_result: Callable[[Result], None] | None,
+        finished: Callable[[], bool],
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        """Read the client processes' messages until ``finished()``; keep the display live."""
+        live = self.live
+        while not finished():
+            try:
+                raw = self.messages.get(timeout=0.25)
             except queue.Empty:
                 raw = None
             if raw is not None:
-                message = decoder.decode(raw)
+                message = self.decoder.decode(raw)
                 if isinstance(message, Progress):
                     live.phase[message.worker] = message.phase
                     live.counters[message.worker] = message.counters
                     live.presence.merge(Histogram.from_sparse(message.presence))
                     live.acks.merge(Histogram.from_sparse(message.acks))
+                    if on_progress is not None:
+                        on_progress(message)
                 elif isinstance(message, Result):
-                    results[message.worker] = message
                     live.phase[message.worker] = "done"
                     live.counters[message.worker] = message.counters
+                    if on_result is not None:
+                        on_result(message)
                 elif isinstance(message, Failed):
-                    failures[message.worker] = message.error
+                    self.failures[message.worker] = message.error
                     live.phase[message.worker] = "failed"
-            for index, proc in enumerate(procs):
-                if proc.exitcode not in (None, 0) and index not in results:
-                    failures.setdefault(index, f"client process exited with {proc.exitcode}")
-            if started is None and sum(
-                1 for p in live.phase.values() if p in ("ready", "failed")
-            ) + len(failures) >= len(procs):
-                # Everyone is connected: start together, a moment from now.
-                sampler = Sampler(options.urls, options.watch_ports)
-                sampler.start()
-                scraper = Scraper(options.urls)
-                scraper.start()
-                if options.profile:
-                    profilers = sampler.profile(options.profile, options.duration)
-                started = time.time() + 0.5
-                started_at = datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds")
-                start_at.value = started
-                go.set()
+            for index, proc in enumerate(self.procs):
+                if proc.exitcode not in (None, 0):
+                    self.failures.setdefault(index, f"client process exited with {proc.exitcode}")
             now = time.time()
             if now - live.last_at >= 1.0:
                 total = merge_counters(live.counters.values())
@@ -227,52 +375,26 @@ def run(
                 )
                 live.last = total
                 live.last_at = now
-                display.update(_table(options, live, started))
+                display.update(self._table(live.started))
                 live.presence = Histogram()
                 live.acks = Histogram()
-    for proc in procs:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
-    window = (started, started + options.duration) if started is not None else None
-    server = sampler.stop(window) if sampler is not None else []
-    server_metrics = scraper.stop() if scraper is not None else []
-    for _, profiler in profilers:
-        try:
-            profiler.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            profiler.kill()
-    if failures and not results:
-        raise RuntimeError("every client process failed: " + "; ".join(failures.values()))
-    config = reporting.RunConfig(
-        shape=options.shape,
-        mode=options.mode,
-        urls=options.urls,
-        rooms=options.rooms,
-        members=options.members,
-        presence_rate=options.presence_rate,
-        op_rate=options.op_rate,
-        duration=options.duration,
-        processes=options.processes,
-        compression=options.compression,
-        churn_rate=options.churn_rate,
-        payload_bytes=options.payload_bytes,
-        placement=options.placement,
-    )
-    outcome = reporting.build(
-        results=list(results.values()),
-        config=config,
-        started_at=started_at,
-        measured_seconds=options.duration,
-        server=server,
-    )
-    for error in failures.values():
-        outcome[0].errors.append(f"client process failed: {error}")
-    outcome[0].profiles.extend(path for path, _ in profilers)
-    outcome[0].server_metrics.extend(server_metrics)
-    if options.profile and not profilers:
-        outcome[0].warnings.append("--profile: py-spy not found or no local server process")
-    return outcome
+
+    def _table(self, started: float | None) -> Table:
+        return _table(self.options, self.live, started)
+
+
+def run(
+    options: RunOptions, console: Console | None = None
+) -> tuple[reporting.Report, reporting.Distributions]:
+    """One run: connect, one measured step at the options' rates, close."""
+    with Session(options, console) as session:
+        return session.step(
+            options.presence_rate,
+            options.op_rate,
+            options.duration,
+            churn_rate=options.churn_rate,
+            profile=options.profile,
+        )
 
 
 def summary_table(report: reporting.Report, title: str | None = None) -> Table:

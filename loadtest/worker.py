@@ -8,7 +8,16 @@ process cannot generate the load) and merges what they report. A worker:
 3. sends presence and op batches on a fixed timetable per member (a random phase each, so
    sends spread evenly): a send due at time T carries T, and every latency is measured from
    T, so a server that stalls is charged for the whole stall (no coordinated omission);
-4. after the run, keeps receiving for a drain period, then closes and reports.
+4. after the run, keeps receiving for a drain period, then reports.
+
+A worker runs *steps*: the parent (``loadtest.runner.Session``) sends a ``StepPlan`` (rates,
+when to start, how long to settle, measure and drain) through the worker's command queue, and
+gets one ``Result`` per step, over the same connections. A one-off run is one step; the
+capacity sweep (``bench.capacity``) changes the rate from step to step without reconnecting.
+A step's figures count only sends scheduled inside its measured window (after the settle
+time), and a delivery belongs to the step whose window holds its scheduled send time, which
+every frame carries. Members the server closed between steps are reconnected (resumed)
+before the next one starts.
 
 All clocks are ``time.time()``: the processes of one machine share it, which is what lets a
 receiver in one process measure a send made by another.
@@ -19,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import multiprocessing.synchronize
 import random
 import time
 from collections.abc import Callable
@@ -36,21 +44,38 @@ OP_KIND = 1
 
 
 class WorkerPlan(msgspec.Struct, kw_only=True):
+    """What a worker is for, for its whole life: its members and how to talk to them."""
+
     index: int
     mode: str
     kind: str = "loadtest"  # room kind (blendtune mode)
     members: list[modes.Member]
-    presence_rate: float  # Hz per member
-    op_rate: float  # Hz per member
-    duration: float  # seconds of sending
-    drain: float = 2.0  # seconds of receiving after the last send
     payload_bytes: int = 178
     compression: bool = False
     connect_concurrency: int = 64
     connect_timeout: float = 30.0
-    churn_rate: float = 0.0  # reconnects per second (this worker's share)
-    reconnect: bool = True  # reconnect (and resume) members the server closed during the run
+    reconnect: bool = True  # reconnect (and resume) members the server closed during a step
     progress_interval: float = 0.5
+
+
+class StepPlan(msgspec.Struct, tag="step", kw_only=True):
+    """One measured step: send at these rates from ``start``; measure after ``settle``."""
+
+    number: int
+    start: float  # unix time the timetable starts
+    settle: float  # seconds sent at the rate but not measured (the server reaches its pace)
+    duration: float  # measured seconds after the settle time
+    drain: float  # seconds of receiving after the last send
+    presence_rate: float  # Hz per member
+    op_rate: float  # Hz per member
+    churn_rate: float = 0.0  # reconnects per second (this worker's share)
+
+
+class StopPlan(msgspec.Struct, tag="stop"):
+    """Close every connection and exit."""
+
+
+Command = StepPlan | StopPlan
 
 
 class Progress(msgspec.Struct, tag="progress", kw_only=True):
@@ -64,6 +89,7 @@ class Progress(msgspec.Struct, tag="progress", kw_only=True):
 
 class Result(msgspec.Struct, tag="result", kw_only=True):
     worker: int
+    step: int
     counters: Counters
     close_codes: dict[str, int]
     presence: SparseHistogram
@@ -79,8 +105,8 @@ class Result(msgspec.Struct, tag="result", kw_only=True):
     presence_sent_per_s: dict[int, int]
     presence_received_per_s: dict[int, int]
     ops_acked_per_s: dict[int, int]
-    held_at_end: int  # connections open when sending stopped
-    cpu_seconds: float  # this process's CPU time during the sending window
+    held_at_end: int  # connections open when the measured window ended
+    cpu_seconds: float  # this process's CPU time during the measured window
     errors: list[str]
 
 
@@ -182,24 +208,39 @@ class Worker:
         self.mode = make_mode(plan)
         self.conns = [Conn(self, m) for m in plan.members]
         self.counters = Counters()
+        self._fresh_figures()
+        # Scheduled send times that count (the step's measured window); unbounded until the
+        # first step sets it, so frames fed by hand are counted too.
+        self.window = (float("-inf"), float("inf"))
+        self.start = 0.0  # the measured window's start (unix seconds): the timeline's origin
+        self.step_number = 0
+        self.running = False  # a step is under way (sending or draining): reconnect on close
+        self.reopening: set[asyncio.Task[bool]] = set()
+        self.phase = "connecting"
+
+    def _fresh_figures(self) -> None:
+        """Everything a step reports, empty (the connections themselves carry over)."""
         self.close_codes: dict[str, int] = {}
         self.presence = Samples()
         self.ops = Samples()
         self.acks = Samples()
         self.connect_hist = Histogram()
-        self.reconnect_hist = Histogram()  # connects during the run (churn)
+        self.reconnect_hist = Histogram()  # connects during the step (churn, reconnects)
         self.lag = Histogram()
         self.lag_samples: list[float] = []
         self.presence_sent_per_s: dict[int, int] = {}
         self.presence_received_per_s: dict[int, int] = {}
         self.ops_acked_per_s: dict[int, int] = {}
         self.errors: list[str] = []
-        self.start = 0.0  # the common start time (unix seconds)
-        self.running = False
         self.held_at_end = 0
-        self.reopening: set[asyncio.Task[bool]] = set()
         self.cpu_seconds = 0.0
-        self.phase = "connecting"
+
+    def reset(self) -> None:
+        """After a step's result: start the next step's figures from zero. Deliveries of
+        the last step still in flight no longer count anywhere (an empty window)."""
+        self.counters = Counters(connections_held=self.counters.connections_held)
+        self._fresh_figures()
+        self.window = (0.0, 0.0)
 
     # Receiving (called from data_received: keep it lean).
 
@@ -214,22 +255,24 @@ class Worker:
             n = event[2]
             t = event[3]
             assert isinstance(n, int) and isinstance(t, float)
+            counted = self.window[0] <= t < self.window[1]
             seen = conn.seen_presence
             if 0 <= sender < len(seen):
                 last = seen[sender]
                 if n <= last:
                     self.counters.presence_duplicates += 1
                     return
-                if last >= 0 and n > last + 1:
+                if last >= 0 and n > last + 1 and counted:
                     self.counters.presence_skipped += n - last - 1
                 seen[sender] = n
+            if not counted:
+                return  # sent outside the measured window (settling, or an earlier step)
             self.counters.presence_received += 1
-            if self.running:
-                self.presence.latency.append(now - t)
-                self.presence.at.append(now - self.start)
-                second = int(now - self.start)
-                per_s = self.presence_received_per_s
-                per_s[second] = per_s.get(second, 0) + 1
+            self.presence.latency.append(now - t)
+            self.presence.at.append(now - self.start)
+            second = int(now - self.start)
+            per_s = self.presence_received_per_s
+            per_s[second] = per_s.get(second, 0) + 1
         elif kind == modes.OP:
             seq = event[1]
             assert isinstance(seq, int)
@@ -242,9 +285,11 @@ class Worker:
                 if isinstance(n, int):
                     self._acked(conn, n, now)
                 return
-            self.counters.ops_received += 1
             t = event[3]
-            if self.running and isinstance(t, float):
+            if isinstance(t, float) and not self.window[0] <= t < self.window[1]:
+                return  # sent outside the measured window
+            self.counters.ops_received += 1
+            if isinstance(t, float):
                 self.ops.latency.append(now - t)
                 self.ops.at.append(now - self.start)
         elif kind == modes.ACK:
@@ -298,13 +343,14 @@ class Worker:
         sent_at = conn.pending_ops.pop(n, None)
         if sent_at is None:
             return  # not ours, or already counted (a duplicate ack after a resume)
+        if not self.window[0] <= sent_at < self.window[1]:
+            return  # sent outside the measured window
         self.counters.ops_acked += 1
         self.counters.expected_op_deliveries += conn.member.room_size - 1
-        if self.running:
-            self.acks.latency.append(now - sent_at)
-            self.acks.at.append(now - self.start)
-            second = int(now - self.start)
-            self.ops_acked_per_s[second] = self.ops_acked_per_s.get(second, 0) + 1
+        self.acks.latency.append(now - sent_at)
+        self.acks.at.append(now - self.start)
+        second = int(now - self.start)
+        self.ops_acked_per_s[second] = self.ops_acked_per_s.get(second, 0) + 1
 
     def _see_seq(self, conn: Conn, seq: int) -> bool:
         """Track the room's order as this member sees it; False for a duplicate."""
@@ -405,30 +451,31 @@ class Worker:
             self.reconnect_hist.record_many(took)
         return True
 
-    async def open_all(self) -> None:
+    async def open_all(self, conns: list[Conn] | None = None, resume: bool = False) -> None:
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
 
         async def one(conn: Conn) -> None:
             async with gate:
-                await self.open(conn)
+                await self.open(conn, resume)
 
-        await asyncio.gather(*(one(c) for c in self.conns))
+        await asyncio.gather(*(one(c) for c in (self.conns if conns is None else conns)))
 
     # Sending.
 
-    async def schedule(self, until: float) -> None:
-        """Send everything on the timetable from ``self.start`` to ``until``."""
-        plan = self.plan
-        rng = random.Random(plan.index)
+    async def schedule(self, step: StepPlan) -> None:
+        """Send everything on the step's timetable, from its start to the end of its
+        measured window; only sends due inside the window are counted."""
+        rng = random.Random(self.plan.index)
         heap: list[tuple[float, int, int]] = []
+        begin, measure_from, until = step.start, self.window[0], self.window[1]
         for i in range(len(self.conns)):
-            if plan.presence_rate > 0:
-                heap.append((self.start + rng.random() / plan.presence_rate, PRESENCE_KIND, i))
-            if plan.op_rate > 0:
-                heap.append((self.start + rng.random() / plan.op_rate, OP_KIND, i))
+            if step.presence_rate > 0:
+                heap.append((begin + rng.random() / step.presence_rate, PRESENCE_KIND, i))
+            if step.op_rate > 0:
+                heap.append((begin + rng.random() / step.op_rate, OP_KIND, i))
         heapq.heapify(heap)
-        presence_period = 1.0 / plan.presence_rate if plan.presence_rate > 0 else 0.0
-        op_period = 1.0 / plan.op_rate if plan.op_rate > 0 else 0.0
+        presence_period = 1.0 / step.presence_rate if step.presence_rate > 0 else 0.0
+        op_period = 1.0 / step.op_rate if step.op_rate > 0 else 0.0
         mode = self.mode
         counters = self.counters
         lag_samples = self.lag_samples
@@ -449,17 +496,20 @@ class Worker:
                     break
                 conn = self.conns[i]
                 client = conn.client
-                lag_samples.append(now - due)
+                measured = due >= measure_from
+                if measured:
+                    lag_samples.append(now - due)
                 if kind == PRESENCE_KIND:
                     heapq.heappush(heap, (due + presence_period, kind, i))
                     if client is None or not conn.joined:
                         continue
                     conn.n_presence += 1
                     client.send_text(mode.presence(conn.member, conn.n_presence, due))
-                    counters.presence_sent += 1
-                    counters.expected_presence_deliveries += conn.member.room_size - 1
-                    second = int(due - self.start)
-                    sent_per_s[second] = sent_per_s.get(second, 0) + 1
+                    if measured:
+                        counters.presence_sent += 1
+                        counters.expected_presence_deliveries += conn.member.room_size - 1
+                        second = int(due - measure_from)
+                        sent_per_s[second] = sent_per_s.get(second, 0) + 1
                 else:
                     heapq.heappush(heap, (due + op_period, kind, i))
                     if client is None or not conn.joined:
@@ -467,15 +517,17 @@ class Worker:
                     conn.n_op += 1
                     conn.pending_ops[conn.n_op] = due
                     client.send_text(mode.op(conn.member, conn.n_op, due))
-                    counters.ops_sent += 1
+                    if measured:
+                        counters.ops_sent += 1
             # Let receiving run between bursts even when the timetable is behind.
             await asyncio.sleep(0)
 
-    async def churn(self, until: float) -> None:
+    async def churn(self, step: StepPlan) -> None:
         """Close and reopen random members at ``churn_rate`` per second (open loop)."""
-        period = 1.0 / self.plan.churn_rate
+        period = 1.0 / step.churn_rate
         rng = random.Random(1000 + self.plan.index)
-        due = self.start + rng.random() * period
+        due = step.start + rng.random() * period
+        until = self.window[1]
         tasks: set[asyncio.Task[bool]] = set()
         while due < until:
             delay = due - time.time()
@@ -528,6 +580,7 @@ class Worker:
         self.flush()
         return Result(
             worker=self.plan.index,
+            step=self.step_number,
             counters=self.counters,
             close_codes=self.close_codes,
             presence=self.presence.total.to_sparse(),
@@ -547,41 +600,64 @@ class Worker:
             errors=self.errors,
         )
 
-    async def run(self, wait_for_start: Callable[[], float]) -> None:
+    async def run(self, next_command: Callable[[], Command]) -> None:
+        """Connect everyone, then run the parent's steps until it says stop."""
         reporter = asyncio.create_task(self.report_progress())
         try:
             await self.open_all()
             self.phase = "ready"
             self.send_message(self.progress())
-            self.start = await asyncio.to_thread(wait_for_start)
-            delay = self.start - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.phase = "running"
-            self.running = True
-            cpu_before = time.process_time()
-            until = self.start + self.plan.duration
-            jobs = [self.schedule(until)]
-            if self.plan.churn_rate > 0:
-                jobs.append(self.churn(until))
-            else:
-                jobs.append(asyncio.sleep(max(0.0, until - time.time())))
-            await asyncio.gather(*jobs)
-            self.held_at_end = self.counters.connections_held
-            self.cpu_seconds = time.process_time() - cpu_before
-            self.phase = "draining"
-            await self.drain(until + self.plan.drain)
-            self.running = False
+            while True:
+                command = await asyncio.to_thread(next_command)
+                if isinstance(command, StopPlan):
+                    break
+                await self.step(command)
+                self.send_message(self.result())
+                self.reset()
+                self.phase = "ready"
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
             self.phase = "done"
             for conn in self.conns:
                 if conn.client is not None:
                     conn.closing = True
                     conn.client.close()
-        finally:
-            reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
-        self.send_message(self.result())
+
+    async def step(self, step: StepPlan) -> None:
+        self.step_number = step.number
+        # As a client would: members the server closed since the last step come back first.
+        missing = [c for c in self.conns if c.client is None]
+        if missing:
+            self.phase = "reconnecting"
+            await self.open_all(missing, resume=True)
+        self.start = step.start + step.settle
+        self.window = (self.start, self.start + step.duration)
+        delay = step.start - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.phase = "running"
+        self.running = True
+        jobs = [self.schedule(step), self.measure_cpu()]
+        if step.churn_rate > 0:
+            jobs.append(self.churn(step))
+        await asyncio.gather(*jobs)
+        self.held_at_end = self.counters.connections_held
+        self.phase = "draining"
+        await self.drain(self.window[1] + step.drain)
+        self.running = False
+
+    async def measure_cpu(self) -> None:
+        """This process's CPU time over the measured window (ends with the window)."""
+        delay = self.window[0] - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        before = time.process_time()
+        delay = self.window[1] - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.cpu_seconds = time.process_time() - before
 
     async def drain(self, deadline: float) -> None:
         """Keep receiving until the deadline: deliveries of the last sends are in flight.
@@ -593,22 +669,18 @@ class Worker:
             await asyncio.sleep(delay)
 
 
-def worker_main(
-    plan_bytes: bytes,
-    queue: Any,
-    go: multiprocessing.synchronize.Event,
-    start_at: Any,
-) -> None:
-    """Process entry point (spawned by the runner)."""
+def worker_main(plan_bytes: bytes, queue: Any, commands: Any) -> None:
+    """Process entry point (spawned by the runner): results go to ``queue``, commands
+    (msgpack ``StepPlan``/``StopPlan``) come from ``commands``."""
     plan = msgspec.msgpack.decode(plan_bytes, type=WorkerPlan)
     encoder = msgspec.msgpack.Encoder()
+    decoder = msgspec.msgpack.Decoder(Command)
 
     def send(message: Message) -> None:
         queue.put(encoder.encode(message))
 
-    def wait_for_start() -> float:
-        go.wait()
-        return float(start_at.value)
+    def next_command() -> Command:
+        return decoder.decode(commands.get())
 
     try:
         import uvloop
@@ -617,7 +689,7 @@ def worker_main(
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         runner = asyncio.run
     try:
-        runner(Worker(plan, send).run(wait_for_start))
+        runner(Worker(plan, send).run(next_command))
     except Exception as exc:
         send(Failed(worker=plan.index, error=f"{type(exc).__name__}: {exc}"))
         raise

@@ -27,9 +27,6 @@ def make_worker(mode: str = "blendtune", room_size: int = 5, members: int = 2) -
             modes.Member(room="r", room_index=0, index=i, room_size=room_size, url="http://x")
             for i in range(members)
         ],
-        presence_rate=1.0,
-        op_rate=1.0,
-        duration=1.0,
     )
     worker = Worker(plan, lambda message: None)
     worker.running = True
@@ -102,6 +99,47 @@ def test_an_ack_advances_the_authors_seq_and_measures_ack_latency() -> None:
     # An ack for a batch we never sent (or twice) is not counted again.
     feed(worker, a, {"type": "ack", "op_id": "0.1.1.0", "seq": 3})
     assert worker.counters.ops_acked == 1
+
+
+def test_a_step_counts_only_what_was_sent_inside_its_measured_window() -> None:
+    worker = make_worker(members=2)
+    a, b = worker.conns
+    for conn in (a, b):
+        feed(worker, conn, {"type": "welcome", "seq": 0, "state": None, "members": []})
+    worker.counters.connections_held = 2
+    now = time.time()
+    worker.window = (now - 1.0, now)  # after the settle time, before the drain
+
+    def presence(n: int, t: float) -> dict[str, object]:
+        return {"type": "presence", "id": "x", "state": {"m": 1, "n": n, "t": t}}
+
+    feed(worker, a, presence(1, now - 1.5))  # sent while settling: not counted
+    feed(worker, a, presence(2, now - 0.5))
+    feed(worker, a, presence(4, now - 0.2))  # 3 was skipped inside the window
+    feed(worker, a, presence(4, now - 0.2))  # a duplicate, wherever it was sent
+    feed(worker, a, presence(5, now + 0.1))  # sent after the window: not counted
+    a.pending_ops[1] = now - 1.2  # sent while settling
+    a.pending_ops[2] = now - 0.3
+    feed(worker, a, {"type": "ack", "op_id": f"0.1.{now:.6f}", "seq": 1})
+    feed(worker, a, {"type": "ack", "op_id": f"0.2.{now:.6f}", "seq": 2})
+    c = worker.counters
+    assert (c.presence_received, c.presence_skipped, c.presence_duplicates) == (2, 1, 1)
+    assert len(worker.presence.latency) == 2
+    assert c.ops_acked == 1 and len(worker.acks.latency) == 1
+    assert not a.pending_ops  # both acked: neither is waited for again
+
+    # The next step starts from zero, over the same connections; until it sets its window,
+    # deliveries still in flight count nowhere.
+    worker.reset()
+    assert worker.counters.connections_held == 2
+    assert (worker.counters.presence_received, worker.counters.presence_duplicates) == (0, 0)
+    feed(worker, a, presence(6, now - 0.1))
+    assert worker.counters.presence_received == 0
+    # Ordering carries over: an old update is still a duplicate, a new one still counts.
+    worker.window = (now - 1.0, now + 10)
+    feed(worker, a, presence(5, now + 0.1))
+    feed(worker, a, presence(7, now + 0.2))
+    assert (worker.counters.presence_duplicates, worker.counters.presence_received) == (1, 1)
 
 
 def test_rejections_and_errors_are_reported() -> None:
