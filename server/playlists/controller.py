@@ -24,6 +24,7 @@ from server.catalog.common import (
     Limit,
     newest_first,
 )
+from server.ordering import PLAYLIST_TRACKS
 from server.playlists import schemas
 from server.problems import Problem
 from server.services import Services
@@ -284,18 +285,11 @@ class PlaylistController(Controller):
                     "SELECT EXISTS (SELECT 1 FROM tracks WHERE id = $1)", data.track_id
                 ):
                     raise Problem(404, "not_found", "No such track.")
-                count = await conn.fetchval(
-                    "SELECT count(*) FROM playlist_tracks WHERE playlist_id = $1", playlist_id
-                )
+                count = await PLAYLIST_TRACKS.count(conn, playlist_id)
                 if count >= MAX_TRACKS:
                     raise Problem(409, "playlist_full", f"At most {MAX_TRACKS} tracks.")
                 position = count if data.position is None else min(data.position, count)
-                await conn.execute(
-                    "UPDATE playlist_tracks SET position = position + 1"
-                    " WHERE playlist_id = $1 AND position >= $2",
-                    playlist_id,
-                    position,
-                )
+                await PLAYLIST_TRACKS.make_room(conn, playlist_id, position)
                 try:
                     await conn.execute(
                         "INSERT INTO playlist_tracks (playlist_id, track_id, position, added_by)"
@@ -328,12 +322,7 @@ class PlaylistController(Controller):
                 )
                 if position is None:
                     raise Problem(404, "not_found", "The track is not in this playlist.")
-                await conn.execute(
-                    "UPDATE playlist_tracks SET position = position - 1"
-                    " WHERE playlist_id = $1 AND position > $2",
-                    playlist_id,
-                    position,
-                )
+                await PLAYLIST_TRACKS.close_gap(conn, playlist_id, position)
                 await _touch(conn, playlist_id)
             return await _full(conn, playlist_id, principal.user_id)
 
@@ -350,33 +339,9 @@ class PlaylistController(Controller):
         async with services.pool.acquire() as conn:
             async with conn.transaction():
                 await _editable(conn, playlist_id, principal.user_id)
-                old = await conn.fetchval(
-                    "SELECT position FROM playlist_tracks WHERE playlist_id = $1 AND track_id = $2",
-                    playlist_id,
-                    track_id,
-                )
-                if old is None:
+                moved = await PLAYLIST_TRACKS.move(conn, playlist_id, track_id, data.position)
+                if moved is None:
                     raise Problem(404, "not_found", "The track is not in this playlist.")
-                count = await conn.fetchval(
-                    "SELECT count(*) FROM playlist_tracks WHERE playlist_id = $1", playlist_id
-                )
-                new = min(data.position, count - 1)
-                if new != old:
-                    low, high, step = (new, old - 1, 1) if new < old else (old + 1, new, -1)
-                    await conn.execute(
-                        "UPDATE playlist_tracks SET position = position + $4"
-                        " WHERE playlist_id = $1 AND position BETWEEN $2 AND $3",
-                        playlist_id,
-                        low,
-                        high,
-                        step,
-                    )
-                    await conn.execute(
-                        "UPDATE playlist_tracks SET position = $3"
-                        " WHERE playlist_id = $1 AND track_id = $2",
-                        playlist_id,
-                        track_id,
-                        new,
-                    )
+                if moved:
                     await _touch(conn, playlist_id)
             return await _full(conn, playlist_id, principal.user_id)

@@ -19,6 +19,7 @@ from server.catalog.common import (
     Limit,
     newest_first,
 )
+from server.ordering import RELEASE_TRACKS
 from server.problems import Problem
 from server.releases import lifecycle, queries, schemas
 from server.services import Services
@@ -243,13 +244,7 @@ class ReleaseController(Controller):
                 )
                 if order is None:
                     raise Problem(404, "not_found", "No such track on this release.")
-                # One statement: the deferrable unique order is checked at its end.
-                await conn.execute(
-                    "UPDATE release_tracks SET track_order = track_order - 1"
-                    " WHERE release_id = $1 AND track_order > $2",
-                    release_id,
-                    order,
-                )
+                await RELEASE_TRACKS.close_gap(conn, release_id, order)
             return await self._fresh(conn, principal, release_id)
 
     @put("/{release_id:uuid}/tracks/order")
@@ -279,14 +274,7 @@ class ReleaseController(Controller):
                         "invalid_order",
                         "List every track of the release exactly once.",
                     )
-                await conn.execute("SET CONSTRAINTS release_tracks_order_unique DEFERRED")
-                await conn.execute(
-                    "UPDATE release_tracks t SET track_order = n.ord"
-                    " FROM unnest($2::uuid[]) WITH ORDINALITY AS n(id, ord)"
-                    " WHERE t.id = n.id AND t.release_id = $1",
-                    release_id,
-                    data.track_ids,
-                )
+                await RELEASE_TRACKS.renumber(conn, release_id, data.track_ids)
                 await conn.execute(
                     "UPDATE releases SET updated_at = now() WHERE id = $1", release_id
                 )
