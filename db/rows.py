@@ -10,7 +10,7 @@ the JSON columns are named and decoded here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 import asyncpg
@@ -19,9 +19,18 @@ import msgspec
 T = TypeVar("T")
 
 
-def row_as(type_: type[T], record: asyncpg.Record, *, json: Iterable[str] = ()) -> T:
-    """``record`` as a ``type_`` (a msgspec Struct); ``json`` names its jsonb columns."""
-    values = dict(record.items())
+def row_as(
+    type_: type[T],
+    record: asyncpg.Record,
+    *,
+    json: Iterable[str] = (),
+    extra: Mapping[str, object] | None = None,
+) -> T:
+    """``record`` as a ``type_`` (a msgspec Struct); ``json`` names its jsonb columns and
+    ``extra`` gives the fields that are not columns (nested lists read separately)."""
+    values: dict[str, object] = dict(record.items())
+    if extra:
+        values.update(extra)
     for column in json:
         raw = values.get(column)
         if isinstance(raw, str):

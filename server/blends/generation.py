@@ -30,7 +30,8 @@ from typing import Any
 from litestar import Litestar
 from prometheus_client import Counter, Histogram
 
-from server.blends import live, queries, schemas
+from server.blends import live, schemas
+from server.blends import repository as repo
 from server.blends.taste import load_tastes
 from server.blends.weave import Weave, weave
 from server.services import Services
@@ -220,16 +221,14 @@ class BlendJobs:
             return None
         started = time.perf_counter()
         async with conn.transaction():
-            found = await conn.fetchrow(
-                "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
-            )
+            found = await repo.header(conn, blend_id)
             if found is None:
                 return None
-            settings = queries.decode_settings(found["blend_settings"])
-            member_ids = await queries.accepted_members(conn, blend_id)
+            settings = found.settings
+            member_ids = await repo.accepted_members(conn, blend_id)
             tastes = await load_tastes(conn, member_ids)
             result = weave(tastes, settings.playlist_length)
-            await queries.store_weave(conn, blend_id, result)
+            await repo.store_weave(conn, blend_id, result)
             # A change committed meanwhile set 'pending' again: leave it so (see generate).
             await conn.execute(
                 """
@@ -238,9 +237,9 @@ class BlendJobs:
                 """,
                 blend_id,
             )
-            members = await queries.members(conn, blend_id)
+            members = await repo.members(conn, blend_id)
         self.weave_seconds.observe(time.perf_counter() - started)
-        return _Done(found["name"], found["created_by"], settings, members, result, generation)
+        return _Done(found.name, found.owner_id, settings, members, result, generation)
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,8 @@ import msgspec
 
 from rooms import api
 from rooms.store import RoomGone
-from server.blends import queries, room, schemas
+from server.blends import repository as repo
+from server.blends import room, schemas
 from server.blends.weave import Weave
 from server.services import Services
 
@@ -71,15 +72,12 @@ async def submit(services: Services, blend_id: uuid.UUID, ops: list[room.BlendOp
 async def publish_sync(services: Services, blend_id: uuid.UUID, *, with_name: bool = False) -> None:
     """Send the blend's settings and members (and, ``with_name``, its name) to its room."""
     async with services.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT name, created_by, blend_settings FROM blends WHERE id = $1", blend_id
-        )
-        if row is None:
+        found = await repo.header(conn, blend_id)
+        if found is None:
             return
-        members = await queries.members(conn, blend_id)
-    settings = queries.decode_settings(row["blend_settings"])
-    name = row["name"] if with_name else None
-    op = sync_op(row["name"], row["created_by"], settings, members, name=name)
+        members = await repo.members(conn, blend_id)
+    name = found.name if with_name else None
+    op = sync_op(found.name, found.owner_id, found.settings, members, name=name)
     await submit(services, blend_id, [op])
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from db.pool import Connection
 from server.blends import schemas
 from server.blends.crypto import TokenCipher, associated_data
 from server.blends.weave import SOURCE_WEIGHTS, MemberTaste, TasteEntry, rank_weight
@@ -105,6 +106,16 @@ async def provider_tokens(
         cipher.decrypt(bytes(row["access_token_encrypted"]), ad),
         cipher.decrypt(bytes(refresh), ad) if refresh is not None else None,
     )
+
+
+async def delete_connection(conn: Connection, user_id: uuid.UUID, provider: str) -> bool:
+    """Forget a connection (its top tracks go with it); whether there was one."""
+    gone = await conn.fetchval(
+        "DELETE FROM provider_connections WHERE user_id = $1 AND provider = $2 RETURNING id",
+        user_id,
+        provider,
+    )
+    return gone is not None
 
 
 async def connection_id(conn: Any, user_id: uuid.UUID, provider: str) -> uuid.UUID | None:

@@ -1,0 +1,50 @@
+"""Piccolo's query builder for plain CRUD, run on the caller's connection.
+
+Repositories write the plain statements (select some columns by key, update a few columns,
+insert a row, delete by key) with the Piccolo table classes of ``db/tables/``: columns are
+named once, a typo fails at import, and ``as_alias`` states each rename into a Struct field.
+Piccolo only *builds* the statement here; the connection from ``db/pool.py`` runs it, so it
+joins the caller's transaction and obeys the acquire timeout and the no-nesting rule
+(Piccolo's own ``.run()`` would take a second connection from the pool behind the caller's
+back, which is exactly the deadlock db/pool.py exists to prevent).
+
+What the builder does not express stays SQL, next to a comment saying why: keyset pages over
+the catalog's ``tsvector``, the rooms' group commit, ``FOR UPDATE SKIP LOCKED`` claims, row
+locks (``FOR UPDATE``), ``ON CONFLICT`` upserts, window shifts over ordered children.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from piccolo.query.base import Query
+
+from db.pool import Connection
+
+
+def compiled(query: Query[Any, Any]) -> tuple[str, list[Any]]:
+    """The statement and its arguments, as asyncpg takes them (``$1``, ``$2``...)."""
+    (statement,) = query.querystrings
+    sql, args = statement.compile_string(engine_type="postgres")
+    return sql, list(args)
+
+
+async def fetch(conn: Connection, query: Query[Any, Any]) -> list[asyncpg.Record]:
+    sql, args = compiled(query)
+    return await conn.fetch(sql, *args)
+
+
+async def fetchrow(conn: Connection, query: Query[Any, Any]) -> asyncpg.Record | None:
+    sql, args = compiled(query)
+    return await conn.fetchrow(sql, *args)
+
+
+async def fetchval(conn: Connection, query: Query[Any, Any]) -> Any:
+    sql, args = compiled(query)
+    return await conn.fetchval(sql, *args)
+
+
+async def execute(conn: Connection, query: Query[Any, Any]) -> str:
+    sql, args = compiled(query)
+    return await conn.execute(sql, *args)
