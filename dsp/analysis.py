@@ -31,8 +31,6 @@ from typing import Final
 import msgspec
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import resample_poly
 
 from dsp import loudness
 from dsp.codec import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, PROJECT_RATE, Audio, decode_file
@@ -125,6 +123,8 @@ def _mono(audio: Audio, rate: int) -> Floats:
     # float32 until the rate is down: a long track's float64 copy would be large.
     mono = audio.samples.mean(axis=0, dtype=np.float32)
     if audio.sample_rate != rate:
+        from scipy.signal import resample_poly  # imported here: see _chroma_frames
+
         g = gcd(audio.sample_rate, rate)
         mono = resample_poly(mono, rate // g, audio.sample_rate // g)
     return np.asarray(mono, dtype=np.float64)
@@ -402,6 +402,12 @@ _KEY_FRAME_DB: Final = 40.0
 def _chroma_frames(mono: Floats) -> Floats:
     """Pitch-class energy of each chroma frame (186 ms hops), from the mono signal at
     ``ANALYSIS_RATE``: (frames, 12), C first."""
+    # dsp imports scipy.signal and scipy.ndimage where they are used: together they take
+    # over a second to import (scipy.signal pulls in scipy.stats), and every server process
+    # imports this module at start-up while only the workers that process audio need them.
+    from scipy.ndimage import maximum_filter1d
+    from scipy.signal import resample_poly
+
     signal = resample_poly(mono, 1, _ANALYSIS_RATE // _CHROMA_RATE) if len(mono) else mono
     frames = _frames(signal, _CHROMA_FFT, _CHROMA_HOP)
     freqs = np.fft.rfftfreq(_CHROMA_FFT, 1.0 / _CHROMA_RATE)

@@ -16,8 +16,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from pyloudnorm.iirfilter import IIRfilter
-from scipy.signal import sosfilt, upfirdn
 
 Floats = npt.NDArray[np.float64]
 Samples = npt.NDArray[np.float32]
@@ -34,6 +32,10 @@ _MIN_SECONDS: Final = _BLOCK_SECONDS
 @cache
 def _k_weighting(rate: int) -> Floats:
     """K-weighting (pre-filter shelf + RLB high-pass) as second-order sections."""
+    # Imported where used, like scipy.signal: pyloudnorm imports it (see dsp.analysis's
+    # _chroma_frames for why dsp keeps it out of start-up).
+    from pyloudnorm.iirfilter import IIRfilter
+
     shelf = IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf")
     highpass = IIRfilter(0.0, 0.5, 38.0, rate, "high_pass")
     sections = [np.concatenate([f.b * f.passband_gain, f.a]) for f in (shelf, highpass)]
@@ -46,6 +48,8 @@ def weighted_powers(samples: npt.NDArray[np.floating], rate: int, stride: int = 
     Filters in blocks, carrying the filter state, so memory stays small for
     long tracks (the float64 signal never exists whole).
     """
+    from scipy.signal import sosfilt  # imported here: see dsp.analysis._chroma_frames
+
     sections = _k_weighting(rate)
     channels, frames = samples.shape
     state = np.zeros((sections.shape[0], channels, 2))
@@ -128,6 +132,8 @@ def _interpolator() -> Samples:
 
 def oversampled(samples: Samples) -> Samples:
     """``samples`` interpolated to 4x the rate, aligned: point 4n is frame n."""
+    from scipy.signal import upfirdn  # imported here: see dsp.analysis._chroma_frames
+
     taps = _interpolator()
     delay = (len(taps) - 1) // 2
     up: Samples = upfirdn(taps, samples.astype(np.float32, copy=False), OVERSAMPLE, axis=-1)

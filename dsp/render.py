@@ -26,7 +26,6 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 from pedalboard import time_stretch
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from dsp import loudness
 from dsp.analysis import integrated_loudness, true_peak_dbtp
@@ -291,6 +290,9 @@ def _limiter_gain(peaks: Floats, gain: float, ceiling: float, width: int) -> Flo
     need, so the smoothed gain never exceeds it (a look-ahead limiter,
     vectorised). Works on groups of frames; see :func:`normalize`.
     """
+    # Imported here, not at start-up: see dsp.analysis._chroma_frames.
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
     need = np.minimum(1.0, ceiling / np.maximum(peaks * gain, 1e-12))
     if need.min() >= 1.0:
         return np.full_like(need, gain)
@@ -316,6 +318,9 @@ def normalize(
     limiter's gain moves slowly, so weighting the gained signal equals gaining
     the weighted one to well within 0.05 LU. The result is measured exactly.
     """
+    # Imported here, not at start-up: see dsp.analysis._chroma_frames.
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
     frames = samples.shape[1]
     if frames == 0 or not np.any(samples):
         return samples, None, None
