@@ -65,7 +65,10 @@ class Inputs:
 
 def prepare(directory: Path) -> tuple[Inputs, float]:
     """Synthesise, encode and analyse the songs like uploads; the analysis seconds."""
-    items, files, stems, truth = [], {}, {}, {}
+    items: list[ArrangeInput] = []
+    files: dict[str, Path] = {}
+    stems: dict[tuple[str, Stem], Path] = {}
+    truth: dict[str, tuple[float, str]] = {}
     seconds = 0.0
     for n, (bpm, tonic, mode) in enumerate(SONGS):
         made = song(bpm, tonic, mode, LONG_FORM, seed=700 + n)
@@ -76,7 +79,8 @@ def prepare(directory: Path) -> tuple[Inputs, float]:
         result = analyze_track(decode_file(path))
         seconds += time.perf_counter() - began
         assert result.stems is not None
-        for stem, audio in zip(("harmonic", "percussive"), result.stems, strict=True):
+        separated: tuple[Stem, ...] = ("harmonic", "percussive")  # the order of result.stems
+        for stem, audio in zip(separated, result.stems, strict=True):
             stem_path = directory / f"{track_id}-{stem}.flac"
             encode_file(audio, stem_path, format="flac")
             stems[(track_id, stem)] = stem_path
@@ -146,7 +150,8 @@ def measure(
     whole = analyze(audio)
     beat = 60.0 / bpm
     boundaries = sorted({c.bar * 4 * beat for c in plan.clips if c.bar > 0})
-    near, far = [], []
+    near: list[float] = []
+    far: list[float] = []
     for t in whole.beats:
         offset = abs(t - round(t / beat) * beat) * 1000
         close = any(abs(t - b) <= 2 * beat for b in boundaries)

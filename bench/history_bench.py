@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from dsp.timeline import Clip
 from rooms import fractional, history
 from rooms.kinds import SERVER_ACTOR, Actor
 from server.mashups import room
@@ -37,9 +38,9 @@ def start(clips: int) -> Any:
     )
     state = KIND.apply(KIND.initial_state(), sync, SERVER_ACTOR)
     keys = fractional.keys_between(None, None, clips)
-    adds = [
+    adds: list[room.MashupOp] = [
         room.AddClip(
-            clip=room.Clip(
+            clip=Clip(
                 id=f"c{n}", track_id="t", in_seconds=n % 500, out_seconds=n % 500 + 4.0,
                 position_beats=float(n * 4),
             ),

@@ -90,10 +90,10 @@ def database_url_for(admin_url: str, name: str) -> str:
 
 @contextlib.contextmanager
 def embedded_postgres() -> Iterator[str]:
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     directory = tempfile.mkdtemp(prefix="bt-pg-")
-    server = pgserver.get_server(directory, cleanup_mode="delete")
+    server = get_server(directory, cleanup_mode="delete")
     try:
         yield str(server.get_uri("postgres"))
     finally:

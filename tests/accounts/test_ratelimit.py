@@ -10,12 +10,11 @@ from tests.accounts.helpers import (
     assert_problem,
     client_for,
     counts,
-    new_address,
     new_email,
     register,
 )
 from tests.conftest import StartServer
-from tests.support import RedisProcess, ServerProcess
+from tests.support import RedisProcess, ServerProcess, new_address
 
 LIMIT = 5
 

@@ -17,7 +17,7 @@ from server.blends.room import BlendOp, BlendRoom, BlendRoomState
 from tests.rooms.client import Client, join
 
 KIND = BlendRoom()
-_ops = msgspec.json.Decoder(list[BlendOp])  # type: ignore[valid-type]
+_ops = msgspec.json.Decoder(list[BlendOp])
 
 
 class BlendClient:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rooms import fractional
+from rooms.context import RoomSettings
 from rooms.kinds import SERVER_ACTOR, Actor, OpRejected
 from rooms.registry import load_kinds
 from server.blends import room
@@ -71,7 +72,7 @@ def rejected(state: BlendRoomState, op: room.BlendOp, actor: Actor) -> str:
 
 
 def test_the_kind_is_registered_and_round_trips() -> None:
-    assert isinstance(load_kinds(Settings())["blend"], BlendRoom)
+    assert isinstance(load_kinds(RoomSettings.pick(Settings()))["blend"], BlendRoom)
     state = woven_room()
     encoded = msgspec.json.encode(state)
     assert msgspec.json.decode(encoded, type=BlendRoomState) == state

@@ -58,7 +58,7 @@ def libraries(draw: st.DrawFn) -> tuple[list[MemberTaste], dict[str, int], int]:
             alias_only = isrc is not None and draw(st.integers(0, 5)) == 0
             style = draw(st.integers(0, 6))
             artist = ARTISTS[song % len(ARTISTS)]
-            if alias_only:
+            if alias_only and isrc is not None:
                 # Same recording, unrelated title (a "remastered" single, say): only the ISRC
                 # links it to the others.
                 name, artist_name = f"Alias {song} take {m}", f"Various {song}"

@@ -186,13 +186,14 @@ async def test_permissions_and_bad_input(
     ).status_code == 404
     assert (await add_track(http, other, rid)).status_code == 404
     assert (await http.post(f"/releases/{rid}/submit", headers=other.headers)).status_code == 404
-    for body in [
+    refused: list[dict[str, object]] = [
         {"title": "t", "duration_seconds": None},
         {"title": "t", "duration_seconds": -1},
         {"title": "t", "duration_seconds": 10, "track_order": 0},
         {"title": "t", "duration_seconds": 10, "isrc": "bad"},
-    ]:
-        assert (await add_track(http, artist, rid, **body)).status_code == 400, body
+    ]
+    for track in refused:
+        assert (await add_track(http, artist, rid, **track)).status_code == 400, track
     # Someone else's upload cannot be attached.
     foreign = await http.post(
         "/uploads", files={"file": ("a.wav", audio_bytes("wav"))}, headers=other.headers

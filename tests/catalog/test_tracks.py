@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TypedDict
 
 import asyncpg
 import httpx
@@ -223,13 +224,25 @@ async def test_bad_input_is_refused(http: httpx.AsyncClient, db: asyncpg.Connect
     assert duplicate.status_code == 409 and duplicate.json()["code"] == "audio_filename_taken"
 
 
+class Spec(TypedDict):
+    """A track of the search test, as ``make_track`` takes it."""
+
+    title: str
+    tempo: int | None
+    musical_key: str | None
+    scale: str | None
+    mood: list[str]
+    tags: list[str]
+    release_date: str | None
+
+
 async def test_search_filters_sort_and_cursor(
     http: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     artist = await make_user(db, roles=("artist",))
     genre = f"g{uuid.uuid4().hex[:8]}"
-    specs = [
-        dict(
+    specs: list[Spec] = [
+        Spec(
             title="Alpha Sunrise",
             tempo=90,
             musical_key="A",
@@ -238,7 +251,7 @@ async def test_search_filters_sort_and_cursor(
             tags=["piano"],
             release_date="2023-01-01",
         ),
-        dict(
+        Spec(
             title="Beta Storm",
             tempo=128,
             musical_key="C",
@@ -247,7 +260,7 @@ async def test_search_filters_sort_and_cursor(
             tags=["synth", "dance"],
             release_date="2024-06-01",
         ),
-        dict(
+        Spec(
             title="Gamma Sunrise",
             tempo=128,
             musical_key="C",
@@ -256,7 +269,7 @@ async def test_search_filters_sort_and_cursor(
             tags=["synth"],
             release_date=None,
         ),
-        dict(
+        Spec(
             title="Delta",
             tempo=None,
             musical_key=None,
@@ -265,7 +278,7 @@ async def test_search_filters_sort_and_cursor(
             tags=[],
             release_date="2022-03-03",
         ),
-        dict(
+        Spec(
             title="Epsilon",
             tempo=140,
             musical_key="F#",
@@ -280,7 +293,7 @@ async def test_search_filters_sort_and_cursor(
         track = await make_track(http, artist, genre=genre, **spec)
         ids[spec["title"]] = track["id"]
 
-    async def titles(**params: object) -> list[str]:
+    async def titles(**params: str | int | list[str]) -> list[str]:
         response = await http.get(
             "/tracks", params={"genre": genre, **params}, headers=artist.headers
         )
@@ -334,7 +347,12 @@ async def test_search_filters_sort_and_cursor(
         seen: list[str] = []
         cursor = None
         while True:
-            params = {"genre": genre, "sort": sort, "order": order, "limit": 2}
+            params: dict[str, str | int] = {
+                "genre": genre,
+                "sort": sort,
+                "order": order,
+                "limit": 2,
+            }
             if cursor:
                 params["cursor"] = cursor
             page = (await http.get("/tracks", params=params, headers=artist.headers)).json()
@@ -344,7 +362,7 @@ async def test_search_filters_sort_and_cursor(
                 break
         assert seen == full, (sort, order)
 
-    for params in [
+    refused: list[dict[str, str | int]] = [
         {"cursor": "!!!"},
         {"cursor": "bm9wZQ"},
         {"tempo_min": 5},
@@ -355,9 +373,10 @@ async def test_search_filters_sort_and_cursor(
         {"q": "x" * 500},
         {"genre": "a\x00"},
         {"released_from": "tomorrow"},
-    ]:
-        response = await http.get("/tracks", params=params, headers=artist.headers)
-        assert response.status_code == 400, (params, response.text)
+    ]
+    for bad in refused:
+        response = await http.get("/tracks", params=bad, headers=artist.headers)
+        assert response.status_code == 400, (bad, response.text)
     other_sort = (
         await http.get("/tracks", params={"genre": genre, "limit": 1}, headers=artist.headers)
     ).json()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import websockets
@@ -62,7 +63,7 @@ class Member:
                 await ws.send(json.dumps({"type": "ops", "op_id": op_id, "ops": ops}))
         return op_id
 
-    async def until(self, check: Any, within: float = 60.0) -> None:
+    async def until(self, check: Callable[[], bool], within: float = 60.0) -> None:
         """Wait until ``check()`` holds, re-checking after every message."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
@@ -76,6 +77,13 @@ class Member:
                 )
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
+
+    async def until_acked(self, op_id: str) -> None:
+        await self.until(lambda: op_id in self.acked)
+
+    async def until_settled(self, seq: int) -> None:
+        """Wait until this member has applied up to ``seq`` and has nothing unacknowledged."""
+        await self.until(lambda: self.seq == seq and not self.pending)
 
     async def _run(self) -> None:
         backoff = 0.05

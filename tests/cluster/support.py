@@ -165,7 +165,7 @@ class LocalCluster:
             # The raw text: redis-py's parsed form drops the slots being migrated.
             client.set_response_callback("CLUSTER NODES", lambda response, **_: response)
             try:
-                raw = await client.execute_command("CLUSTER NODES")
+                raw = await client.cluster("nodes")
             except (aioredis.RedisError, OSError):
                 continue
             finally:
@@ -181,7 +181,7 @@ class LocalCluster:
                 continue
             client = _client(node.port)
             try:
-                info = await client.execute_command("CLUSTER INFO")
+                info = await client.cluster("info")
             except (aioredis.RedisError, OSError):
                 return False
             finally:
@@ -199,7 +199,7 @@ class LocalCluster:
         """Re-read the slot map that ``slot_owner`` and ``first_slots`` answer from."""
         client = _client(self._any_live().port)
         try:
-            shards = await client.execute_command("CLUSTER SLOTS")
+            shards = await client.cluster("slots")
         finally:
             await client.aclose()
         self.slots = sorted((int(s[0]), int(s[1]), int(s[2][1])) for s in shards)

@@ -11,6 +11,7 @@ The tests run in this order on one cluster: the reshard and the failover change 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -87,7 +88,7 @@ async def keep_writing(member: Member, name: str, stop: asyncio.Event, at_least:
     n = 0
     while n < at_least or not stop.is_set():
         op_id = await member.write(title(f"{name}-{n}"), f"{name}-{n}")
-        await member.until(lambda op_id=op_id: op_id in member.acked)  # type: ignore[misc]
+        await member.until_acked(op_id)
         n += 1
 
 
@@ -108,7 +109,7 @@ async def check_order(rooms: Rooms, groups: list[Group]) -> int:
         final = await rooms.seq(group.room)
         assert final is not None
         for member in group.members:
-            await member.until(lambda m=member, f=final: m.seq == f and not m.pending)  # type: ignore[misc]
+            await member.until_settled(final)
         logged = {row["seq"]: row["op_id"] for row in await rooms.ops(group.room)}
         assert sorted(logged) == list(range(1, final + 1))
         assert len(set(logged.values())) == final, "an op id was applied twice"
@@ -141,13 +142,13 @@ async def publish_counts(cluster: LocalCluster) -> dict[int, tuple[int, int]]:
 
 async def test_members_of_many_rooms_on_three_processes_see_one_order(
     trio: list[ServerProcess], cluster: LocalCluster, rooms: Rooms
-):
+) -> None:
     prefix = rooms.prefix
     masters = [n for n in await cluster.topology() if n.master]
     # Four rooms on each shard.
     ids: list[uuid.UUID] = []
     for master in masters:
-        ids += room_ids(prefix, 4, lambda slot, port=master.port: cluster.slot_owner(slot) == port)
+        ids += room_ids(prefix, 4, functools.partial(owned_by, cluster, master.port))
     groups = await open_rooms(rooms, trio, ids)
     stop = asyncio.Event()
     stop.set()
@@ -183,11 +184,15 @@ async def finish(cluster: LocalCluster, prefix: str, groups: list[Group]) -> Non
     """Each room's channel ends with one subscriber per process, on its slot's master."""
     for group in groups:
         await eventually(
-            lambda g=group: _subscribed(cluster, prefix, g.room, 3),  # type: ignore[misc]
+            functools.partial(_subscribed, cluster, prefix, group.room, 3),
             what="every process subscribed on the room's shard",
         )
         for member in group.members:
             await member.stop()
+
+
+def owned_by(cluster: LocalCluster, port: int, slot: int) -> bool:
+    return cluster.slot_owner(slot) == port
 
 
 async def _subscribed(cluster: LocalCluster, prefix: str, room: uuid.UUID, count: int) -> bool:
@@ -196,7 +201,7 @@ async def _subscribed(cluster: LocalCluster, prefix: str, room: uuid.UUID, count
 
 async def test_a_slot_migration_under_traffic_is_survived(
     trio: list[ServerProcess], cluster: LocalCluster, rooms: Rooms
-):
+) -> None:
     prefix = rooms.prefix
     masters = [n for n in await cluster.topology() if n.master and n.slots]
     source, target = masters[0], masters[1]
@@ -220,7 +225,7 @@ async def test_a_slot_migration_under_traffic_is_survived(
 
 async def test_a_killed_master_is_replaced_and_nothing_acknowledged_is_lost(
     trio: list[ServerProcess], cluster: LocalCluster, rooms: Rooms
-):
+) -> None:
     prefix = rooms.prefix
     await cluster.refresh_slots()
     masters = [n for n in await cluster.topology() if n.master and n.slots]

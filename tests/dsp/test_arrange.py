@@ -30,6 +30,7 @@ from dsp.codec import PROJECT_RATE, Audio
 from dsp.render import render_timeline
 from dsp.structure import Section, Structure
 from dsp.timeline import (
+    Clip,
     clip_length_seconds,
     clip_start_seconds,
     stretch_factor,
@@ -212,12 +213,15 @@ def test_phrases_start_on_downbeats_and_cross_fade_equal_length() -> None:
         assert planned.bar % 4 == 0
         lead = planned.bar * 4 - clip.position_beats
         assert 0 <= lead <= 1.0
-        at = clip.in_seconds + lead * 60 / clip.source_bpm  # type: ignore[operator]
+        assert clip.source_bpm is not None
+        at = clip.in_seconds + lead * 60 / clip.source_bpm
         assert at == pytest.approx(source.downbeats[planned.source_bar], abs=1e-6)
         if planned.bar > 0:
             assert clip.fade_in_seconds == pytest.approx(max(lead * beat, 0.005))
     # Every clip ending on a boundary fades out exactly as the incoming clips fade in.
-    starts = {p.bar * 4: c for c, p in zip(timeline.clips, result.plan.clips, strict=True)}
+    starts: dict[float, Clip] = {
+        p.bar * 4: c for c, p in zip(timeline.clips, result.plan.clips, strict=True)
+    }
     checked = 0
     for clip in timeline.clips:
         end_beats = (

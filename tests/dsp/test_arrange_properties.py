@@ -138,6 +138,7 @@ def test_where_a_choice_exists_the_next_seed_gives_another_draft(
     # The same music under two ids: every phrase can come from either, equally well.
     if whole_bars(track) < PHRASE_BARS:
         return  # nothing to arrange: no choice either
+    assert track.bpm is not None  # (whole bars need a tempo)
     if 240.0 / track.bpm * 2 > target:
         return
     items = _inputs([track, track])

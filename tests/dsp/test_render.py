@@ -187,10 +187,11 @@ def _effect_strategy() -> st.SearchStrategy[dict[str, object]]:
     options = []
     for cls in typing.get_args(Effect):
         info = msgspec.inspect.type_info(cls)
-        fields = {
-            f.name: st.floats(f.type.ge, f.type.le, allow_nan=False)  # type: ignore[attr-defined]
-            for f in info.fields
-        }
+        assert isinstance(info, msgspec.inspect.StructType)
+        fields = {}
+        for f in info.fields:
+            assert isinstance(f.type, msgspec.inspect.FloatType)  # every parameter is a float
+            fields[f.name] = st.floats(f.type.ge, f.type.le, allow_nan=False)
         tag = cls.__struct_config__.tag
         options.append(st.fixed_dictionaries({"type": st.just(tag), **fields}))
     return st.one_of(options)

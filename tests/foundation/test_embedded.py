@@ -15,7 +15,7 @@ import httpx
 import psutil
 import redis.asyncio as aioredis
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, Backends, ServerProcess, free_port
 
 
 def _log_of(data_dir: str) -> Path:
@@ -54,7 +54,7 @@ def _processes_of(proc: subprocess.Popen[bytes], data_dir: str) -> list[psutil.P
 
 def _running(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -113,7 +113,7 @@ async def test_embedded_services_keep_data_across_restarts() -> None:
     assert f"data directory {Path(data_dir).resolve()} (existing)" in log
 
 
-async def test_external_urls_start_nothing(server, backends) -> None:  # type: ignore[no-untyped-def]
+async def test_external_urls_start_nothing(server: ServerProcess, backends: Backends) -> None:
     # The shared test server was given URLs: its data dir holds no embedded services.
     assert not Path(server.data_dir, "postgres").exists()
     assert not Path(server.data_dir, "redis").exists()

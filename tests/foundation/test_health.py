@@ -1,6 +1,7 @@
 import httpx
 
-from tests.support import RedisProcess, ServerProcess
+from tests.conftest import StartServer
+from tests.support import RedisProcess
 
 
 async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
@@ -32,11 +33,11 @@ async def test_openapi_and_metrics(http: httpx.AsyncClient) -> None:
     assert 'blendtune_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
 
 
-async def test_readyz_reports_redis_outage(start_server, backends) -> None:  # type: ignore[no-untyped-def]
+async def test_readyz_reports_redis_outage(start_server: StartServer) -> None:
     redis = RedisProcess()
     redis.start()
     try:
-        server: ServerProcess = await start_server(env={"BLENDTUNE_REDIS_URL": redis.url})
+        server = await start_server(env={"BLENDTUNE_REDIS_URL": redis.url})
         async with httpx.AsyncClient(base_url=server.url) as client:
             assert (await client.get("/readyz")).status_code == 200
             redis.stop()

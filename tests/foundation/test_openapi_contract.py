@@ -146,15 +146,15 @@ async def test_real_answers_of_every_operation_match_the_document(
         user = await make_user(db)
         for method, path, operation in _operations(document):
             url = _url(path)
-            body = {"json": {}} if "requestBody" in operation else {}
+            body: dict[str, object] | None = {} if "requestBody" in operation else None
             headers = {"X-Forwarded-For": new_address()}
-            anonymous = await http.request(method, url, headers=headers, **body)  # type: ignore[arg-type]
+            anonymous = await http.request(method, url, headers=headers, json=body)
             _check_answer(document, method, path, anonymous)
             if operation.get("security"):
                 assert anonymous.status_code == 401, (method, path)
                 signed_in = (await make_user(db)) if (method, path) in ENDS_SESSION else user
                 headers |= signed_in.headers
-                response = await http.request(method, url, headers=headers, **body)  # type: ignore[arg-type]
+                response = await http.request(method, url, headers=headers, json=body)
                 _check_answer(document, method, path, response)
             if "requestBody" in operation:
                 content_type = {"content-type": "application/json"}

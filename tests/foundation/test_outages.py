@@ -10,10 +10,10 @@ from tests.conftest import StartServer
 
 
 async def test_database_outage_gives_503_and_recovers(start_server: StartServer) -> None:
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     pgdata = tempfile.mkdtemp(prefix="bt-pg-outage-")
-    postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
+    postgres = get_server(pgdata, cleanup_mode="stop")
     url = postgres.get_uri("postgres")
     await migrate.forwards(url)
     try:
@@ -30,7 +30,7 @@ async def test_database_outage_gives_503_and_recovers(start_server: StartServer)
             ready = await client.get("/readyz")
             assert ready.status_code == 503 and "database" in ready.json()["detail"]
 
-            postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
+            postgres = get_server(pgdata, cleanup_mode="stop")
             for _ in range(100):
                 if (await client.get("/readyz")).status_code == 200:
                     break

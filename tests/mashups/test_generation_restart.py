@@ -44,11 +44,8 @@ async def test_a_killed_generation_is_completed_by_another_process(
     async with httpx.AsyncClient(base_url=pair[0].url, timeout=30) as http:
         mashup_id = (await create_mashup(http, alice, "Survivor", 20))["id"]
         short = ((4, 0.5), (4, 1.0))
-        for name, shape in (
-            ("a.wav", {"sections": short}),
-            ("b.wav", {"sections": short, "bpm": 124.0, "root_hz": 261.6}),
-        ):
-            data, structure = song(**shape)  # type: ignore[arg-type]
+        for name, bpm, root_hz in (("a.wav", 120.0, 220.0), ("b.wav", 124.0, 261.6)):
+            data, structure = song(bpm, short, root_hz=root_hz)
             upload = await upload_track(http, alice, data, name)
             await store_structure(db, upload["id"], structure)
             added = await http.post(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from tests.rooms.notes import members_key
 from tests.support import Backends, RedisProcess, ServerProcess, TestUser, make_user
@@ -82,7 +82,7 @@ class Rooms:
 
     async def create(self, *members: tuple[TestUser, str]) -> uuid.UUID:
         room_id = uuid.uuid4()
-        mapping: dict[Any, Any] = {"-": "-"}  # the room exists even with no members
+        mapping: dict[FieldT, EncodableT] = {"-": "-"}  # the room exists even with no members
         mapping.update({str(user.id): role for user, role in members})
         await self.redis.hset(members_key(self.prefix, room_id), mapping=mapping)
         return room_id
@@ -119,8 +119,8 @@ async def own_redis() -> AsyncIterator[RedisProcess]:
     process.stop()
 
 
-async def set_members(url: str, prefix: str, room: object, *users: TestUser) -> None:
+async def set_members(url: str, prefix: str, room: uuid.UUID, *users: TestUser) -> None:
     client = aioredis.from_url(url)
-    mapping = {"-": "-", **{str(user.id): "editor" for user in users}}
+    mapping: dict[FieldT, EncodableT] = {"-": "-", **{str(user.id): "editor" for user in users}}
     await client.hset(members_key(prefix, room), mapping=mapping)
     await client.aclose()

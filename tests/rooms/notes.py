@@ -96,4 +96,6 @@ class NotesKind(RoomKind[NotesState, NoteOp]):
         self, services: KindContext, room_id: uuid.UUID, user_id: uuid.UUID
     ) -> Membership | None:
         role = await services.redis.hget(members_key(services, room_id), str(user_id))
-        return None if role is None else Membership(role=role.decode())
+        if role is None:
+            return None
+        return Membership(role=role.decode() if isinstance(role, bytes) else role)

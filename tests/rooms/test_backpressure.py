@@ -48,7 +48,7 @@ async def answer(client: Client, op_id: str) -> dict[str, Any]:
 
 async def test_a_stalled_postgres_bounds_what_waits_and_recovers(
     start_room_server: StartRoomServer, notes: Rooms, backends: Backends
-):
+) -> None:
     proxy = Proxy("127.0.0.1", 5432)
     await proxy.start()
     try:
@@ -94,7 +94,7 @@ def welcome_limit(client: Client) -> int:
 
 async def test_a_stalled_redis_bounds_the_publish_queue_and_recovers(
     own_redis: RedisProcess, start_room_server: StartRoomServer, notes: Rooms, backends: Backends
-):
+) -> None:
     proxy = Proxy("127.0.0.1", own_redis.port)
     await proxy.start()
     try:

@@ -29,7 +29,7 @@ async def write(client: Client, prefix: str, count: int) -> None:
 
 async def test_concurrent_writers_on_two_processes_see_one_order(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, b = pair
     users = [await notes.user() for _ in range(6)]
     room = await notes.create(*((user, "editor") for user in users))
@@ -62,7 +62,7 @@ async def test_concurrent_writers_on_two_processes_see_one_order(
 
 async def test_kill_after_ack_loses_nothing_and_presence_follows(
     start_room_server: StartRoomServer, notes: Rooms
-):
+) -> None:
     c = await start_room_server()
     d = await start_room_server()
     alice, bob = await notes.user(), await notes.user()
@@ -91,7 +91,7 @@ async def test_kill_after_ack_loses_nothing_and_presence_follows(
 
 async def test_sigterm_tells_clients_to_reconnect_and_flushes(
     start_room_server: StartRoomServer, notes: Rooms
-):
+) -> None:
     c = await start_room_server()
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -105,7 +105,7 @@ async def test_sigterm_tells_clients_to_reconnect_and_flushes(
     assert set(client.acks) <= {r["op_id"] for r in rows} <= set(sent)
 
 
-async def test_serve_with_workers(start_room_server: StartRoomServer, notes: Rooms):
+async def test_serve_with_workers(start_room_server: StartRoomServer, notes: Rooms) -> None:
     server = await start_room_server("--workers", "2")
     users = [await notes.user() for _ in range(2)]
     room = await notes.create(*((user, "editor") for user in users))

@@ -22,7 +22,7 @@ def add(note_id: str) -> list[dict[str, str]]:
 
 async def test_redis_restart_is_survived(
     own_redis: RedisProcess, start_room_server: StartRoomServer, notes: Rooms, backends: Backends
-):
+) -> None:
     env = {"BLENDTUNE_REDIS_URL": own_redis.url}
     a = await start_room_server(env=env)
     b = await start_room_server(env=env)
@@ -78,7 +78,9 @@ async def test_redis_restart_is_survived(
         await client.close()
 
 
-async def test_slow_reader_is_closed_with_resync(start_room_server: StartRoomServer, notes: Rooms):
+async def test_slow_reader_is_closed_with_resync(
+    start_room_server: StartRoomServer, notes: Rooms
+) -> None:
     server = await start_room_server(
         env={"BLENDTUNE_WS_SEND_QUEUE_MAX": "16", "BLENDTUNE_WS_OPS_PER_SECOND": "1000"}
     )
@@ -122,7 +124,7 @@ async def test_slow_reader_is_closed_with_resync(start_room_server: StartRoomSer
 
 async def test_rooms_work_over_a_unix_socket_redis(
     start_room_server: StartRoomServer, notes: Rooms, backends: Backends, tmp_path: Path
-):
+) -> None:
     """The embedded default's Redis listens on a unix socket."""
     socket_path = tmp_path / "redis.sock"
     process = subprocess.Popen(
@@ -155,7 +157,7 @@ async def test_rooms_work_over_a_unix_socket_redis(
 
 async def test_postgres_outage_answers_unavailable_and_recovers(
     start_room_server: StartRoomServer, notes: Rooms, backends: Backends
-):
+) -> None:
     proxy = Proxy("127.0.0.1", 5432)
     await proxy.start()
     try:

@@ -151,7 +151,7 @@ async def cluster(backends: Backends) -> AsyncIterator[Cluster]:
     await pool.close()
 
 
-async def test_two_hubs_deliver_one_gapless_order_and_ack_every_author(cluster: Cluster):
+async def test_two_hubs_deliver_one_gapless_order_and_ack_every_author(cluster: Cluster) -> None:
     a, b = await cluster.hub(), await cluster.hub()
     room = await cluster.room()
     members = [await Member(hub, uuid.uuid4()).join(room) for hub in (a, b, a, b)]
@@ -173,7 +173,7 @@ async def test_two_hubs_deliver_one_gapless_order_and_ack_every_author(cluster: 
     assert all(order == orders[0] for order in orders)
 
 
-async def test_a_lost_publish_is_read_from_the_log(cluster: Cluster):
+async def test_a_lost_publish_is_read_from_the_log(cluster: Cluster) -> None:
     a, b = await cluster.hub(), await cluster.hub()
     room = await cluster.room()
     writer = await Member(a, uuid.uuid4()).join(room)
@@ -189,7 +189,7 @@ async def test_a_lost_publish_is_read_from_the_log(cluster: Cluster):
     assert [m["op_id"] for m in reader.received if is_stream(m)] == ["one", "two"]
 
 
-async def test_a_broker_interruption_rebuilds_presence_exactly(cluster: Cluster):
+async def test_a_broker_interruption_rebuilds_presence_exactly(cluster: Cluster) -> None:
     a, b = await cluster.hub(), await cluster.hub()
     room = await cluster.room()
     on_a = await Member(a, uuid.uuid4()).join(room)

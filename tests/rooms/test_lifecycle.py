@@ -41,7 +41,7 @@ async def services(backends: Backends) -> AsyncIterator[Services]:
 
 async def test_idle_connections_are_pinged_then_closed(
     start_room_server: StartRoomServer, notes: Rooms
-):
+) -> None:
     server = await start_room_server(
         env={
             "BLENDTUNE_WS_HEARTBEAT_SECONDS": "0.3",
@@ -73,7 +73,7 @@ async def test_idle_connections_are_pinged_then_closed(
 
 async def test_deleted_room_closes_its_members(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -104,7 +104,7 @@ async def _hello_close(base: str, room: uuid.UUID, token: str) -> int | None:
 
 async def test_server_submissions_reach_members(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms, services: Services
-):
+) -> None:
     a, b = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -137,7 +137,9 @@ async def test_server_submissions_reach_members(
     await on_b.close()
 
 
-async def test_metrics_are_exported(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
+async def test_metrics_are_exported(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+) -> None:
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -164,7 +166,7 @@ async def test_metrics_are_exported(pair: tuple[ServerProcess, ServerProcess], n
 
 async def test_membership_changes_reach_open_connections(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms, services: Services
-):
+) -> None:
     a, b = pair
     alice, bob = await notes.user(), await notes.user()
     room = await notes.create((alice, "editor"), (bob, "editor"))
@@ -193,7 +195,7 @@ async def test_membership_changes_reach_open_connections(
 
 async def test_late_or_lost_publishes_are_filled_from_the_database(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms, services: Services
-):
+) -> None:
     """Pub/sub may deliver seq 2 without seq 1: the process reads seq 1 from the log."""
     a, _ = pair
     alice = await notes.user()
@@ -245,7 +247,7 @@ async def gap_fills(server: ServerProcess) -> float:
 
 async def test_committed_but_unpublished_batches_are_caught_up(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     """A process killed between commit and publish: nothing on Redis, only the log has it."""
     a, _ = pair
     alice = await notes.user()

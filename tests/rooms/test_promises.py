@@ -24,7 +24,7 @@ from tests.support import Backends, RedisProcess, ServerProcess
 
 async def test_every_author_gets_an_ack_for_every_batch_at_2000_per_second(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     """Both processes write to the same rooms, so commits take the locking path and gap fills
     read the log while commits are in flight: the author must still get its ack."""
     a, b = pair
@@ -85,7 +85,7 @@ class View:
 
 async def test_presence_is_rebuilt_exactly_after_repeated_redis_cuts(
     own_redis: RedisProcess, start_room_server: StartRoomServer, notes: Rooms, backends: Backends
-):
+) -> None:
     """Each process reaches Redis through its own forwarder, which cuts its connections while
     Redis keeps running. After every cut, every member's view and every fresh welcome list
     exactly the connected members, and ghosts never count against the member cap."""
@@ -160,7 +160,7 @@ async def join_close_code(base: str, room: uuid.UUID, token: str) -> int | None:
 
 async def test_dead_process_members_leave_within_5_seconds_by_default(
     backends: Backends, notes: Rooms
-):
+) -> None:
     """Default presence settings (heartbeat TTL 3 s, reaped every 0.75 s): at most 3.75 s
     after a kill -9 the members are gone; the last 1.25 s is margin for a loaded machine."""
     env = {k: v for k, v in ROOM_ENV.items() if k != "BLENDTUNE_PRESENCE_TTL_SECONDS"}
@@ -219,7 +219,7 @@ async def pruning_services(backends: Backends) -> AsyncIterator[Any]:
 
 async def test_op_ids_stay_idempotent_for_the_window_whatever_the_log_retention(
     pruning_services: Any, notes: Rooms
-):
+) -> None:
     """Snapshots every 10 batches, 20 kept behind: after 45 batches seq 1 is far behind the
     retention, but younger than room_op_id_hours (24 h by default), so it stays and its op id
     is still answered with its original seq."""
@@ -246,7 +246,7 @@ async def test_op_ids_stay_idempotent_for_the_window_whatever_the_log_retention(
 
 async def test_welcome_limits_say_how_far_a_resume_reaches_and_odd_last_seqs_get_a_snapshot(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))

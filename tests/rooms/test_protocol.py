@@ -26,7 +26,9 @@ async def closed_with(ws: websockets.ClientConnection) -> int | None:
         return exc.rcvd.code if exc.rcvd else None
 
 
-async def test_join_edit_ack_and_fan_out(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
+async def test_join_edit_ack_and_fan_out(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+) -> None:
     a, _ = pair
     alice, bob = await notes.user(), await notes.user()
     room = await notes.create((alice, "editor"), (bob, "editor"))
@@ -68,7 +70,9 @@ async def test_join_edit_ack_and_fan_out(pair: tuple[ServerProcess, ServerProces
     await c1.close()
 
 
-async def test_rejected_ops_change_nothing(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
+async def test_rejected_ops_change_nothing(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+) -> None:
     a, _ = pair
     alice, viewer = await notes.user(), await notes.user()
     room = await notes.create((alice, "editor"), (viewer, "viewer"))
@@ -128,7 +132,7 @@ async def test_rejected_ops_change_nothing(pair: tuple[ServerProcess, ServerProc
 
 async def test_op_id_sent_twice_applies_once(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, b = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -164,7 +168,7 @@ async def test_op_id_sent_twice_applies_once(
 
 async def test_resume_delivers_exactly_the_missed_batches(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, b = pair
     alice, bob = await notes.user(), await notes.user()
     room = await notes.create((alice, "editor"), (bob, "editor"))
@@ -198,7 +202,7 @@ async def test_resume_delivers_exactly_the_missed_batches(
 
 async def test_resume_too_far_back_gets_a_snapshot(
     start_room_server: StartRoomServer, notes: Rooms
-):
+) -> None:
     # (Pruned by count alone here: by default the log also keeps a day of batches.)
     env = {"BLENDTUNE_ROOM_OP_ID_HOURS": "0"}
     a, b = await start_room_server(env=env), await start_room_server(env=env)
@@ -225,7 +229,9 @@ async def test_resume_too_far_back_gets_a_snapshot(
     await fresh.close()
 
 
-async def test_handshake_close_codes(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
+async def test_handshake_close_codes(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+) -> None:
     a, _ = pair
     alice, stranger = await notes.user(), await notes.user()
     room = await notes.create((alice, "editor"))
@@ -261,7 +267,7 @@ async def test_handshake_close_codes(pair: tuple[ServerProcess, ServerProcess], 
 
 async def test_other_sites_cannot_open_a_room(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -283,7 +289,9 @@ async def test_other_sites_cannot_open_a_room(
     await ws.close()
 
 
-async def test_oversized_frame_is_refused(pair: tuple[ServerProcess, ServerProcess], notes: Rooms):
+async def test_oversized_frame_is_refused(
+    pair: tuple[ServerProcess, ServerProcess], notes: Rooms
+) -> None:
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -295,7 +303,7 @@ async def test_oversized_frame_is_refused(pair: tuple[ServerProcess, ServerProce
 
 async def test_flood_is_limited_then_closed(
     pair: tuple[ServerProcess, ServerProcess], notes: Rooms
-):
+) -> None:
     a, _ = pair
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
@@ -321,7 +329,7 @@ async def test_flood_is_limited_then_closed(
 
 async def test_plain_http_on_the_rooms_path_is_refused(
     pair: tuple[ServerProcess, ServerProcess],
-):
+) -> None:
     a, _ = pair
     async with httpx.AsyncClient(base_url=a.url) as http:
         response = await http.get(f"/rooms/notes/{uuid.uuid4()}")

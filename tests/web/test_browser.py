@@ -17,7 +17,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from pedalboard.io import AudioFile
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from tests.accounts.helpers import verification_link, wait_for_email
 from tests.mashups.generation_support import song
@@ -31,7 +31,7 @@ SLOW = 60_000  # uploads are analysed, blends woven and audio rendered by the se
 def timeline_seconds(timeline: dict[str, Any]) -> float:
     """Where the last clip ends, in seconds (the renderer's arithmetic, docs/audio.md)."""
     bpm = timeline["bpm"]
-    ends = []
+    ends: list[float] = []
     for clip in timeline["clips"]:
         factor = bpm / clip["source_bpm"] if clip["source_bpm"] else 1.0
         start = clip["position_beats"] * 60 / bpm
@@ -168,7 +168,7 @@ async def test_two_friends_blend_and_mash_up_together(
     await a.goto(f"{server.url}/#/library")
     await a.set_input_files(
         "#upload-files",
-        [{"name": name, "mimeType": "audio/wav", "buffer": data} for name, data in songs.items()],
+        [FilePayload(name=name, mimeType="audio/wav", buffer=data) for name, data in songs.items()],
     )
     await expect(a.locator("#uploads tr")).to_have_count(2, timeout=SLOW)
     await expect(a.locator("#uploads td.ok")).to_have_count(2, timeout=SLOW)

@@ -47,7 +47,8 @@ def documented_types() -> set[str]:
 def client_only_types() -> set[str]:
     # "### 1. hello (client → server, ...)", "### ack (server → author)", "### joined / left ...",
     # "### undo, redo, restore (client → server)"
-    client, server = set(), set()
+    client: set[str] = set()
+    server: set[str] = set()
     heading = r"^### (?:\d+\. )?([\w /,]+?) \((client|server) →"
     for names, side in re.findall(heading, PROTOCOL, re.M):
         (client if side == "client" else server).update(re.split(r", | / ", names))
