@@ -119,6 +119,7 @@ class Bench:
                         [p.op_id for p in batch],
                         [BODY] * len(batch),
                     )
+                    assert row is not None
                 self.statements += 1
                 assert row["updated"] == 1
                 self.seq[room] = seqs[-1]
@@ -163,6 +164,7 @@ class Bench:
                         i_op,
                         [BODY] * len(i_room),
                     )
+                    assert row is not None
                 self.statements += 1
                 assert row["updated"] == len(rooms)
                 for room, items in by_room.items():

@@ -46,6 +46,7 @@ async def test_register_verify_login_use_logout(
         row = await db.fetchrow(
             "SELECT password_hash, email_verified FROM users WHERE id = $1", user_id
         )
+        assert row is not None
         assert (
             row["password_hash"].startswith("$argon2id$") and PASSWORD not in row["password_hash"]
         )
@@ -62,6 +63,7 @@ async def test_register_verify_login_use_logout(
             " WHERE user_id = $1",
             user_id,
         )
+        assert stored is not None
         assert stored["token_hash"] == hashlib.sha256(token.encode()).digest()
         assert stored["ttl"].total_seconds() == 24 * 3600
 
@@ -145,6 +147,7 @@ async def test_outbox_sender_marks_messages_sent(
         assert time.monotonic() < deadline, "outbox message never sent"
         await asyncio.sleep(0.1)
     row = await db.fetchrow("SELECT attempts, sent_at FROM email_outbox WHERE id = $1", mail["id"])
+    assert row is not None
     assert row["attempts"] == 1 and row["sent_at"] is not None
     # ... and the developer finds the link in the log.
     token = link_token(verification_link(mail["body"]))

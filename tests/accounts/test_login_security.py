@@ -61,6 +61,7 @@ async def test_lockout_starts_at_sixth_attempt_and_ends_after_window(
         row = await db.fetchrow(
             "SELECT failed_login_attempts, locked_until FROM users WHERE id = $1", account.user_id
         )
+        assert row is not None
         assert row["failed_login_attempts"] == 0 and row["locked_until"] is None
 
 
@@ -185,6 +186,7 @@ async def test_concurrent_failures_all_count_and_lock_once(
         "SELECT failed_login_attempts, locked_until > now() AS locked FROM users WHERE id = $1",
         account.user_id,
     )
+    assert row is not None
     # Five failures locked the account (and restarted the count); the ones that landed while
     # it was locked neither counted nor extended the lock; its owner got one email.
     assert row["locked"] and row["failed_login_attempts"] == 0

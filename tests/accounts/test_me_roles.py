@@ -56,6 +56,7 @@ async def test_profile_read_and_patch(server: ServerProcess, db: asyncpg.Connect
         )
         assert response.json()["profile"] == {**patch, "bio": None, "country": "FR"}
         row = await db.fetchrow("SELECT * FROM profiles WHERE user_id = $1", account.user_id)
+        assert row is not None
         assert (
             row["bio"] is None and row["country"] == "FR" and row["display_name"] == "Ada Lovelace"
         )

@@ -124,6 +124,7 @@ async def test_failed_send_is_kept_for_retry(own_db: str, start_server: StartSer
             "SELECT status, attempts, last_error, sent_at FROM email_outbox WHERE to_address = $1",
             account.email,
         )
+        assert row is not None
         # One attempt, kept pending with the error; the next try waits a minute.
         assert row["status"] == "pending" and row["attempts"] == 1
         assert row["last_error"] and row["sent_at"] is None

@@ -19,6 +19,14 @@ CODE = re.compile(r"^[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}$")
 TEST_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
 
 
+async def participant_statuses(db: asyncpg.Connection, blend_id: str) -> dict[uuid.UUID, str]:
+    rows = await db.fetch(
+        "SELECT user_id, status::text FROM blend_participants WHERE blend_id = $1",
+        uuid.UUID(blend_id),
+    )
+    return {row["user_id"]: row["status"] for row in rows}
+
+
 async def test_create_read_and_list(http: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     owner, stranger = await make_user(db), await make_user(db)
     blend = await create_blend(http, owner, "  Road   trip ")
@@ -29,6 +37,7 @@ async def test_create_read_and_list(http: httpx.AsyncClient, db: asyncpg.Connect
     assert CODE.match(blend["share_code"]["code"]), blend["share_code"]
     assert [(m["user_id"], m["is_owner"]) for m in blend["members"]] == [(str(owner.id), True)]
     stored = await db.fetchrow("SELECT * FROM blends WHERE id = $1", uuid.UUID(blend["id"]))
+    assert stored is not None
     assert stored["share_code"] == blend["share_code"]["code"].replace("-", "")
     # Seven days by default.
     days = (stored["share_code_expires_at"] - stored["created_at"]).total_seconds() / 86400
@@ -159,12 +168,7 @@ async def test_full_blend_refuses_joins(http: httpx.AsyncClient, db: asyncpg.Con
         f"/blends/{blend_id}", json={"settings": {"member_limit": 2}}, headers=owner.headers
     )
     assert lower.status_code == 409 and lower.json()["code"] == "member_limit_too_low"
-    statuses = dict(
-        await db.fetch(
-            "SELECT user_id, status::text FROM blend_participants WHERE blend_id = $1",
-            uuid.UUID(blend_id),
-        )
-    )
+    statuses = await participant_statuses(db, blend_id)
     assert statuses == {
         owner.id: "accepted",
         first.id: "accepted",
@@ -280,12 +284,7 @@ async def test_invitations(http: httpx.AsyncClient, db: asyncpg.Connection) -> N
     assert (
         await http.post(f"/blends/{blend_id}/decline", headers=decliner.headers)
     ).status_code == 404
-    statuses = dict(
-        await db.fetch(
-            "SELECT user_id, status::text FROM blend_participants WHERE blend_id = $1",
-            uuid.UUID(blend_id),
-        )
-    )
+    statuses = await participant_statuses(db, blend_id)
     assert statuses == {owner.id: "accepted", invitee.id: "accepted", decliner.id: "declined"}
 
 
@@ -318,6 +317,7 @@ async def test_provider_tokens_are_encrypted_and_never_returned(
         " WHERE user_id = $1",
         user.id,
     )
+    assert row is not None
     access, refresh = bytes(row["access_token_encrypted"]), bytes(row["refresh_token_encrypted"])
     assert secret_access.encode() not in access and secret_refresh.encode() not in refresh
     assert len(access) == 12 + len(secret_access) + 16

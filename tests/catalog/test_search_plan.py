@@ -4,6 +4,7 @@ scan the whole table. Runs in a database of its own so the shared one stays smal
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -66,7 +67,7 @@ FILTER_INDEXES = {
 
 
 @pytest.fixture
-async def big_catalog(fresh_database: str) -> asyncpg.Connection:
+async def big_catalog(fresh_database: str) -> AsyncIterator[asyncpg.Connection]:
     await migrate.forwards(fresh_database)
     conn = await asyncpg.connect(fresh_database)
     await conn.execute(GENERATE)

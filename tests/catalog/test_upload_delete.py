@@ -41,6 +41,7 @@ async def test_deleting_an_upload_removes_it_everywhere(
         " FROM uploaded_tracks WHERE id = $1",
         uuid.UUID(gone["id"]),
     )
+    assert keys is not None
     stored = Path(server.data_dir) / "storage" / keys["storage_key"]
     stems = [
         Path(server.data_dir) / "storage" / keys[f"{stem}_storage_key"]

@@ -63,6 +63,7 @@ async def test_upload_killed_mid_move_completes_after_restart(
         "SELECT status::text, retry_count, error_log FROM upload_jobs WHERE uploaded_track_id = $1",
         upload_id,
     )
+    assert job is not None
     assert job["status"] == "completed"
     assert job["retry_count"] == 1 and "worker lost" in job["error_log"]
     row = await db.fetchrow(
@@ -70,6 +71,7 @@ async def test_upload_killed_mid_move_completes_after_restart(
         " WHERE id = $1",
         upload_id,
     )
+    assert row is not None
     assert row["upload_status"] == "uploaded"
     assert (storage / row["storage_key"]).read_bytes() == data
     assert abs(float(row["duration_seconds"]) - 2.0) < 0.1

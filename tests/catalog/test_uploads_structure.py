@@ -61,6 +61,7 @@ async def test_analysis_stores_structure_stems_and_peaks(
         " FROM uploaded_tracks WHERE id = $1",
         upload_id,
     )
+    assert row is not None
     assert row["harmonic_storage_key"] == f"stems/{user.id.hex}/{upload_id.hex}-harmonic.flac"
     root = Path(server.data_dir) / "storage"
     original = dsp.decode_file(root / row["storage_key"])

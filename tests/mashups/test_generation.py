@@ -187,6 +187,7 @@ async def test_two_members_see_one_generated_batch_and_edit_it(
         " FROM mashups m JOIN mashup_generation_jobs j ON j.mashup_id = m.id WHERE j.id = $1",
         uuid.UUID(job_id),
     )
+    assert row is not None
     assert (row["status"], row["job"], row["attempts"]) == ("completed", "completed", 1)
     assert row["key"].endswith(f"{uuid.UUID(job_id).hex}.flac")
     assert msgspec.json.decode(row["plan"]) == msgspec.to_builtins(expected.plan)
@@ -254,6 +255,7 @@ async def test_a_generation_that_cannot_be_made_says_why_and_changes_no_timeline
         " FROM mashups m JOIN mashup_generation_jobs j ON j.mashup_id = m.id WHERE m.id = $1",
         uuid.UUID(mashup_id),
     )
+    assert row is not None
     assert (row["status"], row["job"]) == ("failed", "failed")
     assert "usable tempo" in row["detail"]
     detail = (await on_a.get(f"/mashups/{mashup_id}", headers=alice.headers)).json()

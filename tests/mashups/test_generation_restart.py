@@ -98,6 +98,7 @@ async def test_a_killed_generation_is_completed_by_another_process(
     job = await db.fetchrow(
         "SELECT status::text, detail FROM mashup_generation_jobs WHERE id = $1", job_id
     )
+    assert job is not None
     assert (job["status"], job["detail"]) == (
         "pending",
         "handed back by a process that was stopping",
@@ -126,6 +127,7 @@ async def test_a_killed_generation_is_completed_by_another_process(
         " WHERE id = $1",
         job_id,
     )
+    assert job is not None
     assert (job["status"], job["attempts"]) == ("completed", 3)
     assert "taken over" in job["detail"]
     assert (tmp_path / "storage" / job["output_storage_key"]).is_file()
