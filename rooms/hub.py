@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -186,7 +186,12 @@ class Hub:
         try:
             await asyncio.shield(room.activation)
             if len(room.roster) >= self.settings.ws_room_max_members:
-                raise JoinRefused(p.Close.ROOM_FULL, "the room is full")
+                # Ghosts never count against the cap: members of a process that was killed
+                # or retired its id (a Redis interruption) may still be listed until the next
+                # periodic reap, so reap this room now before refusing.
+                await self._reap([room])
+                if len(room.roster) >= self.settings.ws_room_max_members:
+                    raise JoinRefused(p.Close.ROOM_FULL, "the room is full")
             registered = True  # (even if the answer is lost, the write may have happened)
             await self.store.add([(room.members_key, conn.id, _encoder.encode(conn.member))])
             # A batch may be committed but never published (its process died right after
@@ -480,10 +485,12 @@ class Hub:
             elif seq > room.seq:
                 room.behind(seq)
 
-    async def _reap(self) -> None:
-        """Forget members of processes whose heartbeat key expired (killed processes)."""
+    async def _reap(self, rooms: Iterable[Room] | None = None) -> None:
+        """Forget members of processes whose heartbeat key is gone (killed processes, ids
+        retired after an interruption), in ``rooms`` or every active room."""
+        rooms = list(self.rooms.values()) if rooms is None else list(rooms)
         procs: set[str] = set()
-        for room in self.rooms.values():
+        for room in rooms:
             procs.update(member_id.split(".")[0] for member_id in room.roster)
         procs.discard(self.proc_id)
         if not procs:
@@ -493,7 +500,7 @@ class Hub:
         if not dead:
             return
         gone: list[tuple[str, str]] = []
-        for room in list(self.rooms.values()):
+        for room in rooms:
             for member_id in [m for m in room.roster if m.split(".")[0] in dead]:
                 room.announce_leave(member_id)
                 gone.append((room.members_key, member_id))

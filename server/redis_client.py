@@ -17,6 +17,8 @@ from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 # What ``create_redis`` returns. The two share the command methods Blendtune uses (a pipeline
 # on a cluster sends each command to its slot's node and follows MOVED by itself).
@@ -74,6 +76,11 @@ def create_redis(url: str, *, max_connections: int = 64) -> RedisClient:
         socket_timeout=5,
         socket_connect_timeout=3,
         health_check_interval=15,
+        # After a network cut or a Redis restart every pooled connection is dead, and the
+        # first command on each would fail although Redis is back (a pool given to ``Redis``
+        # keeps its connections' retry policy, which is no retry at all). One immediate retry
+        # on a fresh connection absorbs that; a Redis that is really down still fails fast.
+        retry=Retry(NoBackoff(), 1),
     )
     return Redis(connection_pool=pool)
 

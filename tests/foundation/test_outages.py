@@ -1,4 +1,5 @@
-"""A PostgreSQL outage degrades REST with clear 503s and recovers by itself."""
+"""A PostgreSQL outage degrades REST with clear 503s and recovers by itself; a cut Redis
+connection costs no request once Redis answers again."""
 
 import tempfile
 
@@ -7,6 +8,8 @@ import httpx
 
 from db import migrate
 from tests.conftest import StartServer
+from tests.rooms.proxy import Proxy
+from tests.support import Backends
 
 
 async def test_database_outage_gives_503_and_recovers(start_server: StartServer) -> None:
@@ -41,3 +44,25 @@ async def test_database_outage_gives_503_and_recovers(start_server: StartServer)
             await conn.close()
     finally:
         postgres.cleanup()
+
+
+async def test_the_first_request_after_a_redis_cut_succeeds(
+    start_server: StartServer, backends: Backends
+) -> None:
+    """Every pooled Redis connection dies in a network cut; once Redis is reachable again, the
+    next request reconnects instead of failing on a dead connection."""
+    redis = httpx.URL(backends.redis_url)
+    proxy = Proxy(redis.host, redis.port or 6379)
+    await proxy.start()
+    try:
+        server = await start_server(
+            env={"BLENDTUNE_REDIS_URL": f"redis://127.0.0.1:{proxy.port}{redis.path}"}
+        )
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/readyz")).status_code == 200
+            proxy.cut()
+            proxy.up = True
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+    finally:
+        await proxy.stop()

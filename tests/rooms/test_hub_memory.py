@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +24,7 @@ from rooms import store
 from rooms.broker import MemoryBroker, MemoryHub
 from rooms.conn import Conn
 from rooms.context import RoomsContext, RoomSettings
+from rooms.fanout import pack
 from rooms.hub import Hub
 from rooms.kinds import Actor
 from rooms.presence import MemoryPresence
@@ -121,14 +123,14 @@ class Cluster:
         self.presence = MemoryPresence()
         self.hubs: list[Hub] = []
 
-    async def hub(self) -> Hub:
+    async def hub(self, settings: RoomSettings = SETTINGS) -> Hub:
         async def never(token: str | None, headers: Any) -> uuid.UUID | None:
             return None
 
         kinds = SimpleNamespace(
             pool=self.pool, redis=None, keys=lambda *parts: self.prefix + ":".join(parts)
         )
-        ctx = RoomsContext(SETTINGS, kinds, CollectorRegistry(), never)
+        ctx = RoomsContext(settings, kinds, CollectorRegistry(), never)
         broker = MemoryBroker(self.medium)
         hub = Hub(ctx, {KIND.name: KIND}, broker=broker, presence=self.presence)
         await hub.start()
@@ -211,3 +213,23 @@ async def test_a_broker_interruption_rebuilds_presence_exactly(cluster: Cluster)
     await on_a.until(lambda: on_a.view() == {on_a.conn.id, back.conn.id})
     await back.until(lambda: back.view() == {on_a.conn.id, back.conn.id})
     await on_a.until(lambda: on_a.seqs() == [1])  # (through the periodic seq check)
+
+
+async def test_ghosts_of_a_dead_process_never_fill_the_room(cluster: Cluster):
+    """A room at its cap because of a member whose process is gone (killed, or its id retired
+    after an interruption) takes a new member at once, without waiting for the periodic reap
+    (here far away: a long presence TTL)."""
+    settings = msgspec.structs.replace(SETTINGS, ws_room_max_members=2, presence_ttl_seconds=600)
+    hub = await cluster.hub(settings)
+    room = await cluster.room()
+    first = await Member(hub, uuid.uuid4()).join(room)
+    # A member of process "gone" is announced, and "gone" has no heartbeat.
+    ghost = p.Member(id="gone.1", user_id=uuid.uuid4(), role="editor")
+    channel = hub.rooms[room].channel
+    MemoryBroker(cluster.medium).publish(
+        channel, pack("j", ghost.id, "gone", "-", p.encode(p.Joined(member=ghost)))
+    )
+    await first.until(lambda: first.view() == {first.conn.id, "gone.1"})
+    second = await Member(hub, uuid.uuid4()).join(room)
+    assert second.conn.id in hub.rooms[room].roster
+    await first.until(lambda: first.view() == {first.conn.id, second.conn.id})
