@@ -364,20 +364,7 @@ async def store_weave(conn: Connection, blend_id: uuid.UUID, result: Weave) -> N
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         """,
         [
-            (
-                blend_id,
-                t.contributed_by,
-                t.contributors,
-                t.track_id,
-                t.name,
-                t.artist,
-                t.album,
-                t.album_art_url,
-                t.duration_ms,
-                t.isrc,
-                position,
-                t.source,
-            )
+            (blend_id, t.contributed_by, t.contributors, *t.columns(), position, t.source)
             for position, t in enumerate(result.tracks)
         ],
     )

@@ -21,7 +21,7 @@ import msgspec
 from rooms import fractional
 from rooms.kinds import Actor, Membership, OpRejected, RoomKind
 from server.blends.schemas import BlendSettings
-from server.blends.weave import TasteMatch, Weave, WovenTrack
+from server.blends.weave import SongRef, TasteMatch, Weave, WovenTrack
 
 if TYPE_CHECKING:
     from rooms.context import KindContext
@@ -40,15 +40,8 @@ ItemId = Annotated[
 ]
 
 
-class Song(msgspec.Struct, frozen=True, kw_only=True):
+class Song(SongRef, frozen=True, kw_only=True):
     key: str  # identity after de-duplication (ISRC or normalised title and artist)
-    track_id: str
-    name: str
-    artist: str
-    album: str | None = None
-    album_art_url: str | None = None
-    duration_ms: int | None = None
-    isrc: str | None = None
     source: str = "catalog"
 
 
@@ -372,17 +365,7 @@ def describe(op: BlendOp) -> str:
 
 
 def song_of(track: WovenTrack) -> Song:
-    return Song(
-        key=track.key,
-        track_id=track.track_id,
-        name=track.name,
-        artist=track.artist,
-        album=track.album,
-        album_art_url=track.album_art_url,
-        duration_ms=track.duration_ms,
-        isrc=track.isrc,
-        source=track.source,
-    )
+    return msgspec.convert(track, Song, from_attributes=True)
 
 
 def woven_op(result: Weave, generation: int) -> Woven:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from server.blends.weave import Source, TasteMatch, TimeRange
+from server.blends.weave import SongRef, Source, TasteMatch, TimeRange
 from server.share_codes.schemas import ShareCode
 
 # No control characters (PostgreSQL text cannot hold NUL; the others are never meant).
@@ -64,15 +64,8 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
     joined_at: datetime | None
 
 
-class BlendTrack(msgspec.Struct, frozen=True, kw_only=True):
+class BlendTrack(SongRef, frozen=True, kw_only=True):
     position: int
-    track_id: str
-    name: str
-    artist: str
-    album: str | None
-    album_art_url: str | None
-    duration_ms: int | None
-    isrc: str | None
     source: str
     contributed_by: uuid.UUID
     contributors: list[uuid.UUID]
@@ -141,7 +134,9 @@ class Connection(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
-class TopTrackIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class TopTrackIn(SongRef, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A song as a client imports it: the song reference's fields, bounded."""
+
     track_id: Annotated[str, text(1, 255)]
     name: Text500
     artist: Text500
@@ -157,16 +152,9 @@ class ImportTopTracks(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tracks: Annotated[list[TopTrackIn], msgspec.Meta(max_length=100)]
 
 
-class TopTrack(msgspec.Struct, frozen=True, kw_only=True):
+class TopTrack(SongRef, frozen=True, kw_only=True):
     rank: int
     time_range: TimeRange
-    track_id: str
-    name: str
-    artist: str
-    album: str | None
-    album_art_url: str | None
-    duration_ms: int | None
-    isrc: str | None
     fetched_at: datetime
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
+import asyncpg
 import msgspec
 
 from db.pool import Connection
+from db.rows import returned, row_as, rows_as
 from server.blends import schemas
 from server.blends.crypto import TokenCipher, associated_data
 from server.blends.weave import SOURCE_WEIGHTS, MemberTaste, TasteEntry, rank_weight
@@ -23,29 +24,17 @@ MAX_PLAYS_PER_MEMBER = 100
 
 _CONNECTION_COLUMNS = """
     provider::text AS provider, provider_user_id,
-    refresh_token_encrypted IS NOT NULL AS has_refresh, token_expires_at,
-    provider_metadata, last_sync_at, created_at, updated_at
+    refresh_token_encrypted IS NOT NULL AS has_refresh_token, token_expires_at,
+    provider_metadata AS metadata, last_sync_at, created_at, updated_at
 """
 
 
-def connection_view(row: Any) -> schemas.Connection:
-    metadata = row["provider_metadata"]
-    if isinstance(metadata, str):
-        metadata = msgspec.json.decode(metadata)
-    return schemas.Connection(
-        provider=row["provider"],
-        provider_user_id=row["provider_user_id"],
-        has_refresh_token=row["has_refresh"],
-        token_expires_at=row["token_expires_at"],
-        metadata={str(k): str(v) for k, v in metadata.items()},
-        last_sync_at=row["last_sync_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+def connection_view(row: asyncpg.Record) -> schemas.Connection:
+    return row_as(schemas.Connection, row, json=("metadata",))
 
 
 async def upsert_connection(
-    conn: Any,
+    conn: Connection,
     cipher: TokenCipher,
     user_id: uuid.UUID,
     provider: str,
@@ -76,10 +65,10 @@ async def upsert_connection(
         body.token_expires_at,
         msgspec.json.encode(body.metadata).decode(),
     )
-    return connection_view(row)
+    return connection_view(returned(row))
 
 
-async def list_connections(conn: Any, user_id: uuid.UUID) -> list[schemas.Connection]:
+async def list_connections(conn: Connection, user_id: uuid.UUID) -> list[schemas.Connection]:
     rows = await conn.fetch(
         f"SELECT {_CONNECTION_COLUMNS} FROM provider_connections WHERE user_id = $1"
         " ORDER BY provider",
@@ -89,7 +78,7 @@ async def list_connections(conn: Any, user_id: uuid.UUID) -> list[schemas.Connec
 
 
 async def provider_tokens(
-    conn: Any, cipher: TokenCipher, user_id: uuid.UUID, provider: str
+    conn: Connection, cipher: TokenCipher, user_id: uuid.UUID, provider: str
 ) -> tuple[str, str | None] | None:
     """The decrypted (access, refresh) tokens, for server-side provider calls only."""
     row = await conn.fetchrow(
@@ -118,7 +107,7 @@ async def delete_connection(conn: Connection, user_id: uuid.UUID, provider: str)
     return gone is not None
 
 
-async def connection_id(conn: Any, user_id: uuid.UUID, provider: str) -> uuid.UUID | None:
+async def connection_id(conn: Connection, user_id: uuid.UUID, provider: str) -> uuid.UUID | None:
     value: uuid.UUID | None = await conn.fetchval(
         "SELECT id FROM provider_connections WHERE user_id = $1 AND provider = $2",
         user_id,
@@ -128,7 +117,7 @@ async def connection_id(conn: Any, user_id: uuid.UUID, provider: str) -> uuid.UU
 
 
 async def replace_top_tracks(
-    conn: Any, connection: uuid.UUID, time_range: str, tracks: Sequence[schemas.TopTrackIn]
+    conn: Connection, connection: uuid.UUID, time_range: str, tracks: Sequence[schemas.TopTrackIn]
 ) -> None:
     await conn.execute(
         "DELETE FROM user_top_tracks WHERE connection_id = $1 AND time_range = $2",
@@ -141,21 +130,7 @@ async def replace_top_tracks(
             album_name, album_art_url, duration_ms, isrc, time_range, rank)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         """,
-        [
-            (
-                connection,
-                t.track_id,
-                t.name,
-                t.artist,
-                t.album,
-                t.album_art_url,
-                t.duration_ms,
-                t.isrc,
-                time_range,
-                rank,
-            )
-            for rank, t in enumerate(tracks, start=1)
-        ],
+        [(connection, *t.columns(), time_range, rank) for rank, t in enumerate(tracks, start=1)],
     )
     await conn.execute(
         "UPDATE provider_connections SET last_sync_at = now(), updated_at = now() WHERE id = $1",
@@ -163,41 +138,30 @@ async def replace_top_tracks(
     )
 
 
-async def top_tracks(conn: Any, connection: uuid.UUID, time_range: str) -> list[schemas.TopTrack]:
+async def top_tracks(
+    conn: Connection, connection: uuid.UUID, time_range: str
+) -> list[schemas.TopTrack]:
     rows = await conn.fetch(
         """
-        SELECT rank, time_range::text AS time_range, track_id, track_name, artist_name,
-               album_name, album_art_url, duration_ms, isrc, fetched_at
+        SELECT rank, time_range::text AS time_range, track_id, track_name AS name,
+               artist_name AS artist, album_name AS album, album_art_url, duration_ms, isrc,
+               fetched_at
         FROM user_top_tracks WHERE connection_id = $1 AND time_range = $2 ORDER BY rank
         """,
         connection,
         time_range,
     )
-    return [
-        schemas.TopTrack(
-            rank=r["rank"],
-            time_range=r["time_range"],
-            track_id=r["track_id"],
-            name=r["track_name"],
-            artist=r["artist_name"],
-            album=r["album_name"],
-            album_art_url=r["album_art_url"],
-            duration_ms=r["duration_ms"],
-            isrc=r["isrc"],
-            fetched_at=r["fetched_at"],
-        )
-        for r in rows
-    ]
+    return rows_as(schemas.TopTrack, rows)
 
 
-async def load_tastes(conn: Any, member_ids: Sequence[uuid.UUID]) -> list[MemberTaste]:
+async def load_tastes(conn: Connection, member_ids: Sequence[uuid.UUID]) -> list[MemberTaste]:
     """Every member's taste entries, in ``member_ids`` order."""
     entries: dict[uuid.UUID, list[TasteEntry]] = {m: [] for m in member_ids}
     top = await conn.fetch(
         """
-        SELECT c.user_id, c.provider::text AS provider, t.time_range::text AS time_range,
-               t.rank, t.track_id, t.track_name, t.artist_name, t.album_name,
-               t.album_art_url, t.duration_ms, t.isrc
+        SELECT c.user_id, c.provider::text AS source, t.time_range::text AS time_range,
+               t.rank, t.track_id, t.track_name AS name, t.artist_name AS artist,
+               t.album_name AS album, t.album_art_url, t.duration_ms, t.isrc
         FROM user_top_tracks t JOIN provider_connections c ON c.id = t.connection_id
         WHERE c.user_id = ANY($1::uuid[])
         ORDER BY c.user_id, c.provider, t.time_range, t.rank
@@ -206,21 +170,18 @@ async def load_tastes(conn: Any, member_ids: Sequence[uuid.UUID]) -> list[Member
     )
     for r in top:
         entries[r["user_id"]].append(
-            TasteEntry(
-                track_id=r["track_id"],
-                name=r["track_name"],
-                artist=r["artist_name"],
-                album=r["album_name"],
-                album_art_url=r["album_art_url"],
-                duration_ms=r["duration_ms"],
-                isrc=r["isrc"],
-                source=r["provider"],
-                score=SOURCE_WEIGHTS[r["time_range"]] * rank_weight(r["rank"]),
+            row_as(
+                TasteEntry,
+                r,
+                extra={"score": SOURCE_WEIGHTS[r["time_range"]] * rank_weight(r["rank"])},
             )
         )
     plays = await conn.fetch(
         """
-        SELECT user_id, rank, id, title, artist, cover_art_url, duration, isrc FROM (
+        SELECT user_id, rank, id::text AS track_id, title AS name, artist,
+               cover_art_url AS album_art_url, duration * 1000 AS duration_ms, isrc,
+               'catalog' AS source
+        FROM (
             SELECT p.user_id, tr.id, tr.title, coalesce(tr.artist, '') AS artist,
                    tr.cover_art_url, tr.duration, tr.isrc,
                    row_number() OVER (PARTITION BY p.user_id
@@ -237,15 +198,10 @@ async def load_tastes(conn: Any, member_ids: Sequence[uuid.UUID]) -> list[Member
     )
     for r in plays:
         entries[r["user_id"]].append(
-            TasteEntry(
-                track_id=str(r["id"]),
-                name=r["title"],
-                artist=r["artist"],
-                album_art_url=r["cover_art_url"],
-                duration_ms=r["duration"] * 1000,
-                isrc=r["isrc"],
-                source="catalog",
-                score=SOURCE_WEIGHTS["plays"] * rank_weight(r["rank"]),
+            row_as(
+                TasteEntry,
+                r,
+                extra={"score": SOURCE_WEIGHTS["plays"] * rank_weight(r["rank"])},
             )
         )
     return [MemberTaste(member_id=m, entries=entries[m]) for m in member_ids]

@@ -94,8 +94,12 @@ def title_artist_key(name: str, artist: str) -> str:
 Score = Annotated[float, msgspec.Meta(gt=0)]
 
 
-class TasteEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One song in a member's taste, with how much they like it (higher is more)."""
+class SongRef(msgspec.Struct, frozen=True, kw_only=True):
+    """A song as a provider or the catalog names it. The one song reference of blends:
+    every type that carries a song (a taste entry, a woven track, the room's song, a REST
+    playlist track, an imported top track) extends it, so its fields are declared once and
+    one type converts into another by name (``msgspec.convert(x, T, from_attributes=True)``).
+    """
 
     track_id: str
     name: str
@@ -104,6 +108,25 @@ class TasteEntry(msgspec.Struct, frozen=True, kw_only=True):
     album_art_url: str | None = None
     duration_ms: int | None = None
     isrc: str | None = None
+
+    def columns(self) -> tuple[str, str, str, str | None, str | None, int | None, str | None]:
+        """The song's columns as ``blend_tracks`` and ``user_top_tracks`` store them
+        (``track_id, track_name, artist_name, album_name, album_art_url, duration_ms,
+        isrc``)."""
+        return (
+            self.track_id,
+            self.name,
+            self.artist,
+            self.album,
+            self.album_art_url,
+            self.duration_ms,
+            self.isrc,
+        )
+
+
+class TasteEntry(SongRef, frozen=True, kw_only=True):
+    """One song in a member's taste, with how much they like it (higher is more)."""
+
     source: Source = "catalog"
     score: Score = 1.0
 
@@ -113,15 +136,8 @@ class MemberTaste(msgspec.Struct, frozen=True):
     entries: list[TasteEntry]
 
 
-class WovenTrack(msgspec.Struct, frozen=True, kw_only=True):
+class WovenTrack(SongRef, frozen=True, kw_only=True):
     key: str  # the song's identity after de-duplication (see weave)
-    track_id: str
-    name: str
-    artist: str
-    album: str | None
-    album_art_url: str | None
-    duration_ms: int | None
-    isrc: str | None
     source: Source
     contributed_by: uuid.UUID
     contributors: list[uuid.UUID]
@@ -377,18 +393,14 @@ def taste_match(members: Sequence[MemberTaste], songs: Sequence[_Song]) -> Taste
 def _woven(song: _Song, owner: int, ids: Sequence[uuid.UUID]) -> WovenTrack:
     entry = song.by_member[owner]
     others = sorted(m for m in song.scores if m != owner)
-    return WovenTrack(
-        key=song.key,
-        track_id=entry.track_id,
-        name=entry.name,
-        artist=entry.artist,
-        album=entry.album,
-        album_art_url=entry.album_art_url,
-        duration_ms=entry.duration_ms,
-        isrc=entry.isrc,
-        source=entry.source,
-        contributed_by=ids[owner],
-        contributors=[ids[owner]] + [ids[m] for m in others],
+    return msgspec.convert(
+        {
+            **msgspec.structs.asdict(entry),
+            "key": song.key,
+            "contributed_by": ids[owner],
+            "contributors": [ids[owner]] + [ids[m] for m in others],
+        },
+        WovenTrack,
     )
 
 
