@@ -159,8 +159,8 @@ class GenerationService:
                 raise Problem(
                     409,
                     "inputs_not_analysed",
-                    "These inputs have no bars and sections yet (their analysis predates "
-                    f"generation or is still running): {', '.join(missing)[:400]}.",
+                    "These inputs have no bars and sections yet (their analysis is still "
+                    f"running, or failed): {', '.join(missing)[:400]}.",
                 )
             if target > MAX_TARGET_SECONDS:
                 raise Problem(

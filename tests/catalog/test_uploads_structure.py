@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import dsp
+from db.migrate import MIGRATIONS
 from dsp.structure import Peaks, Structure
 from tests.catalog.helpers import make_user
 from tests.catalog.test_uploads import analysed, upload, wait_for
@@ -73,6 +74,20 @@ async def test_analysis_stores_structure_stems_and_peaks(
     assert float(np.abs(residual).max()) < 1e-3
     assert float(np.abs(percussive.samples).max()) > 0.05  # and neither is empty
     assert float(np.abs(harmonic.samples).max()) > 0.05
+
+    # An upload analysed before structure analysis existed: the upgrade's migration queues it
+    # (and only it) for analysis again, and the worker stores its structure and stems.
+    await db.execute(
+        "UPDATE uploaded_tracks SET structure = NULL, peaks = NULL, has_stems = false,"
+        " harmonic_storage_key = NULL, percussive_storage_key = NULL WHERE id = $1",
+        upload_id,
+    )
+    requeue = (MIGRATIONS / "schema_upload_reanalysis.sql").read_text()
+    assert await db.execute(requeue) == "UPDATE 1"
+    again = await wait_for(http, user, accepted["id"], lambda b: b["structure"] is not None)
+    assert again["analysis_status"] == "completed" and again["has_stems"] is True
+    assert again["structure"]["sections"] == done["structure"]["sections"]
+    assert await db.execute(requeue) == "UPDATE 0"
 
 
 async def test_peaks_for_the_owner_and_mashup_members_only(

@@ -215,7 +215,7 @@ async def test_a_broker_interruption_rebuilds_presence_exactly(cluster: Cluster)
     await on_a.until(lambda: on_a.seqs() == [1])  # (through the periodic seq check)
 
 
-async def test_ghosts_of_a_dead_process_never_fill_the_room(cluster: Cluster):
+async def test_ghosts_of_a_dead_process_never_fill_the_room(cluster: Cluster) -> None:
     """A room at its cap because of a member whose process is gone (killed, or its id retired
     after an interruption) takes a new member at once, without waiting for the periodic reap
     (here far away: a long presence TTL)."""

@@ -1,0 +1,2 @@
+-- Nothing to undo: the uploads analysed again keep their new analysis.
+SELECT 1;
