@@ -335,10 +335,12 @@ def touched(state: BlendRoomState, op: BlendOp, actor: Actor) -> object:
     item = next((i for i in state.items if i.id == item_id), None)
     if item is None:
         return None
+    # An item's position or reaction is that *of its song*: another song put under the same
+    # id since (removed and added again) is another item, even at the same place.
     if isinstance(op, Reorder):
-        return item.index
+        return (item.song.key, item.index)
     if isinstance(op, React):
-        return item.reactions.get(str(actor.user_id))
+        return (item.song.key, item.reactions.get(str(actor.user_id)))
     return item  # remove, put_item, add: the whole item
 
 

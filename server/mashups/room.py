@@ -578,19 +578,25 @@ def touched(state: MashupRoomState, op: MashupOp) -> object:
     clip = next((c for c in timeline.clips if c.id == clip_id), None)
     if clip is None:
         return None
+    if isinstance(op, AddClip | RemoveClip):
+        return (clip, state.order.get(clip_id))  # the whole clip
+    # A clip's part is one setting *of that clip*: a clip of another source under the same id
+    # (removed and re-added since, which ``diff`` also treats as another clip) is another
+    # part, even where the setting happens to be equal.
+    part: object
     if isinstance(op, TrimClip):
-        return (clip.in_seconds, clip.out_seconds)
-    if isinstance(op, MoveClip):
-        return clip.position_beats
-    if isinstance(op, SetClip):
-        return tuple(
+        part = (clip.in_seconds, clip.out_seconds)
+    elif isinstance(op, MoveClip):
+        part = clip.position_beats
+    elif isinstance(op, SetClip):
+        part = tuple(
             getattr(clip, name) for name in CLIP_SETTINGS if getattr(op, name) is not UNSET
         )
-    if isinstance(op, SetClipEffects):
-        return clip.effects
-    if isinstance(op, ReorderClip):
-        return state.order.get(clip_id)
-    return (clip, state.order.get(clip_id))  # add_clip, remove_clip: the whole clip
+    elif isinstance(op, SetClipEffects):
+        part = clip.effects
+    else:  # reorder_clip
+        part = state.order.get(clip_id)
+    return (clip.track_id, part)
 
 
 def describe(op: MashupOp) -> str:

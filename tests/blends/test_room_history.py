@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rooms.kinds import OpRejected
@@ -26,18 +26,17 @@ def songs(member: Any) -> list[str]:
     return [s.song.key for s in woven_room().library[str(member)]][:8]
 
 
+# Added items share order keys with reorders, so that an item removed and added again (as
+# another song under the same id) often sits where an undone reorder left the old one.
+index = st.sampled_from(["0V", "A", "B", "V", "W", "k", "zz"])
 raw_op = st.one_of(
-    st.builds(
-        lambda i, k: {"op": "reorder", "item": i, "index": k},
-        st.sampled_from(ITEMS),
-        st.sampled_from(["0V", "A", "V", "k", "zz"]),
-    ),
+    st.builds(lambda i, k: {"op": "reorder", "item": i, "index": k}, st.sampled_from(ITEMS), index),
     st.builds(lambda i: {"op": "remove", "item": i}, st.sampled_from(ITEMS)),
     st.builds(
         lambda i, n, k: {"op": "add", "item": i, "song": f"#{n}", "index": k},
         st.sampled_from(["n1", "n2"]),
         st.integers(0, 7),
-        st.sampled_from(["B", "W"]),
+        index,
     ),
     st.builds(
         lambda i, e: {"op": "react", "item": i, "emoji": e},
@@ -77,6 +76,12 @@ def test_alone_undo_returns_every_earlier_state_and_redo_returns_again(
     undo_then_redo(log, owner, seqs, undos, data.draw(st.integers(0, undos)))
 
 
+# Found by reasoning from the mashup case: the owner's undone reorder must not move the
+# other song the friend has since put under the same id, at the same place.
+@example(
+    [{"op": "reorder", "item": "g1.0", "index": "k"}],
+    [[{"op": "remove", "item": "g1.0"}, {"op": "add", "item": "g1.0", "song": "#5", "index": "k"}]],
+)
 @settings(max_examples=150, deadline=None)
 @given(batch, st.lists(batch, max_size=6))
 def test_with_others_undo_never_overwrites_their_later_edits(
