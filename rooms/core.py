@@ -6,7 +6,8 @@ the log, a commit's outcome, a fetch result, a reload, a member joining or leavi
 performs the actions it returns, in order and before feeding it anything else:
 
 - ``Deliver(batch, ack_to)``: send ``batch`` to every member, except that ``ack_to`` (the
-  connection that sent it, if it is still here) gets the ``ack`` in its place.
+  connection that sent it, if it is still here) gets the ``ack`` in its place (``batch.ack``
+  when the batch has one of its own: a history batch's carries its ops).
 - ``Fetch(after, upto, delay)``: after ``delay`` seconds, read the log after ``after`` (up to
   ``upto``, or all of it) and call ``fetched`` (or ``fetch_failed``).
 - ``Reload()``: the log no longer reaches back to ``seq``: read the snapshot and the log and
@@ -48,6 +49,7 @@ class Batch:
     actor: Any = None
     ops: bytes | None = None
     published_at: float | None = None
+    ack: str | None = None  # the author's ack, when not a plain ``ack`` (history batches)
 
 
 class Deliver(msgspec.Struct, frozen=True):
@@ -84,6 +86,7 @@ class RoomCore:
         "members",
         "pending",
         "recent",
+        "requested",
         "seq",
     )
 
@@ -96,6 +99,10 @@ class RoomCore:
         # The senders of batches being committed: whoever delivers such a batch first (the
         # commit, or a catch-up from the log) acks its sender.
         self.inflight: dict[Key, ConnId] = {}
+        # The same for batches the room's writer does not commit (history requests: their
+        # batch is committed by the request itself, and may come back through a catch-up
+        # from the log before the request is done): kept until delivered or ``settled``.
+        self.requested: dict[Key, ConnId] = {}
         self.fetching = False  # a Fetch is outstanding
         self.gap_wait = gap_wait
         self.recent: deque[Batch] = deque(maxlen=recent)
@@ -126,6 +133,14 @@ class RoomCore:
     def committing(self, senders: Sequence[tuple[Key, ConnId]]) -> None:
         """These members' batches are being committed."""
         self.inflight.update(senders)
+
+    def requesting(self, key: Key, sender: ConnId) -> None:
+        """``sender``'s request will commit the batch ``key`` (any moment from now)."""
+        self.requested[key] = sender
+
+    def settled(self, key: Key) -> None:
+        """The request for ``key`` is over (its batch was offered here, or never committed)."""
+        self.requested.pop(key, None)
 
     def committed(self, batches: Sequence[Batch]) -> list[Action]:
         """The commit returned: ``batches`` are durable, in seq order."""
@@ -193,7 +208,9 @@ class RoomCore:
     def _offer(self, batch: Batch, actions: list[Action], *, fill: bool = True) -> None:
         if self.loaded and batch.seq <= self.seq:
             return
-        ack_to = self.inflight.pop(batch.key, None) if batch.key is not None else None
+        ack_to = None
+        if batch.key is not None:
+            ack_to = self.inflight.pop(batch.key, None) or self.requested.pop(batch.key, None)
         if batch.seq in self.pending:
             # The same batch again (the log and pub/sub both brought it): keep whoever is
             # to be acked.

@@ -6,6 +6,11 @@ client cannot pile up row-locking transactions. ``rooms.history_store`` computes
 the batch under the room's row lock; this module then delivers it exactly as the committer
 delivers a client's batch: published to the other processes, offered to the local room (which
 orders it and acknowledges the author) and snapshotted when due.
+
+The room is told of the request *before* the commit (``RoomCore.requesting``): once committed,
+the batch may reach the room first through a catch-up from the log (another writer of the
+room on this process, a gap fill), and whoever delivers it first acknowledges the author with
+the history ack, built from the batch itself (``rooms.room.entry_batch``).
 """
 
 from __future__ import annotations
@@ -14,16 +19,13 @@ import asyncio
 import logging
 import time
 
-import msgspec
-
 from rooms import history_store, store
 from rooms import protocol as p
 from rooms.conn import Conn
-from rooms.core import Batch
 from rooms.fanout import pack
 from rooms.history import HistoryError
 from rooms.hub import Hub
-from rooms.room import Room
+from rooms.room import Room, entry_batch
 
 logger = logging.getLogger("blendtune.rooms")
 
@@ -58,6 +60,7 @@ class HistoryLive:
 
     async def _run(self, conn: Conn, msg: p.HistoryMessage) -> None:
         room = conn.room
+        key = (conn.actor.user_id, msg.op_id)
         try:
             if room is None:
                 return
@@ -76,6 +79,8 @@ class HistoryLive:
             self._error(conn, p.UNAVAILABLE, "database unavailable: resend", msg.op_id)
         finally:
             self.running.discard(conn.id)
+            if room is not None:
+                room.core.settled(key)
 
     async def _batch(self, conn: Conn, room: Room, msg: p.Undo | p.Redo | p.Restore) -> None:
         request: history_store.Request
@@ -86,6 +91,7 @@ class HistoryLive:
         else:
             request = history_store.Restore(version=msg.version, seq=msg.seq)
         hub = self.hub
+        room.core.requesting((conn.actor.user_id, msg.op_id), conn.id)
         done = await history_store.perform(
             hub.ctx.pool, room.kind, room.room_id, conn.actor, msg.op_id, request
         )
@@ -94,24 +100,13 @@ class HistoryLive:
             return
         entry, plan = done.entry, done.plan
         assert entry is not None and plan is not None
-        text = entry.batch_text()
-        hub.broker.publish(room.channel, pack("b", entry.seq, hub.proc_id, entry.role, text))
-        ack = p.HistoryAck(
-            op_id=entry.op_id,
-            seq=entry.seq,
-            duplicate=False,
-            ops=msgspec.Raw(entry.ops),
-            history=p.HistoryDone(
-                action=plan.mark.action,
-                target=plan.mark.target,
-                applied=len(plan.ops),
-                skipped=plan.skipped,
-            ),
-        )
+        batch = entry_batch(entry, time.time())
+        hub.broker.publish(room.channel, pack("b", entry.seq, hub.proc_id, entry.role, batch.text))
         settings = hub.settings
         if store.snapshot_due(done.before, entry.seq, settings.room_snapshot_every):
-            # Before the ack (a history batch is rare; this makes its snapshot, and the log
-            # pruning with it, done when the author hears back).
+            # Before offering it (a history batch is rare; this makes its snapshot, and the
+            # log pruning with it, done when the author hears back, unless another writer's
+            # catch-up delivered the batch here meanwhile).
             try:
                 await store.write_snapshot(
                     hub.ctx.pool,
@@ -123,23 +118,8 @@ class HistoryLive:
                 )
             except Exception:
                 logger.exception("room %s: snapshot failed", room.room_id)
-        if entry.seq > room.seq:
-            # Not delivered here yet (a catch-up from the log may get there first): whoever
-            # delivers it acks the author with this ack, which carries the ops.
-            key = (entry.author, entry.op_id)
-            room.acks[key] = p.encode(ack)
-            if conn.room is room:
-                room.core.committing([(key, conn.id)])
-            batch = Batch(
-                entry.seq,
-                text,
-                entry.role,
-                key=key,
-                actor=entry.actor,
-                ops=entry.ops,
-                published_at=time.time(),
-            )
-            room.offer(batch)
+        # (Unless a catch-up from the log delivered it here first, and acked the author.)
+        room.offer(batch)
 
     async def _version(self, conn: Conn, room: Room, msg: p.NameVersion) -> None:
         version, duplicate = await history_store.name_version(

@@ -26,16 +26,6 @@ from rooms import history, store
 from rooms.history import HistoryError, Mark, Plan, Record
 from rooms.kinds import SERVER_USER_ID, Actor, NotInvertible, RoomKind
 
-
-class _Body(msgspec.Struct):
-    """A history batch's ``room_ops.body``: ``store.Body`` plus the mark (which
-    ``store.Body`` ignores, so the rest of the machinery reads it as any batch)."""
-
-    role: str
-    ops: msgspec.Raw
-    history: Mark
-
-
 _mark_decoder = msgspec.json.Decoder(Mark | None)
 _encoder = msgspec.json.Encoder()
 
@@ -204,7 +194,7 @@ async def perform(
             except NotInvertible as exc:
                 raise HistoryError(history.NOT_SUPPORTED, str(exc)) from None
             ops_json = store.encode_ops(plan.ops)
-            body = _Body(role=actor.role, ops=msgspec.Raw(ops_json), history=plan.mark)
+            body = store.Body(role=actor.role, ops=msgspec.Raw(ops_json), history=plan.mark)
             await conn.execute(
                 "INSERT INTO room_ops (room_id, seq, author_id, op_id, body)"
                 " VALUES ($1, $2, $3, $4, $5::jsonb)",
@@ -215,7 +205,7 @@ async def perform(
                 _encoder.encode(body).decode(),
             )
             await conn.execute("UPDATE rooms SET seq = $2 WHERE id = $1", room_id, locked + 1)
-    entry = store.Entry(locked + 1, actor.user_id, op_id, actor.role, ops_json)
+    entry = store.Entry(locked + 1, actor.user_id, op_id, actor.role, ops_json, plan.mark)
     return Done(seq=locked + 1, before=locked, entry=entry, plan=plan)
 
 

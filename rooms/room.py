@@ -21,7 +21,7 @@ import msgspec
 from rooms import names, store
 from rooms import protocol as p
 from rooms.conn import Conn
-from rooms.core import Action, Batch, Deliver, Fetch, Key, Reload, Resync, RoomCore
+from rooms.core import Action, Batch, Deliver, Fetch, Reload, Resync, RoomCore
 from rooms.fanout import pack
 from rooms.kinds import Actor, RoomKind
 
@@ -38,6 +38,7 @@ UNAPPLIED_MAX = 64  # remote batches kept unapplied before the state is brought 
 _batch_decoder = msgspec.json.Decoder(p.Batch)
 _presence_decoder = msgspec.json.Decoder(p.PresenceOut)
 _encoder = msgspec.json.Encoder()
+_ops_counter = msgspec.json.Decoder(list[msgspec.Raw])  # (counts a batch's ops)
 
 
 class Room:
@@ -57,9 +58,6 @@ class Room:
         self._unapplied: list[Batch] = []
         self._state_json: tuple[int, bytes] | None = None
         self.queue: list[store.Pending] = []
-        # Acks of another shape than ``Ack`` for batches not yet delivered here, by key (a
-        # history batch's ack carries its ops: rooms.history_live).
-        self.acks: dict[Key, str] = {}
         self.busy = False  # a group with this room's batches is being committed
         self.activation: asyncio.Task[None] | None = None
         self.snapshot_task: asyncio.Task[None] | None = None
@@ -113,12 +111,11 @@ class Room:
         for entry in entries:
             if entry.seq > self.seq:
                 self.hub.metrics.gap_fills.inc()
-                self.perform(self.core.offer(_batch(entry)))
+                self.perform(self.core.offer(entry_batch(entry)))
 
     def reset(self, seq: int, state: Any, reason: str = "history unavailable: resync") -> None:
         self._state = state
         self._unapplied.clear()
-        self.acks.clear()  # (their batches are at or before seq, or their authors resync)
         self.perform(self.core.reset(seq, reason))
 
     def behind(self, db_seq: int) -> None:
@@ -144,12 +141,11 @@ class Room:
         self._unapplied.append(batch)
         text = batch.text
         author = self.members.get(ack_to) if ack_to is not None else None
-        ack = self.acks.pop(batch.key, None) if self.acks and batch.key is not None else None
         n = 0
         for conn in self.members.values():
             if conn is author:
                 assert batch.key is not None
-                conn.enqueue(ack or p.encode(p.Ack(op_id=batch.key[1], seq=batch.seq)))
+                conn.enqueue(batch.ack or p.encode(p.Ack(op_id=batch.key[1], seq=batch.seq)))
             else:
                 conn.enqueue(text)
                 n += 1
@@ -171,7 +167,7 @@ class Room:
             self.perform(self.core.fetch_failed())
             return
         self.hub.metrics.gap_fills.inc(len(entries))
-        self.perform(self.core.fetched(fetch.after, fetch.upto, [_batch(e) for e in entries]))
+        self.perform(self.core.fetched(fetch.after, fetch.upto, [entry_batch(e) for e in entries]))
 
     async def _reload(self) -> None:
         try:
@@ -266,7 +262,7 @@ class Room:
     ) -> None:
         hub = self.hub
         now = time.time()
-        batches = [_batch(entry, now) for entry in entries]
+        batches = [entry_batch(entry, now) for entry in entries]
         for b in batches:
             # Publish even if a catch-up from the log delivered it here first: other
             # processes may not have it.
@@ -383,7 +379,27 @@ def _answer_error(pending: store.Pending, code: str, detail: str) -> None:
         conn.enqueue(p.encode(p.Error(code=code, detail=detail, op_id=pending.op_id)))
 
 
-def _batch(entry: store.Entry, published_at: float | None = None) -> Batch:
+def entry_batch(entry: store.Entry, published_at: float | None = None) -> Batch:
+    """A committed batch on its way to members; a history batch with its author's ack,
+    which carries the ops (whoever delivers it first, the request or a catch-up, acks)."""
+    ack = None
+    if entry.history is not None:
+        mark = entry.history
+        done = p.HistoryDone(
+            action=mark.action,
+            target=mark.target,
+            applied=len(_ops_counter.decode(entry.ops)),
+            skipped=mark.skipped,
+        )
+        ack = p.encode(
+            p.HistoryAck(
+                op_id=entry.op_id,
+                seq=entry.seq,
+                duplicate=False,
+                ops=msgspec.Raw(entry.ops),
+                history=done,
+            )
+        )
     return Batch(
         entry.seq,
         entry.batch_text(),
@@ -392,4 +408,5 @@ def _batch(entry: store.Entry, published_at: float | None = None) -> Batch:
         actor=entry.actor,
         ops=entry.ops,
         published_at=published_at,
+        ack=ack,
     )

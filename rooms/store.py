@@ -24,17 +24,20 @@ from typing import Any, Protocol
 import asyncpg
 import msgspec
 
+from rooms.history import Mark
 from rooms.kinds import Actor, OpRejected, RoomKind
 from rooms.protocol import OP_ID_MAX, Batch, encode
 
 logger = logging.getLogger("blendtune.rooms")
 
 
-class Body(msgspec.Struct):
-    """``room_ops.body``: the actor's role (so replays see the same actor) and the ops."""
+class Body(msgspec.Struct, omit_defaults=True):
+    """``room_ops.body``: the actor's role (so replays see the same actor) and the ops; a
+    history batch's also says what it did (``rooms.history``)."""
 
     role: str
     ops: msgspec.Raw
+    history: Mark | None = None
 
 
 _body_decoder = msgspec.json.Decoder(Body)
@@ -50,6 +53,7 @@ class Entry:
     op_id: str
     role: str
     ops: bytes  # canonical JSON array
+    history: Mark | None = None  # an undo, redo or restore: what it did
 
     @property
     def actor(self) -> Actor:
@@ -146,6 +150,7 @@ async def fetch_entries(
                 op_id=row["op_id"],
                 role=body.role,
                 ops=bytes(body.ops),
+                history=body.history,
             )
         )
     return entries

@@ -18,7 +18,7 @@ from tests.history.conftest import HISTORY_ENV
 from tests.history.support import Member, client, mashup_with, two_members
 from tests.rooms.client import join
 from tests.rooms.notes import members_key
-from tests.support import Backends, ServerProcess, make_user
+from tests.support import Backends, ServerProcess, eventually, make_user
 
 TEMPO = {"op": "set_tempo", "bpm": 100.0}
 LIMITER = {"op": "set_master", "effects": [{"type": "limiter"}]}
@@ -310,3 +310,64 @@ async def test_a_kind_without_history_answers_not_supported(
         answer = await member.until(lambda m, op_id=op_id: m.get("op_id") == op_id)
         assert (answer["type"], answer["code"]) == ("error", "not_supported"), message
     await member.close()
+
+
+async def test_the_author_gets_the_ack_even_when_a_catch_up_delivers_the_undo_first(
+    pair: tuple[ServerProcess, ServerProcess], db: asyncpg.Connection, backends: Backends
+) -> None:
+    """An undo's batch can reach the author's process through the log before the request
+    itself is done there: here its snapshot write (due at every 4th seq) is held on a row
+    lock while Alice's next edit makes her process catch up from the log. Alice must get the
+    ack (with its ops) for her undo all the same, and Bob, on the other process, a batch."""
+    a, b = pair
+    alice, _, mashup_id, ann, ben = await two_members(a, b, db)
+    room_id = uuid.UUID(mashup_id)
+    # Edits until a snapshot exists and the next batch (the undo) is due to write another.
+    last = await ann.send_ops([TEMPO])
+    while last["seq"] < 4 or (last["seq"] + 1) % 4:
+        bpm = ann.state.timeline.bpm
+        last = await ann.send_ops([{"op": "set_tempo", "bpm": 100.0 + last["seq"]}])
+    await ben.caught_up(last["seq"])
+
+    async def snapshot() -> int | None:
+        found = await db.fetchval("SELECT seq FROM room_snapshots WHERE room_id = $1", room_id)
+        return None if found is None else int(found)
+
+    await eventually(snapshot, what="the room's first snapshot")
+    holder = await asyncpg.connect(backends.database_url)
+    try:
+        lock = holder.transaction()
+        await lock.start()
+        held = await holder.fetchval(
+            "SELECT seq FROM room_snapshots WHERE room_id = $1 FOR UPDATE", room_id
+        )
+        assert held is not None
+        op_id = uuid.uuid4().hex
+        await ann.client.send({"type": "undo", "op_id": op_id})
+        undo_seq = last["seq"] + 1
+
+        async def committed() -> bool:
+            found = await db.fetchval(
+                "SELECT op_id FROM room_ops WHERE room_id = $1 AND seq = $2", room_id, undo_seq
+            )
+            return found == op_id
+
+        await eventually(committed, what="the undo's commit")
+        # The undo's request now waits on the snapshot row; Alice's next edit catches her
+        # process up from the log, undo included.
+        await ann.client.send(
+            {"type": "ops", "op_id": uuid.uuid4().hex, "ops": [{"op": "set_key", "key": "A minor"}]}
+        )
+        first = await ann.until(lambda m: m.get("seq") == undo_seq)
+        await lock.rollback()
+    finally:
+        await holder.close()
+    assert (first["type"], first["op_id"]) == ("ack", op_id), first
+    assert first["ops"] == [{"op": "set_tempo", "bpm": bpm}]
+    assert first["history"] == {
+        "action": "undo", "target": last["seq"], "applied": 1, "skipped": 0
+    }  # fmt: skip
+    seen = await ben.until(lambda m: m.get("seq") == undo_seq)
+    assert (seen["type"], seen["op_id"], seen["author"]) == ("batch", op_id, str(alice.id))
+    await ann.close()
+    await ben.close()

@@ -229,6 +229,33 @@ def test_a_catch_up_during_the_commit_acks_the_sender() -> None:
     assert core.seq == 3
 
 
+def test_a_history_request_is_acked_by_whichever_delivery_comes_first() -> None:
+    """A history request commits its own batch: another writer's commit finishing meanwhile
+    does not forget its sender, and a catch-up from the log that brings the batch first acks
+    the sender with the batch's own ack (which carries the ops)."""
+    core = RoomCore()
+    core.reset(1)
+    core.join("me")
+    core.join("you")
+    key = (uuid.UUID(int=1), "undo-1")
+    core.requesting(key, "me")
+    # Another member's batch (seq 2) commits while the undo is under way: it is seq 3.
+    core.committing([((uuid.UUID(int=2), "e"), "you")])
+    delivered = core.committed([Batch(2, "b2", "editor", key=(uuid.UUID(int=2), "e"))])
+    assert [(a.batch.seq, a.ack_to) for a in delivered if isinstance(a, Deliver)] == [(2, "you")]
+    undo = Batch(3, "b3", "editor", key=key, ack='{"type":"ack"}')
+    actions = core.fetched(2, None, [undo])
+    assert [(a.batch.seq, a.ack_to) for a in actions if isinstance(a, Deliver)] == [(3, "me")]
+    assert core.offer(undo) == []  # the request's own offer, afterwards: nothing twice
+    core.settled(key)
+    assert core.requested == {}
+    # Settled without a delivery (the request failed): its key acks nobody later.
+    core.requesting((uuid.UUID(int=1), "undo-2"), "me")
+    core.settled((uuid.UUID(int=1), "undo-2"))
+    late = core.offer(Batch(4, "b4", "editor", key=(uuid.UUID(int=1), "undo-2")))
+    assert [(a.batch.seq, a.ack_to) for a in late if isinstance(a, Deliver)] == [(4, None)]
+
+
 def test_a_pruned_log_reloads_and_resyncs_members() -> None:
     core = RoomCore()
     core.reset(5)
