@@ -350,7 +350,7 @@ async def test_the_author_gets_the_ack_even_when_a_catch_up_delivers_the_undo_fi
             found = await db.fetchval(
                 "SELECT op_id FROM room_ops WHERE room_id = $1 AND seq = $2", room_id, undo_seq
             )
-            return found == op_id
+            return bool(found == op_id)
 
         await eventually(committed, what="the undo's commit")
         # The undo's request now waits on the snapshot row; Alice's next edit catches her
