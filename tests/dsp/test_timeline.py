@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import msgspec
 import numpy as np
@@ -13,6 +14,7 @@ from dsp import Clip, InvalidTimeline, Timeline
 from dsp.effects import EFFECT_TYPES, Effect, Reverb, build_board, tail_seconds
 from dsp.keys import parse_key, semitones_between
 from dsp.timeline import clip_length_seconds, pitch_shift, stretch_factor
+from tests.support import ROOT
 
 VALID = {
     "bpm": 124,
@@ -114,6 +116,13 @@ def test_every_whitelisted_effect_builds_and_runs_at_its_limits() -> None:
             out = build_board([limited])(audio, 44100)
             assert out.shape == audio.shape
             assert np.isfinite(out).all(), (name, values)
+
+
+def test_every_effect_is_in_the_documented_table() -> None:
+    audio = (ROOT / "docs" / "audio.md").read_text()
+    table = audio[audio.index("### Effects") : audio.index("## Stems")]
+    documented = re.findall(r"^\| `(\w+)` \| [A-Z]\w* \|", table, re.M)  # (its plugin: a class)
+    assert documented == list(EFFECT_TYPES)
 
 
 def test_tails_grow_with_the_effect() -> None:

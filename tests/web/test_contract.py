@@ -9,7 +9,12 @@ the switch statements this reads with ``// <name>:begin`` / ``// <name>:end`` co
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
+
+import msgspec
+
+from dsp.effects import Effect
 
 ROOT = Path(__file__).parent.parent.parent
 STATIC = ROOT / "server" / "static"
@@ -112,3 +117,19 @@ def test_close_codes_match_the_table() -> None:
     documented = set(re.findall(r"^\| (\d{4}) \|", table, re.M))
     assert {"1012", "4409", "4401"} <= documented
     assert case_labels("close-codes") == documented
+
+
+def test_the_client_offers_every_effect_with_the_servers_defaults() -> None:
+    # mashup.js: `export const EFFECTS = { type: { label: "...", parameter: default, ... }, ... }`
+    text = (STATIC / "mashup.js").read_text()
+    found = re.search(r"^export const EFFECTS = \{\n(.*?)^\};", text, re.S | re.M)
+    assert found, "mashup.js has no EFFECTS table"
+    client = {
+        name: {key: float(value) for key, value in re.findall(r"(\w+): (-?[\d.]+)", entry)}
+        for name, entry in re.findall(r"^  (\w+): \{ (.*) \},$", found.group(1), re.M)
+    }
+    server = {}
+    for cls in typing.get_args(Effect):
+        defaults = msgspec.to_builtins(cls())
+        server[defaults.pop("type")] = defaults
+    assert client == server
