@@ -105,7 +105,7 @@ class BlendtuneMode:
         return {}
 
     def hello(self, member: Member, last_seq: int | None = None) -> list[bytes]:
-        return [self._encoder.encode(_Hello(v=1, token=member.token, last_seq=last_seq))]
+        return [self._encoder.encode(_Hello(v=2, token=member.token, last_seq=last_seq))]
 
     def presence(self, member: Member, n: int, t: float) -> bytes:
         state: dict[str, object] = {"m": member.index, "n": n, "t": t}

@@ -169,7 +169,7 @@ class RoomsEndpoint:
         except (msgspec.DecodeError, msgspec.ValidationError):
             await close(p.Close.BAD_REQUEST, "the first message must be a hello")
             return
-        if hello.v != p.PROTOCOL_VERSION:
+        if hello.v not in p.PROTOCOL_VERSIONS:
             await close(
                 p.Close.BAD_REQUEST, f"unsupported protocol version, use {p.PROTOCOL_VERSION}"
             )
@@ -196,7 +196,10 @@ class RoomsEndpoint:
             if membership is None:
                 await close(p.Close.FORBIDDEN, "not a member of this room")
                 return
-            if not await store.ensure_room(ctx.pool, kind.name, room_id):
+            live = hub.rooms.get(room_id)
+            # A room live here has its row (a deleted one is found gone by the join's read).
+            known = live is not None and live.kind is kind and live.loaded and not live.gone
+            if not known and not await store.ensure_room(ctx.pool, kind.name, room_id):
                 await close(p.Close.NOT_FOUND, "no such room")
                 return
         except Exception:
@@ -205,7 +208,7 @@ class RoomsEndpoint:
             return
         actor = Actor(user_id=user_id, role=membership.role)
         member = p.Member(id=hub.new_member_id(), user_id=user_id, role=membership.role)
-        conn = Conn(hub, send, _abort_for(receive), member, actor)
+        conn = Conn(hub, send, _abort_for(receive), member, actor, hello.v)
         conn.direct = DirectWriter.for_receive(receive)
         try:
             await hub.join(kind, room_id, conn, hello.last_seq)

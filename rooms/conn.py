@@ -73,6 +73,7 @@ class Conn:
         "room",
         "send",
         "unanswered",
+        "version",
         "waiter",
         "writer",
     )
@@ -84,8 +85,11 @@ class Conn:
         abort: Callable[[], None],
         member: p.Member,
         actor: Actor,
+        version: int = p.PROTOCOL_VERSION,
     ) -> None:
         self.hub = hub
+        # The protocol version the client asked for in its hello (1: joined/left one by one).
+        self.version = version
         self.send = send
         self.abort = abort
         self.member = member

@@ -9,13 +9,63 @@ with any other server ``for_receive`` returns None and plain ASGI ``send`` is us
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
+
+from websockets.protocol import State
 
 if TYPE_CHECKING:
     from rooms.conn import Conn
 
 # What DirectWriter uses of uvicorn's protocol object (the contract test checks them).
 PROTOCOL_ATTRIBUTES = ("conn", "transport", "writable", "disconnected", "close_sent")
+# ...and of the websockets protocol under it (``conn``).
+WEBSOCKETS_ATTRIBUTES = ("extensions", "state", "expect_continuation_frame", "data_to_send")
+
+_OPEN = State.OPEN
+_FRAME_CACHE_BYTES = 4 << 20
+
+
+def frame_text(data: bytes) -> bytes:
+    """A complete unmasked, unfragmented text frame (RFC 6455 5.2), as a server sends it."""
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + data
+    return struct.pack("!BBQ", 0x81, 127, n) + data
+
+
+class FrameCache:
+    """The frame of each message, built once per process instead of once per member.
+
+    A room encodes a message once and queues the same ``str`` to every member; without
+    extensions (no permessage-deflate) a server's frame of it is the same bytes for every
+    connection. Keyed by the text object's id (the entry holds the text, so the id cannot be
+    reused while it is cached), bounded in bytes; the oldest entries go first.
+    """
+
+    __slots__ = ("entries", "size")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[str, bytes]] = {}
+        self.size = 0
+
+    def frame(self, text: str) -> bytes:
+        entry = self.entries.get(id(text))
+        if entry is not None and entry[0] is text:
+            return entry[1]
+        frame = frame_text(text.encode())
+        entries = self.entries
+        while entries and self.size + len(frame) > _FRAME_CACHE_BYTES:
+            self.size -= len(entries.pop(next(iter(entries)))[1])
+        if len(frame) <= _FRAME_CACHE_BYTES:
+            entries[id(text)] = (text, frame)
+            self.size += len(frame)
+        return frame
+
+
+FRAMES = FrameCache()
 
 
 class DirectWriter:
@@ -60,13 +110,26 @@ class DirectWriter:
         presence = conn.presence
         ws = proto.conn
         texts = []
-        for _ in range(min(len(queue), self.MAX_FRAMES)):
-            text = queue.popleft()
-            if text[0] != "{":
-                text = presence.pop(text)
-            ws.send_text(text.encode())
-            texts.append(text)
-        proto.transport.write(b"".join(ws.data_to_send()))
+        if ws.extensions or ws.state is not _OPEN or ws.expect_continuation_frame:
+            # Compressed frames differ per connection (and a closing protocol refuses).
+            for _ in range(min(len(queue), self.MAX_FRAMES)):
+                text = queue.popleft()
+                if text[0] != "{":
+                    text = presence.pop(text)
+                ws.send_text(text.encode())
+                texts.append(text)
+            proto.transport.write(b"".join(ws.data_to_send()))
+        else:
+            # What the protocol has queued itself (control frames) goes first.
+            frames = ws.data_to_send()
+            frame = FRAMES.frame
+            for _ in range(min(len(queue), self.MAX_FRAMES)):
+                text = queue.popleft()
+                if text[0] != "{":
+                    text = presence.pop(text)
+                frames.append(frame(text))
+                texts.append(text)
+            proto.transport.write(b"".join(frames))
         if conn.probe is not None:
             for text in texts:
                 conn._probed(text)

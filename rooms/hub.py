@@ -154,6 +154,7 @@ class Hub:
             for member_id, member in roster.items():
                 if member_id.split(".")[0] not in dead:
                     room.roster.setdefault(member_id, member)
+                    room.roster_changed(member_id)
             room.reset(seq, state)
         except BaseException:
             self._drop(room)
@@ -196,12 +197,8 @@ class Hub:
             await self.store.add([(room.members_key, conn.id, _encoder.encode(conn.member))])
             # A batch may be committed but never published (its process died right after
             # the commit): whoever joins gets everything in the database.
-            async with self.ctx.pool.acquire() as db:
-                db_seq = await db.fetchval("SELECT seq FROM rooms WHERE id = $1", room_id)
-                if db_seq is None:
-                    raise store.RoomGone(str(room_id))
-                if db_seq > room.seq:
-                    room.catch_up(await store.fetch_entries(db, room_id, room.seq))
+            # (One read serves every member of a join burst that arrived before it began.)
+            await asyncio.shield(room.caught_up())
             missed: list[str] | None = None
             # (A negative last_seq, or one ahead of the room, gets a snapshot.)
             if last_seq is not None and 0 <= last_seq <= room.seq:
@@ -225,15 +222,17 @@ class Hub:
         room.joining -= 1
         resumed = missed is not None
         room.members[conn.id] = conn
+        if conn.version == 1:
+            room.legacy[conn.id] = conn
         room.core.join(conn.id)
         conn.room = room
         self.conns.add(conn)
         self.metrics.connections.set(len(self.conns))
-        members = [room.member_with_state(m) for m in room.roster.values()] + [conn.member]
+        members = room.welcome_members(conn.member)
         conn.enqueue(
             p.encode(
                 p.Welcome(
-                    v=p.PROTOCOL_VERSION,
+                    v=conn.version,
                     room_id=room_id,
                     kind=kind.name,
                     member_id=conn.id,
@@ -272,6 +271,7 @@ class Hub:
         self.conns.discard(conn)
         self.metrics.connections.set(len(self.conns))
         room.members.pop(conn.id, None)
+        room.legacy.pop(conn.id, None)
         room.core.leave(conn.id)
         if room.announce_leave(conn.id):
             self.broker.publish(
@@ -357,6 +357,7 @@ class Hub:
             # Batches already queued keep the role they were sent with.
             conn.actor = Actor(user_id=conn.actor.user_id, role=membership.role)
             conn.member.role = membership.role
+            room.roster_changed(conn.id)
 
     def _publish_failed(self, exc: Exception, count: int) -> None:
         self.metrics.fanout_errors.inc(count)

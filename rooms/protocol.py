@@ -1,8 +1,8 @@
 """The room wire protocol: every message a msgspec Struct, tagged on the field ``type``.
 
 docs/protocol.md is the contract written out for client authors; keep both in step.
-JSON text frames, one message per frame. ``PROTOCOL_VERSION`` is sent in ``hello`` and
-``welcome``; a server speaks exactly one version.
+JSON text frames, one message per frame. The client names its version in ``hello`` and the
+``welcome`` repeats it; the server speaks every version in ``PROTOCOL_VERSIONS``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from enum import IntEnum
 
 import msgspec
 
-PROTOCOL_VERSION = 1
+# Version 2 replaces the per-member ``joined``/``left`` messages with ``members`` (the roster
+# changes of a tick in one message); everything else is the same. Version 1 clients keep
+# getting ``joined``/``left`` one by one.
+PROTOCOL_VERSION = 2
+PROTOCOL_VERSIONS = frozenset({1, 2})
 OP_ID_MAX = 64
 
 
@@ -137,7 +141,8 @@ class Welcome(msgspec.Struct, tag_field="type", tag="welcome"):
     # False: state is the room's state at seq; drop whatever you had.
     resumed: bool
     state: msgspec.Raw | None
-    members: list[Member]
+    # A JSON list of ``Member``: encoded once per roster change, not once per welcome.
+    members: msgspec.Raw
     heartbeat_seconds: float
     limits: Limits
 
@@ -204,6 +209,14 @@ class Joined(msgspec.Struct, tag_field="type", tag="joined"):
 
 class Left(msgspec.Struct, tag_field="type", tag="left"):
     id: str
+
+
+class Members(msgspec.Struct, tag_field="type", tag="members"):
+    """Version 2: the roster changes of one tick. ``joined`` (members as ``Member`` JSON,
+    with their latest presence) and ``left`` (ids) are disjoint: each id's final state."""
+
+    joined: list[msgspec.Raw]
+    left: list[str]
 
 
 class PresenceOut(msgspec.Struct, tag_field="type", tag="presence"):

@@ -34,6 +34,9 @@ MAX_GROUP = 256  # batches per group commit
 # Batches waiting for the committer per room (a stalled database): beyond, ``busy``.
 ROOM_QUEUE_MAX = 4 * MAX_GROUP
 UNAPPLIED_MAX = 64  # remote batches kept unapplied before the state is brought up to date
+# Roster changes are announced to version-2 members at most once per tick, in one ``members``
+# message: a burst of N joins costs each member N / (rate x tick) messages, not N.
+ROSTER_TICK = 0.1
 
 _batch_decoder = msgspec.json.Decoder(p.Batch)
 _presence_decoder = msgspec.json.Decoder(p.PresenceOut)
@@ -54,6 +57,21 @@ class Room:
         self.members: dict[str, Conn] = {}
         self.roster: dict[str, p.Member] = {}
         self.presence_text: dict[str, str] = {}
+        # Version-1 members (a subset of ``members``): they get ``joined``/``left`` one by one.
+        self.legacy: dict[str, Conn] = {}
+        # The roster as JSON, for welcomes: each member encoded once (with its presence), the
+        # list joined once per change; a join burst costs a memcpy per welcome, not an encode.
+        self._member_json: dict[str, bytes] = {}
+        self._roster_json: bytes | None = None
+        # Member ids whose roster entry changed since the last ``members`` message (insertion
+        # ordered; the message carries each one's state at the flush).
+        self._changed: dict[str, None] = {}
+        self._flush: asyncio.TimerHandle | None = None
+        self._flushed_at = float("-inf")
+        # Joins read the room's seq from the database; the joins that arrive while one read
+        # is running share the next one (``caught_up``).
+        self._next_read: asyncio.Future[None] | None = None
+        self._reading = False
         self._state: Any = None
         self._unapplied: list[Batch] = []
         self._state_json: tuple[int, bytes] | None = None
@@ -180,6 +198,49 @@ class Room:
             self.perform(self.core.fetch_failed())
             return
         self.reset(seq, state, "state reloaded: resync")
+
+    def caught_up(self) -> asyncio.Future[None]:
+        """Done once a read of the database's seq that began after this call has brought the
+        room up to it (a batch may be committed but never published, its process killed
+        right after the commit). Raises ``store.RoomGone`` if the room was deleted.
+
+        Joins call this; those that arrive while a read runs share the next one, so a burst
+        of N joins costs a few reads, not N.
+        """
+        if self._next_read is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            # (Retrieved even when every waiter was cancelled.)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._next_read = future
+            if not self._reading:
+                self.hub.spawn(self._read_seqs())
+        return self._next_read
+
+    async def _read_seqs(self) -> None:
+        self._reading = True
+        try:
+            while self._next_read is not None:
+                future, self._next_read = self._next_read, None
+                try:
+                    async with self.hub.ctx.pool.acquire() as db:
+                        select = "SELECT seq FROM rooms WHERE id = $1"
+                        db_seq = await db.fetchval(select, self.room_id)
+                        if db_seq is None:
+                            raise store.RoomGone(str(self.room_id))
+                        if db_seq > self.seq:
+                            self.catch_up(await store.fetch_entries(db, self.room_id, self.seq))
+                except asyncio.CancelledError:
+                    future.cancel()
+                    raise
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+        finally:
+            self._reading = False
+            if self._next_read is not None:
+                self._next_read.cancel()
+                self._next_read = None
 
     async def missed_since(self, last_seq: int) -> list[str] | None:
         """The batch messages after ``last_seq`` up to ``seq``, or None if not kept.
@@ -328,27 +389,86 @@ class Room:
             return member
         return msgspec.structs.replace(member, state=_presence_decoder.decode(text).state)
 
+    def member_json(self, member: p.Member) -> bytes:
+        data = self._member_json.get(member.id)
+        if data is None:
+            data = self._member_json[member.id] = _encoder.encode(self.member_with_state(member))
+        return data
+
+    def roster_changed(self, member_id: str) -> None:
+        """Forget the cached JSON of a member (joined, left, new presence or role)."""
+        self._member_json.pop(member_id, None)
+        self._roster_json = None
+
+    def welcome_members(self, me: p.Member) -> msgspec.Raw:
+        """``welcome.members``: everyone in the roster, then ``me`` (not in it yet)."""
+        roster = self._roster_json
+        if roster is None:
+            roster = self._roster_json = b",".join(
+                [self.member_json(m) for m in self.roster.values()]
+            )
+        mine = _encoder.encode(me)
+        return msgspec.Raw(b"[" + roster + b"," + mine + b"]" if roster else b"[" + mine + b"]")
+
     def announce_join(self, member: p.Member, text: str, exclude: Conn | None) -> None:
         known = member.id in self.roster
         self.roster[member.id] = member
+        self.roster_changed(member.id)
         if known:
             return  # (read from the registry and then announced: members know it already)
         n = 0
-        for conn in self.members.values():
+        for conn in self.legacy.values():
             if conn is not exclude:
                 conn.enqueue(text)
                 n += 1
         self.hub.metrics.count_out("joined", n)
+        self._change(member.id)
 
     def announce_leave(self, member_id: str) -> bool:
         self.presence_text.pop(member_id, None)
         if self.roster.pop(member_id, None) is None:
             return False
-        text = p.encode(p.Left(id=member_id))
-        for conn in self.members.values():
-            conn.enqueue(text)
-        self.hub.metrics.count_out("left", len(self.members))
+        self.roster_changed(member_id)
+        if self.legacy:
+            text = p.encode(p.Left(id=member_id))
+            for conn in self.legacy.values():
+                conn.enqueue(text)
+            self.hub.metrics.count_out("left", len(self.legacy))
+        self._change(member_id)
         return True
+
+    def _change(self, member_id: str) -> None:
+        if len(self.members) == len(self.legacy):
+            return  # nobody here speaks version 2 (a later welcome lists the roster as it is)
+        self._changed[member_id] = None
+        if self._flush is None:
+            # At once after a quiet tick (the next loop iteration, so that what arrives in
+            # one read is one message), else at the end of the tick.
+            loop = asyncio.get_running_loop()
+            at = max(loop.time(), self._flushed_at + ROSTER_TICK)
+            self._flush = loop.call_at(at, self.flush_roster)
+
+    def flush_roster(self) -> None:
+        """One ``members`` message with the tick's changes, to every version-2 member."""
+        self._flush = None
+        self._flushed_at = asyncio.get_running_loop().time()
+        changed, self._changed = self._changed, {}
+        joined: list[msgspec.Raw] = []
+        left: list[str] = []
+        for member_id in changed:
+            member = self.roster.get(member_id)
+            if member is None:
+                left.append(member_id)
+            else:
+                joined.append(msgspec.Raw(self.member_json(member)))
+        text = p.encode(p.Members(joined=joined, left=left))
+        n = 0
+        legacy = self.legacy
+        for conn in self.members.values():
+            if conn.id not in legacy:
+                conn.enqueue(text)
+                n += 1
+        self.hub.metrics.count_out("members", n)
 
     def presence(
         self, member_id: str, text: str, exclude: Conn | None, published_at: float
@@ -356,6 +476,7 @@ class Room:
         if member_id in self.roster:
             # Kept as sent; decoded only when a welcome lists the members.
             self.presence_text[member_id] = text
+            self.roster_changed(member_id)
         n = 0
         for conn in self.members.values():
             if conn is not exclude:

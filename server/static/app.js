@@ -294,6 +294,9 @@ export class RoomClosed extends Error {
 // seq) for every applied batch; onError(message) for rejections and errors; onNotice(message);
 // onVersion(version) when a member names a version; onHistory(done) when an undo or redo of ours
 // is applied; onFatal(RoomClosed) when the room will not be rejoined.
+// Version 2: roster changes come as "members" messages (docs/protocol.md).
+export const PROTOCOL_VERSION = 2;
+
 export class RoomClient {
   constructor(kind, roomId, options = {}) {
     this.kind = kind;
@@ -383,7 +386,7 @@ export class RoomClient {
     this.welcome = null;
     this.setStatus("connecting");
     ws.onopen = () => {
-      const hello = { type: "hello", v: 1 };
+      const hello = { type: "hello", v: PROTOCOL_VERSION };
       if (this.token) hello.token = this.token;
       if (this.state !== null) hello.last_seq = this.seq; // resume; else a fresh join
       this.send(hello);
@@ -477,11 +480,15 @@ export class RoomClient {
         if (member) member.state = m.state;
         break;
       }
-      case "joined":
+      case "joined": // protocol version 1 only; version 2 sends "members"
         this.members.set(m.member.id, m.member);
         break;
       case "left":
         this.members.delete(m.id);
+        break;
+      case "members": // a tick's roster changes: each id's latest entry, or gone
+        for (const member of m.joined) this.members.set(member.id, member);
+        for (const id of m.left) this.members.delete(id);
         break;
       case "ping":
         this.send({ type: "pong" });
@@ -502,7 +509,7 @@ export class RoomClient {
   }
 
   welcomed(m) {
-    if (m.v !== 1 || m.kind !== this.kind) {
+    if (m.v !== PROTOCOL_VERSION || m.kind !== this.kind) {
       this.fatal(new RoomClosed(4400, `unexpected welcome (v ${m.v}, kind ${m.kind})`));
       return;
     }

@@ -175,7 +175,14 @@ def test_presence_is_tracked_per_sender_skips_are_not_duplicates() -> None:
 def test_a_server_ping_is_answered_and_unknown_frames_are_ignored() -> None:
     mode = BlendtuneMode()
     assert mode.parse(b'{"type":"ping"}') == (modes.REPLY, b'{"type":"pong"}')
-    for junk in (b"", b"not json", b'{"type":"joined","member":{}}', b"[1,2]", b'{"no":"type"}'):
+    for junk in (
+        b"",
+        b"not json",
+        b'{"type":"joined","member":{}}',
+        b'{"type":"members","joined":[],"left":[]}',
+        b"[1,2]",
+        b'{"no":"type"}',
+    ):
         assert mode.parse(junk) == (modes.OTHER,)
     # Presence from a client that is not the load tester.
     assert mode.parse(b'{"type":"presence","id":"x","state":{"cursor":1}}') == (modes.OTHER,)
@@ -186,9 +193,9 @@ def test_blendtune_frames_round_trip() -> None:
     member = modes.Member(room="abc", room_index=0, index=3, room_size=5, url="https://h:8443/")
     assert mode.url(member) == "wss://h:8443/rooms/loadtest/abc"
     hello = msgspec.json.decode(mode.hello(member)[0])
-    assert hello == {"type": "hello", "v": 1, "token": ""}
+    assert hello == {"type": "hello", "v": 2, "token": ""}
     resume = msgspec.json.decode(mode.hello(member, 41)[0])
-    assert resume == {"type": "hello", "v": 1, "token": "", "last_seq": 41}
+    assert resume == {"type": "hello", "v": 2, "token": "", "last_seq": 41}
     frame = mode.presence(member, 17, 1234.5)
     assert len(frame) == 178
     sent = msgspec.json.decode(frame)

@@ -14,8 +14,10 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
-from rooms.direct import PROTOCOL_ATTRIBUTES, DirectWriter
+from rooms.direct import PROTOCOL_ATTRIBUTES, WEBSOCKETS_ATTRIBUTES, DirectWriter, FrameCache
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:  # never called
@@ -34,5 +36,21 @@ async def test_uvicorn_sansio_protocol_has_what_the_direct_writer_uses() -> None
     assert isinstance(proto.writable, asyncio.Event)
     # What it calls on the websockets protocol under it.
     assert callable(proto.conn.send_text) and callable(proto.conn.data_to_send)
+    missing = [name for name in WEBSOCKETS_ATTRIBUTES if not hasattr(proto.conn, name)]
+    assert not missing, f"websockets no longer has {missing}: update rooms/direct.py"
     # Anything else (another server, a test double) gets plain ASGI sends.
     assert DirectWriter.for_receive(app) is None
+
+
+def test_a_cached_frame_is_what_websockets_would_send() -> None:
+    """The frame built once per message equals the protocol's own, for every length form
+    (7-bit, 16-bit and 64-bit lengths)."""
+    cache = FrameCache()
+    for size in (0, 1, 125, 126, 65535, 65536, 200_000):
+        text = "é" * (size // 2) + "x" * (size % 2)
+        ws = ServerProtocol()
+        ws.state = State.OPEN
+        ws.send_text(text.encode())
+        expected = b"".join(ws.data_to_send())
+        assert cache.frame(text) == expected
+        assert cache.frame(text) is cache.frame(text)  # built once

@@ -108,6 +108,9 @@ class Member:
                 ids.add(m["member"]["id"])
             elif m["type"] == "left":
                 ids.discard(m["id"])
+            elif m["type"] == "members":  # (protocol version 2, the default here)
+                ids.update(x["id"] for x in m["joined"])
+                ids.difference_update(m["left"])
         return ids
 
 

@@ -38,7 +38,7 @@ const latest = () => FakeSocket.all[FakeSocket.all.length - 1];
 
 function welcome(seq, extra = {}) {
   return {
-    type: "welcome", v: 1, room_id: "r", kind: "blend", member_id: "m.1", user_id: ME,
+    type: "welcome", v: 2, room_id: "r", kind: "blend", member_id: "m.1", user_id: ME,
     role: "owner", seq, resumed: false, future_field: 1,
     state: { name: "Friday", items: [], members: [], library: {}, generation: 0 },
     members: [{ id: "m.1", user_id: ME, role: "owner", state: null }],
@@ -62,7 +62,7 @@ client.start();
 let ws = latest();
 assert.equal(ws.url, "ws://example/rooms/blend/r");
 ws.open();
-assert.deepEqual(ws.sent, [{ type: "hello", v: 1 }]);
+assert.deepEqual(ws.sent, [{ type: "hello", v: 2 }]);
 ws.receive(welcome(5));
 assert.equal(client.status, "live");
 assert.equal(client.seq, 5);
@@ -87,6 +87,13 @@ ws.receive({ type: "ping" });
 assert.deepEqual(ws.sent[ws.sent.length - 1], { type: "pong" });
 ws.receive({ type: "left", id: "m.2" });
 assert.equal(client.members.has("m.2"), false);
+// Version 2: a tick's roster changes in one message (an id may be in it that we know).
+ws.receive({ type: "members", joined: [{ id: "m.3", user_id: OTHER, role: "member", state: { cursor: 1 } },
+  { id: "m.1", user_id: ME, role: "owner", state: null }], left: ["m.2", "m.9"] });
+assert.deepEqual([...client.members.keys()].sort(), ["m.1", "m.3"]);
+assert.deepEqual(client.members.get("m.3").state, { cursor: 1 });
+ws.receive({ type: "members", joined: [], left: ["m.3"] });
+assert.deepEqual([...client.members.keys()], ["m.1"]);
 
 // Rejections: a rate-limited batch stays pending (resent later), a refused one is dropped.
 const limited = client.edit([{ op: "rename", name: "A" }]);
@@ -104,7 +111,7 @@ assert.equal(client.seq, 7);
 await tick();
 ws = latest();
 ws.open();
-assert.deepEqual(ws.sent[0], { type: "hello", v: 1, last_seq: 7 });
+assert.deepEqual(ws.sent[0], { type: "hello", v: 2, last_seq: 7 });
 // ... a resumed welcome keeps the state and seq; pending batches are resent with their op_id;
 // the missed batches follow, ours among them (its ack was lost): it counts as the ack.
 ws.receive(welcome(8, { resumed: true, state: null }));
@@ -125,7 +132,7 @@ const restarted = client.edit([{ op: "rename", name: "C" }]);
 await tick();
 ws = latest();
 ws.open();
-assert.deepEqual(ws.sent[0], { type: "hello", v: 1, last_seq: 8 });
+assert.deepEqual(ws.sent[0], { type: "hello", v: 2, last_seq: 8 });
 ws.receive(welcome(9, { resumed: false, state: { name: "B", items: [], members: [], library: {} } }));
 assert.equal(client.seq, 9, "a snapshot welcome sets seq");
 assert.deepEqual(ws.sent.slice(1).map((m) => m.op_id), [during, restarted]);
@@ -163,7 +170,7 @@ const withToken = new RoomClient("blend", "r2", {
 });
 withToken.start();
 latest().open();
-assert.deepEqual(latest().sent[0], { type: "hello", v: 1, token: "tok" });
+assert.deepEqual(latest().sent[0], { type: "hello", v: 2, token: "tok" });
 assert.ok(!latest().url.includes("tok"));
 latest().serverClose(4401);
 assert.equal(withToken.status, "closed (4401)");
