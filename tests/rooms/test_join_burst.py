@@ -111,7 +111,7 @@ async def join(url: str, room: uuid.UUID, token: str, gate: asyncio.Semaphore) -
 
 async def test_two_thousand_members_join_one_room_in_a_burst(
     start_room_server: StartRoomServer, notes: Rooms
-):
+) -> None:
     enough_descriptors(MEMBERS + 500)
     a = await start_room_server(env=BIG_ROOM)
     b = await start_room_server(env=BIG_ROOM)
