@@ -49,7 +49,8 @@ from dsp.structure import Structure
 from rooms import fractional
 from rooms.kinds import SERVER_USER_ID, OpRejected
 from rooms.store import RoomGone
-from server.mashups import live, queries, room, schemas
+from server.mashups import live, room, schemas
+from server.mashups import repository as repo
 from server.mashups.previews import EXPORT_FORMAT, EXPORT_PREFIX, PreviewService, export_url
 from server.problems import Problem
 from server.services import Services
@@ -142,10 +143,8 @@ class GenerationService:
         options = ArrangeOptions(layering=body.layering)
         async with self.services.pool.acquire() as conn, conn.transaction():
             # The mashup row's lock serialises requests: at most one job under way per mashup.
-            await queries.require_editor(conn, mashup_id, user_id, lock=True)
-            target = body.target_seconds or await conn.fetchval(
-                "SELECT target_duration_seconds FROM mashups WHERE id = $1", mashup_id
-            )
+            await repo.require_editor(conn, mashup_id, user_id, lock=True)
+            target = body.target_seconds or await repo.target_seconds(conn, mashup_id)
             inputs = await conn.fetch(
                 "SELECT t.original_filename, t.structure IS NULL AS missing"
                 " FROM mashup_input_tracks i JOIN uploaded_tracks t ON t.id = i.uploaded_track_id"

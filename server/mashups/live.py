@@ -18,7 +18,8 @@ from typing import Final
 
 from rooms import api
 from rooms.store import RoomGone
-from server.mashups import queries, room
+from server.mashups import repository as repo
+from server.mashups import room
 from server.services import Services
 
 _log = logging.getLogger("blendtune.mashups")
@@ -48,7 +49,7 @@ async def publish_sync(services: Services, mashup_id: uuid.UUID) -> None:
     try:
         async with services.pool.acquire() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                op = await queries.sync_op(conn, mashup_id)
+                op = await repo.sync_op(conn, mashup_id)
         # Submitted with the connection released: a request never holds two at once.
         if op is not None:
             await submit(services, mashup_id, [op])

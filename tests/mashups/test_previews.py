@@ -114,12 +114,23 @@ async def test_old_previews_are_dropped_and_demotions_apply_at_once(
             " FROM mashups WHERE id = $1",
             uuid.UUID(mashup_id),
         )
-        # The export leaves the generation's status alone (nothing was generated here).
+        # The export leaves the generation's status alone (nothing was generated here), and
+        # the download wrote nothing: a GET never writes (downloads are counted in /metrics).
         assert row is not None and dict(row) == {
             "status": "pending",
             "output_storage_key": f"exports/{folder.name}/{uuid.UUID(export_id).hex}.flac",
-            "download_count": 1,
+            "download_count": 0,
         }
+        metrics = (await on_a.get("/metrics")).text
+        downloads = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("blendtune_http_requests_total{")
+            and 'method="GET"' in line
+            and '/export"' in line
+            and 'status="200"' in line
+        ]
+        assert downloads and float(downloads[0].split()[-1]) >= 1, metrics[-2000:]
         assert (storage / row["output_storage_key"]).is_file()
         stranger = await make_user(db)
         assert (await on_b.get(export_url, headers=stranger.headers)).status_code == 404
