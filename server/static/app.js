@@ -292,8 +292,9 @@ export class RoomClosed extends Error {
 // resent after a reconnect, heartbeats, and reconnection as the close-code table says.
 // Callbacks: onUpdate() after any change to state/members/pending/status; onBatch(ops, author,
 // seq) for every applied batch; onError(message) for rejections and errors; onNotice(message);
-// onVersion(version) when a member names a version; onHistory(done) when an undo or redo of ours
-// is applied; onFatal(RoomClosed) when the room will not be rejoined.
+// onVersion(version) when a member (this page included) names a version; onHistory(done) when an
+// undo, redo or restore of ours is applied; onFatal(RoomClosed) when the room will not be
+// rejoined.
 // Version 2: roster changes come as "members" messages (docs/protocol.md).
 export const PROTOCOL_VERSION = 2;
 
@@ -313,7 +314,7 @@ export class RoomClient {
     this.state = null;
     this.seq = null;
     this.members = new Map(); // member id -> {id, user_id, role, state}
-    this.pending = new Map(); // op_id -> ops (or an undo/redo message), in send order
+    this.pending = new Map(); // op_id -> ops (or a history message), in send order
     this.status = "connecting";
     this.welcome = null;
     this.ws = null;
@@ -358,6 +359,19 @@ export class RoomClient {
 
   redo() {
     return this.request({ type: "redo" });
+  }
+
+  // Bring the room back to a named version ({version: id}) or to a seq ({seq}), as a new batch
+  // of ours (undoable); answered like an undo.
+  restore(target) {
+    return this.request(target.version ? { type: "restore", version: target.version } : { type: "restore", seq: target.seq });
+  }
+
+  // Name the room's state (at `seq`, or its latest): answered with a `version` message, to
+  // every member, that carries our op_id. Pending and resent like the rest (a resent one is a
+  // duplicate, named once).
+  nameVersion(label, seq = null) {
+    return this.request(seq === null ? { type: "version", label } : { type: "version", label, seq });
   }
 
   // `what` is a batch's ops, or a history message without its op_id.
@@ -499,7 +513,10 @@ export class RoomClient {
         this.onNotice(`${m.code}: ${m.detail}`);
         break;
       case "version": // a member named the room's state (docs/protocol.md, "History")
-        this.onVersion(m.version);
+        if (m.version.author === this.welcome.user_id && this.pending.has(m.op_id)) {
+          this.pending.delete(m.op_id); // ours: the answer (not in the seq stream)
+        }
+        if (!m.duplicate) this.onVersion(m.version);
         break;
       // messages:end
       default:

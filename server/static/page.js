@@ -20,6 +20,7 @@ import {
   toast,
   whenSignedOut,
 } from "./dom.js";
+import { historyChanged, resetHistory, setupHistory } from "./history.js";
 import { loadLibrary, setupLibrary, stopLibrary } from "./library.js";
 import { leaveMashup, loadSourcesPicker, mashupBatch, renderMashup, setupMashup } from "./mashup.js";
 
@@ -353,6 +354,7 @@ async function openRoom(kind, id) {
     onUpdate: scheduleRender,
     onBatch: (ops, author) => {
       if (kind === "mashup") mashupBatch(ops, author);
+      historyChanged();
       // Membership changes come as a sync: the share code and roles live in the detail.
       if (ops.some((op) => op.op === "sync")) {
         refreshDetail().catch(() => {});
@@ -361,8 +363,12 @@ async function openRoom(kind, id) {
     },
     onError: (text) => roomError(text),
     onNotice: () => {},
+    onVersion: (version) => {
+      if (version.author === me.user_id) toast(`Saved version “${version.label}”.`);
+      historyChanged();
+    },
     onHistory: (done) => {
-      const verb = done.action === "redo" ? "Redone" : "Undone";
+      const verb = { undo: "Undone", redo: "Redone", restore: "Restored" }[done.action] ?? "Done";
       toast(
         done.skipped
           ? `${verb}; ${done.skipped} ${done.skipped === 1 ? "change was" : "changes were"} left as others changed ${done.skipped === 1 ? "it" : "them"} since.`
@@ -376,6 +382,7 @@ async function openRoom(kind, id) {
     },
   });
   room = { client, kind, id, detail };
+  resetHistory();
   const owner = detail.owner_id === me.user_id;
   $(`#${kind}-leave`).textContent = owner ? `Delete this ${kind}` : `Leave this ${kind}`;
   showView(kind);
@@ -393,7 +400,9 @@ const REJECTIONS = {
   rate_limited: "Slow down a little: your change will be sent again in a moment.",
   nothing_to_undo: "Nothing of yours left to undo.",
   nothing_to_redo: "Nothing to redo.",
-  history_unavailable: "That change is too old to undo.",
+  history_unavailable: "That is older than the history this room keeps.",
+  unknown_version: "That version no longer exists.",
+  too_many_versions: "This room has as many named versions as it can keep (500).",
   unavailable: "The server is busy: your change will be sent again in a moment.",
 };
 
@@ -448,7 +457,7 @@ function view() {
   }
   const copy = structuredClone(client.state);
   for (const ops of client.pending.values()) {
-    if (!Array.isArray(ops)) continue; // an undo or redo: the server decides what it changes
+    if (!Array.isArray(ops)) continue; // a history request: the server decides what it changes
     for (const op of ops) APPLY[room.kind](copy, op, me.user_id);
   }
   viewCache = { state: client.state, pending: key, seq: client.seq, view: copy };
@@ -658,6 +667,7 @@ function main() {
   setupLibrary();
   setupBlend(session);
   setupMashup(session);
+  setupHistory(session);
   window.addEventListener("hashchange", () => route().catch(report));
   // Undo and redo your own changes in the room (the server keeps the history).
   for (const button of document.querySelectorAll("[data-history]")) {

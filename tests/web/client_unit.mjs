@@ -244,4 +244,39 @@ latest().receive({ type: "error", code: "nothing_to_redo", detail: "", op_id: no
 assert.equal(undoing.pending.size, 0);
 undoing.stop();
 
+// Versions and restore: naming is answered by a `version` message carrying our op_id (to
+// every member; not in the seq stream); a restore is answered like an undo.
+const named = [];
+const versioning = new RoomClient("blend", "r6", {
+  url: "ws://example/rooms/blend/r6", WebSocket: FakeSocket,
+  onVersion: (v) => named.push(v.label), onHistory: (h) => done.push(h),
+});
+versioning.start();
+latest().open();
+latest().receive(welcome(3));
+const naming = versioning.nameVersion("Before the drop");
+assert.deepEqual(latest().sent[1], { type: "version", op_id: naming, label: "Before the drop" });
+const version = { id: "v1", label: "Before the drop", seq: 3, author: ME, created_at: "2026-12-01T17:00:00Z" };
+latest().receive({ type: "version", op_id: "c9-000001", duplicate: false, version: { ...version, id: "v0", label: "Theirs", author: "someone-else" } });
+assert.equal(versioning.pending.size, 1, "another member's version is not our answer");
+latest().receive({ type: "version", op_id: naming, duplicate: false, version });
+assert.equal(versioning.pending.size, 0);
+assert.equal(versioning.seq, 3, "a version takes no seq");
+latest().receive({ type: "version", op_id: naming, duplicate: true, version });
+assert.deepEqual(named, ["Theirs", "Before the drop"], "a duplicate names nothing new");
+const restoring = versioning.restore({ version: "v1" });
+const bySeq = versioning.restore({ seq: 2 });
+assert.deepEqual(latest().sent.slice(2), [
+  { type: "restore", op_id: restoring, version: "v1" },
+  { type: "restore", op_id: bySeq, seq: 2 },
+]);
+latest().receive({
+  type: "ack", op_id: restoring, seq: 4, duplicate: false,
+  ops: [{ op: "rename", name: "Then" }],
+  history: { action: "restore", target: 3, applied: 1, skipped: 0 },
+});
+assert.equal(versioning.state.name, "Then");
+assert.equal(done.at(-1).action, "restore");
+versioning.stop();
+
 console.log("ok");

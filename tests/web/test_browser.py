@@ -326,11 +326,13 @@ async def test_two_friends_blend_and_mash_up_together(
     await expect(a.locator("#no-mashups")).to_be_visible()
 
 
-async def test_a_server_restart_loses_nothing(
+async def test_a_server_restart_loses_nothing_and_history_restores(
     start_server: Any, people: Any, backends: Any
 ) -> None:
     """Both browsers reconnect without a reload, and an edit made while the server was down
-    reaches everyone once it is back."""
+    reaches everyone once it is back. Then the history: undo and redo, and the history panel
+    (name a version, see each other's changes, restore the version and a change, undo a
+    restore)."""
     server: ServerProcess = await start_server()
     conn = await asyncpg.connect(backends.database_url)
     try:
@@ -349,8 +351,10 @@ async def test_a_server_restart_loses_nothing(
         )
         assert joined.status_code == 200, joined.text
     pages: list[Page] = []
+    persons: list[Person] = []
     for user in (owner, friend):
         person: Person = await people(user.username)
+        persons.append(person)
         await person.context.add_cookies(
             [{"name": "bt_session", "value": user.token, "url": server.url}]
         )
@@ -391,6 +395,36 @@ async def test_a_server_restart_loses_nothing(
     async with httpx.AsyncClient(base_url=server.url) as http:
         detail = (await http.get(f"/mashups/{mashup['id']}", headers=owner.headers)).json()
     assert detail["timeline"]["bpm"] == 120
+
+    # The history panel: the changes, newest first, who made them and what they did.
+    panel_a, panel_b = (page.locator("#mashup-history") for page in pages)
+    await panel_a.locator("summary").click()
+    newest = panel_a.locator(".changes li").first
+    await expect(newest).to_contain_text(f"{owner.username} redid #")
+    await expect(newest).to_contain_text("(now)")
+    # Alice names the state; Bob, whose panel is open, sees it with her name and its seq.
+    await panel_b.locator("summary").click()
+    await a.fill("#mashup-version-label", "At 120")
+    await panel_a.get_by_role("button", name="Save version").click()
+    version_b = panel_b.locator(".versions li")
+    await expect(version_b).to_contain_text(re.compile(rf"At 120 by {owner.username} · #\d+"))
+    # Bob's later change shows in Alice's open panel as it happens.
+    await set_tempo(b, "130")
+    await expect(newest).to_contain_text(f"{friend.username} set the tempo to 130 BPM")
+    await persons[0].screenshot("history-panel")
+    # Alice restores the version: a new change of hers, seen by Bob; her undo takes it back.
+    await panel_a.get_by_role("button", name="Restore version “At 120”").click()
+    await expect(b.locator("#project-bpm")).to_have_value("120")
+    await expect(newest).to_contain_text(f"{owner.username} restored a named version")
+    await a.click("[data-view=mashup] [data-history=undo]")
+    await expect(b.locator("#project-bpm")).to_have_value("130")
+    # Bob restores the room as it was after a change (Bob's own 110, made while away).
+    change = panel_b.locator(".changes li", has_text="set the tempo to 110 BPM")
+    await change.get_by_role("button", name="Restore").click()
+    await expect(a.locator("#project-bpm")).to_have_value("110")
+    await expect(panel_a.locator(".changes li").first).to_contain_text(
+        f"{friend.username} restored #"
+    )
 
 
 async def test_a_forgotten_password(

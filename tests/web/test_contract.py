@@ -70,7 +70,17 @@ def test_sent_message_types_are_the_documented_client_messages() -> None:
     row = re.search(r"^\| `unknown_type` \| `type` is not one of (.*)\|$", PROTOCOL, re.M)
     assert row
     allowed = set(re.findall(r"`(\w+)`", row.group(1)))
-    assert sent == {"hello", "ops", "presence", "ping", "pong", "undo", "redo"}
+    assert sent == {
+        "hello",
+        "ops",
+        "presence",
+        "ping",
+        "pong",
+        "undo",
+        "redo",
+        "restore",
+        "version",
+    }
     assert sent <= allowed <= documented_types()
 
 
