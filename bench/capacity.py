@@ -112,11 +112,12 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
     settle: float  # seconds at a step's rate before measuring
     duration: float  # measured seconds per step
     drain: float  # seconds of receiving after a step's last send
-    cooldown: float  # extra quiet seconds after a failed step (a backlog drains)
+    quiet: float  # after a failed step, wait at most this long for its backlog to drain
     factor: float  # the first search: x or / this until the bracket is found
     refine: float  # later searches: start at the median so far, x or / this
     precision: float  # stop when lowest failing / highest passing <= 1 + precision
-    max_steps: int  # per search
+    max_steps: int  # per first search
+    refine_steps: int  # per later search
     repeats: int
 
 
@@ -125,11 +126,12 @@ FULL = Timing(
     settle=1.5,
     duration=5.0,
     drain=1.0,
-    cooldown=1.0,
+    quiet=15.0,
     factor=2.0,
     refine=1.25,
     precision=0.15,
-    max_steps=9,
+    max_steps=7,
+    refine_steps=4,
     repeats=2,
 )
 QUICK = Timing(
@@ -137,11 +139,12 @@ QUICK = Timing(
     settle=0.3,
     duration=1.0,
     drain=0.3,
-    cooldown=0.0,
+    quiet=2.0,
     factor=4.0,
     refine=2.0,
     precision=0.5,
     max_steps=5,
+    refine_steps=3,
     repeats=1,
 )
 
@@ -312,7 +315,7 @@ def judge(report: Report, ops: bool, bar: Bar) -> list[str]:
         if o.gaps or o.duplicates:
             why.append(f"{o.gaps} gaps, {o.duplicates} duplicates")
         if o.ack_latency.p99_ms > bar.p99_ms:
-            why.append(f"ack p99 {o.ack_latency.p99_ms:g} ms")
+            why.append(f"ack p99 {o.ack_latency.p99_ms:.3g} ms")
     else:
         p = report.presence
         if p.sent == 0:
@@ -327,7 +330,7 @@ def judge(report: Report, ops: bool, bar: Bar) -> list[str]:
         if p.duplicates:
             why.append(f"{p.duplicates} duplicates")
         if p.latency.p99_ms > bar.p99_ms:
-            why.append(f"p99 {p.latency.p99_ms:g} ms")
+            why.append(f"p99 {p.latency.p99_ms:.3g} ms")
     if report.errors:
         why.append(f"error: {report.errors[0]}"[:120])
     return why
@@ -568,14 +571,19 @@ class Sweep:
             )
             steps.append(step)
             self.on_step(step)
-            if not step.passed and t.cooldown:
-                time.sleep(t.cooldown)
+            if not step.passed and t.quiet > 0:
+                # An overloaded server may still be sending the step's backlog: the next
+                # (lower) rate must not pay for it. Quiet: well under the step's delivery
+                # rate, and above the idle heartbeats (a ping per connection per 20 s).
+                deliveries = step.offered_per_s * shape.members
+                session.wait_quiet(max(200.0, 0.02 * deliveries), t.quiet)
             return step.passed
 
         guess = shape.guess if start is None else start
         factor = t.factor if start is None else t.refine
+        steps_at_most = t.max_steps if start is None else t.refine_steps
         passed, failed = search(
-            passes, guess, shape.low, shape.high, factor, t.precision, t.max_steps
+            passes, guess, shape.low, shape.high, factor, t.precision, steps_at_most
         )
         return Search(
             server=target.name,

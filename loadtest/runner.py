@@ -31,6 +31,8 @@ from loadtest.worker import (
     Failed,
     Message,
     Progress,
+    Reconnected,
+    ReconnectPlan,
     Result,
     StepPlan,
     StopPlan,
@@ -217,7 +219,7 @@ class Session:
                 ready.add(message.worker)
 
         with Live(self._table(None), console=self.console, refresh_per_second=4) as display:
-            self._pump(display, None, everyone_ready, on_progress)
+            self._pump(display, None, everyone_ready, on_progress, None)
         if len(self.failures) == len(self.procs):
             raise RuntimeError("every client process failed: " + "; ".join(self.failures.values()))
         # Sampled for the whole session; each step reads its own window.
@@ -241,7 +243,23 @@ class Session:
         number = self.steps
         self.steps += 1
         alive = [i for i in range(len(self.procs)) if i not in self.failures]
-        lead = 0.25  # time for the commands to arrive and closed members to come back
+        # First every member the server closed comes back, however long that takes; then
+        # the step is timed from a moment every worker can keep.
+        reconnected: set[int] = set()
+
+        def on_reconnected(message: Reconnected) -> None:
+            if message.step == number:
+                reconnected.add(message.worker)
+
+        def all_back() -> bool:
+            return len(reconnected | set(self.failures)) >= len(self.procs)
+
+        for i in alive:
+            self.commands[i].put(self.encoder.encode(ReconnectPlan(number)))
+        with Live(self._table(None), console=self.console, refresh_per_second=4) as display:
+            self._pump(display, None, all_back, None, on_reconnected)
+        alive = [i for i in alive if i not in self.failures]
+        lead = 0.25  # time for the step's command to arrive
         begin = time.time() + lead
         window = (begin + settle, begin + settle + duration)
         plan = StepPlan(
@@ -273,7 +291,7 @@ class Session:
                 results[message.worker] = message
 
         with Live(self._table(window[0]), console=self.console, refresh_per_second=4) as display:
-            self._pump(display, on_result, done, None)
+            self._pump(display, on_result, done, None, None)
         server = self.sampler.usage(window) if self.sampler is not None else []
         cpu_busy = self.sampler.cpu_busy(window) if self.sampler is not None else []
         server_metrics = scraper.stop()
@@ -316,6 +334,38 @@ class Session:
             report.warnings.append("--profile: py-spy not found or no local server process")
         return report, dists
 
+    def wait_quiet(self, below_per_s: float, at_most: float) -> float:
+        """Wait (up to ``at_most`` seconds) until the members receive fewer than
+        ``below_per_s`` frames a second: after an overloaded step, the servers' backlog
+        drains before the next step is timed. Returns the seconds waited."""
+        began = time.time()
+        history: dict[int, list[tuple[float, int]]] = {}  # worker -> (time, frames so far)
+        alive = [i for i in range(len(self.procs)) if i not in self.failures]
+
+        def on_progress(message: Progress) -> None:
+            history.setdefault(message.worker, []).append((time.time(), message.frames))
+
+        def quiet() -> bool:
+            if time.time() - began >= at_most:
+                return True
+            rate = 0.0
+            for i in alive:
+                reports = history.get(i, [])
+                if not reports:
+                    return False
+                t1, f1 = reports[-1]
+                # The rate over the last second or so of this worker's reports.
+                earlier = [(t, f) for t, f in reports if t <= t1 - 0.9]
+                if not earlier:
+                    return False
+                t0, f0 = earlier[-1]
+                rate += (f1 - f0) / (t1 - t0)
+            return rate < below_per_s
+
+        with Live(self._table(None), console=self.console, refresh_per_second=4) as display:
+            self._pump(display, None, quiet, on_progress, None)
+        return time.time() - began
+
     def close(self) -> None:
         """Tell the client processes to close their connections and exit."""
         stop = self.encoder.encode(StopPlan())
@@ -336,6 +386,7 @@ class Session:
         on_result: Callable[[Result], None] | None,
         finished: Callable[[], bool],
         on_progress: Callable[[Progress], None] | None,
+        on_reconnected: Callable[[Reconnected], None] | None,
     ) -> None:
         """Read the client processes' messages until ``finished()``; keep the display live."""
         live = self.live
@@ -361,6 +412,8 @@ class Session:
                 elif isinstance(message, Failed):
                     self.failures[message.worker] = message.error
                     live.phase[message.worker] = "failed"
+                elif isinstance(message, Reconnected) and on_reconnected is not None:
+                    on_reconnected(message)
             for index, proc in enumerate(self.procs):
                 if proc.exitcode not in (None, 0):
                     self.failures.setdefault(index, f"client process exited with {proc.exitcode}")

@@ -71,11 +71,17 @@ class StepPlan(msgspec.Struct, tag="step", kw_only=True):
     churn_rate: float = 0.0  # reconnects per second (this worker's share)
 
 
+class ReconnectPlan(msgspec.Struct, tag="reconnect"):
+    """Before a step: reconnect (resume) every member the server closed, then say so."""
+
+    number: int  # the step it prepares
+
+
 class StopPlan(msgspec.Struct, tag="stop"):
     """Close every connection and exit."""
 
 
-Command = StepPlan | StopPlan
+Command = StepPlan | ReconnectPlan | StopPlan
 
 
 class Progress(msgspec.Struct, tag="progress", kw_only=True):
@@ -85,6 +91,7 @@ class Progress(msgspec.Struct, tag="progress", kw_only=True):
     presence: SparseHistogram  # latencies since the previous progress message
     ops: SparseHistogram
     acks: SparseHistogram
+    frames: int = 0  # text frames received since the worker started, counted or not
 
 
 class Result(msgspec.Struct, tag="result", kw_only=True):
@@ -115,7 +122,13 @@ class Failed(msgspec.Struct, tag="failed", kw_only=True):
     error: str
 
 
-Message = Progress | Result | Failed
+class Reconnected(msgspec.Struct, tag="reconnected", kw_only=True):
+    worker: int
+    step: int
+    held: int
+
+
+Message = Progress | Result | Failed | Reconnected
 
 
 def make_mode(plan: WorkerPlan) -> modes.Mode:
@@ -195,6 +208,7 @@ class Conn:
         self.seen_presence = [-1] * member.room_size
 
     def on_text(self, data: bytes) -> None:
+        self.worker.frames += 1
         self.worker.on_event(self, self.worker.mode.parse(data))
 
     def on_close(self, code: int | None, reason: str) -> None:
@@ -214,6 +228,7 @@ class Worker:
         self.window = (float("-inf"), float("inf"))
         self.start = 0.0  # the measured window's start (unix seconds): the timeline's origin
         self.step_number = 0
+        self.frames = 0  # every text frame received, in or out of a window (backlog drains)
         self.running = False  # a step is under way (sending or draining): reconnect on close
         self.reopening: set[asyncio.Task[bool]] = set()
         self.phase = "connecting"
@@ -569,6 +584,7 @@ class Worker:
             presence=self.presence.take_interval(),
             ops=self.ops.take_interval(),
             acks=self.acks.take_interval(),
+            frames=self.frames,
         )
 
     async def report_progress(self) -> None:
@@ -611,6 +627,16 @@ class Worker:
                 command = await asyncio.to_thread(next_command)
                 if isinstance(command, StopPlan):
                     break
+                if isinstance(command, ReconnectPlan):
+                    await self.reconnect()
+                    self.send_message(
+                        Reconnected(
+                            worker=self.plan.index,
+                            step=command.number,
+                            held=self.counters.connections_held,
+                        )
+                    )
+                    continue
                 await self.step(command)
                 self.send_message(self.result())
                 self.reset()
@@ -625,13 +651,19 @@ class Worker:
                     conn.closing = True
                     conn.client.close()
 
-    async def step(self, step: StepPlan) -> None:
-        self.step_number = step.number
-        # As a client would: members the server closed since the last step come back first.
+    async def reconnect(self) -> None:
+        """As a client would: members the server closed since the last step come back (and
+        resume). The parent waits for every worker to have done so before it times a step:
+        a reconnect storm (a huge room's joins) must not eat into the step's timetable."""
         missing = [c for c in self.conns if c.client is None]
         if missing:
             self.phase = "reconnecting"
             await self.open_all(missing, resume=True)
+            self.phase = "ready"
+
+    async def step(self, step: StepPlan) -> None:
+        self.step_number = step.number
+        await self.reconnect()  # normally done already (ReconnectPlan): then nothing to do
         self.start = step.start + step.settle
         self.window = (self.start, self.start + step.duration)
         delay = step.start - time.time()
