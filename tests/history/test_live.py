@@ -371,3 +371,37 @@ async def test_the_author_gets_the_ack_even_when_a_catch_up_delivers_the_undo_fi
     assert (seen["type"], seen["op_id"], seen["author"]) == ("batch", op_id, str(alice.id))
     await ann.close()
     await ben.close()
+
+
+async def test_an_undo_whose_ack_was_lost_arrives_on_resume_and_a_resend_is_a_duplicate(
+    pair: tuple[ServerProcess, ServerProcess], db: asyncpg.Connection
+) -> None:
+    """Alice's connection drops with her undo's ack unread. Resuming on the other process
+    from her last seq, she gets the undo as a batch carrying her op id; resending it changes
+    nothing (a duplicate); and her redo stack is the server's: redo takes that undo."""
+    a, b = pair
+    alice, _, mashup_id, ann, ben = await two_members(a, b, db)
+    edit = await ann.send_ops([TEMPO])
+    op_id = uuid.uuid4().hex
+    await ann.client.send({"type": "undo", "op_id": op_id})
+    seen = await ben.until(lambda m: m["type"] == "batch" and m["op_id"] == op_id)
+    await ann.close()  # (its ack unread)
+
+    resumed = await join(
+        b.ws_url, uuid.UUID(mashup_id), alice.token, kind="mashup", last_seq=edit["seq"]
+    )
+    assert resumed.welcome["resumed"] is True
+    got = await resumed.until(lambda m: m.get("seq") == seen["seq"])
+    assert (got["type"], got["op_id"], got["ops"]) == ("batch", op_id, seen["ops"])
+    await resumed.send({"type": "undo", "op_id": op_id})
+    again = await resumed.until(lambda m: m.get("op_id") == op_id and m["type"] != "batch")
+    assert (again["type"], again["seq"], again["duplicate"]) == ("ack", seen["seq"], True)
+    redo_id = uuid.uuid4().hex
+    await resumed.send({"type": "redo", "op_id": redo_id})
+    redone = await resumed.until(lambda m: m.get("op_id") == redo_id)
+    assert redone["type"] == "ack" and redone["history"]["target"] == seen["seq"]
+    assert redone["ops"] == [TEMPO]
+    await ben.until(lambda m: m["type"] == "batch" and m["op_id"] == redo_id)
+    assert ben.state.timeline.bpm == 100.0
+    await resumed.close()
+    await ben.close()
