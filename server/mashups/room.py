@@ -624,7 +624,19 @@ def describe(op: MashupOp) -> str:
         return "set the master effects"
     if isinstance(op, Generated):
         return f"generated a draft ({len(op.timeline.clips)} clips at {op.timeline.bpm:g} BPM)"
-    return op.__struct_config__.tag.replace("_", " ")  # type: ignore[union-attr]
+    tag = str(op.__struct_config__.tag)
+    return SERVER_SUMMARIES.get(tag, tag.replace("_", " "))
+
+
+# The server's other ops, in words (the history listing shows them under "Blendtune").
+SERVER_SUMMARIES: Final = {
+    "sync": "updated the people and sources",
+    "preview_started": "started a preview",
+    "preview_ready": "rendered a preview",
+    "preview_failed": "could not render a preview",
+    "export": "updated the export",
+    "generation": "worked on a draft",
+}
 
 
 # ------------------------------------------------------------------ the kind

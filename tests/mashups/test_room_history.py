@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 from typing import Any
 
@@ -251,3 +252,8 @@ def test_a_generated_draft_is_undone_by_the_member_who_asked_for_it(
     log.redo(ALICE)
     assert log.head.timeline == draft.head.timeline
     assert KIND.describe(generated).startswith("generated a draft")
+
+
+def test_every_server_op_has_words_in_the_history_listing() -> None:
+    tags = {t.__struct_config__.tag for t in typing.get_args(room.ServerOp)}
+    assert tags - {"generated"} == set(room.SERVER_SUMMARIES)
