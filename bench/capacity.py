@@ -1,6 +1,6 @@
 """How far each server goes: the highest rate it sustains, shape by shape, in one run.
 
-    python -m bench.capacity                    # the full sweep: about 12 minutes
+    python -m bench.capacity                    # the full sweep: 10 to 13 minutes
     python -m bench.capacity --quick            # tiny shapes, short steps: about a minute
     python -m bench.capacity --shapes small,ops --servers blendtune,bare --repeats 3
 
@@ -21,9 +21,9 @@ their level), then --duration measured seconds, then receives for --drain second
 The search (``search``): from the shape's starting guess, multiply the rate by --factor
 until a step fails (or divide until one passes), then bisect geometrically between the
 highest passing and the lowest failing rate until they are within --precision. Each search
-is repeated --repeats times (later ones start at the median found so far, with a narrower
-bracket), the servers taking turns, so that the machine's moods fall on all of them; the
-table gives the median and the spread.
+is repeated --repeats times (later ones start at the rate that failed just above the earlier
+result, with a narrower bracket), the servers taking turns, so that the machine's moods fall
+on all of them; the table gives the median and the spread.
 
 The machine has two cores for the servers, their Redis, PostgreSQL and the load generator.
 ``--pin split`` (the default on two or more CPUs) puts the servers and their Redis on the
@@ -114,7 +114,7 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
     drain: float  # seconds of receiving after a step's last send
     quiet: float  # after a failed step, wait at most this long for its backlog to drain
     factor: float  # the first search: x or / this until the bracket is found
-    refine: float  # later searches: start at the median so far, x or / this
+    refine: float  # later searches: start near the earlier result (restart_at), x or / this
     precision: float  # stop when lowest failing / highest passing <= 1 + precision
     max_steps: int  # per first search
     refine_steps: int  # per later search
@@ -122,14 +122,14 @@ class Timing(msgspec.Struct, frozen=True, kw_only=True):
 
 
 FULL = Timing(
-    warmup=3.0,
-    settle=1.5,
-    duration=5.0,
+    warmup=2.0,
+    settle=1.0,
+    duration=4.0,
     drain=1.0,
     quiet=15.0,
     factor=2.0,
-    refine=1.25,
-    precision=0.15,
+    refine=1.2,
+    precision=0.2,
     max_steps=7,
     refine_steps=4,
     repeats=2,
@@ -219,6 +219,17 @@ class Capacity(msgspec.Struct, kw_only=True):
     searches: list[Search]
 
 
+class Profile(msgspec.Struct, kw_only=True):
+    """py-spy on the server processes for one step at the capacity found."""
+
+    server: str
+    shape: str
+    rate: float  # per member
+    samples: int
+    packages: dict[str, float]  # self time per package, percent of the samples
+    top: list[tuple[str, float]]  # the frames with the most self time, percent
+
+
 class Ratio(msgspec.Struct, frozen=True, kw_only=True):
     shape: str
     baseline: str
@@ -250,6 +261,7 @@ class CapacityRun(msgspec.Struct, kw_only=True):
     shapes: list[Shape]
     results: list[Capacity] = []
     ratios: list[Ratio] = []
+    profiles: list[Profile] = []
 
 
 # The search, apart from any server: what the test checks with a rule of its own.
@@ -595,6 +607,52 @@ class Sweep:
         )
 
 
+def profile_at(
+    session: runner.Session, target: Target, shape: Shape, rate: float, timing: Timing, prefix: str
+) -> Profile | None:
+    """One more step at ``rate`` with py-spy on the server processes (self time by package,
+    summed over them): where a server's time goes at its ceiling."""
+    from loadtest import flame
+
+    report, _ = session.step(
+        0.0 if shape.ops else rate,
+        rate if shape.ops else 0.0,
+        timing.duration,
+        settle=timing.settle,
+        drain=timing.drain,
+        profile=f"{prefix}-{shape.name}-{target.name}",
+    )
+    lines: list[str] = []
+    for path in report.profiles:
+        with contextlib.suppress(OSError), open(path) as f:
+            lines.extend(f.readlines())
+    if not lines:
+        return None
+    total, packages = flame.by_package(lines)
+    _, self_time, _ = flame.summarise(lines)
+    if not total:
+        return None
+    return Profile(
+        server=target.name,
+        shape=shape.name,
+        rate=rate,
+        samples=total,
+        packages={k: round(100 * v / total, 1) for k, v in packages.most_common(8)},
+        top=[(k, round(100 * v / total, 1)) for k, v in self_time.most_common(8)],
+    )
+
+
+def restart_at(earlier: Sequence[Search], timing: Timing) -> float | None:
+    """Where a repeat starts: at the rate that failed just above the earlier capacity (the
+    boundary is measured again, and a capacity an unlucky step pulled down can climb back),
+    or a step above the earlier capacity when nothing above it failed; None: from the guess."""
+    above = [s.failed_above for s in earlier if s.failed_above and s.capacity]
+    if above:
+        return statistics.median(above)
+    found = [s.capacity for s in earlier if s.capacity]
+    return statistics.median(found) * timing.refine if found else None
+
+
 def summarise(shape: Shape, name: str, searches: list[Search], pinning: Pinning) -> Capacity:
     def at(s: Search) -> Step | None:
         return next((x for x in s.steps if x.passed and x.rate == s.capacity), None)
@@ -668,10 +726,13 @@ def run_sweep(
     processes: int,
     console: Console,
     progress: Progress | None = None,
-) -> tuple[list[Capacity], list[Ratio]]:
-    """Every search of every shape; the summaries and Blendtune's ratios to each baseline."""
+    profile: str = "",
+) -> tuple[list[Capacity], list[Ratio], list[Profile]]:
+    """Every search of every shape; the summaries, Blendtune's ratios to each baseline, and
+    (``profile``: a path prefix for py-spy's output) Blendtune's profile at its capacity."""
     results: list[Capacity] = []
     ratios: list[Ratio] = []
+    profiles: list[Profile] = []
     task = None
     if progress is not None:
         per_server = 6 + 3 * (timing.repeats - 1)  # a guess, for the bar
@@ -718,11 +779,18 @@ def run_sweep(
                         )
                     if repeat == 0:
                         sweep.warm(live[target.name], shape)
-                    earlier = [s.capacity for s in found[target.name] if s.capacity]
-                    start = statistics.median(earlier) if earlier else None
+                    start = restart_at(found[target.name], timing)
                     found[target.name].append(
                         sweep.find(live[target.name], target, shape, repeat, start)
                     )
+            for target in chosen:
+                capacities = [s.capacity for s in found[target.name] if s.capacity]
+                if profile and target.name == "blendtune" and capacities:
+                    rate = statistics.median(capacities)
+                    console.log(f"{shape.label}: profiling {target.label} at {rate:.4g} Hz/member")
+                    done = profile_at(live[target.name], target, shape, rate, timing, profile)
+                    if done is not None:
+                        profiles.append(done)
         summaries = {t.name: summarise(shape, t.name, found[t.name], pinning) for t in chosen}
         results.extend(summaries.values())
         mine = summaries.get("blendtune")
@@ -733,7 +801,7 @@ def run_sweep(
                 )
                 ratio = round(mine.median / theirs.median, 2)
                 ratios.append(Ratio(shape=shape.name, baseline=name, ratio=ratio, bound=kind))
-    return results, ratios
+    return results, ratios, profiles
 
 
 def usable(target: Target, shape: Shape) -> bool:
@@ -887,6 +955,55 @@ def plot(run: CapacityRun, path: str) -> None:
     plt.close(fig)
 
 
+def markdown(runs: Sequence[CapacityRun]) -> str:
+    """The runs' capacity tables, bounds, aims and profiles, for docs/performance.md."""
+    out: list[str] = []
+    for number, run in enumerate(runs, 1):
+        load = ", ".join(f"{x:g}" for x in run.load_average_at_start)
+        pinned = (
+            f"servers and Redis on CPU {run.pinning.servers}, generator on CPU "
+            f"{run.pinning.generator}"
+            if run.pinning.mode == "split"
+            else "no pinning"
+        )
+        out += [
+            f"**Run {number}** ({run.started_at}, {run.seconds / 60:.1f} min; load average at "
+            f"start **{load}**; {pinned}; {run.timing.repeats} searches per server and shape, "
+            f"steps {run.timing.settle:g} + {run.timing.duration:g} s measured + "
+            f"{run.timing.drain:g} s):",
+            "",
+        ]
+        names = list(dict.fromkeys(c.server for c in run.results))
+        baselines = [n for n in names if n != "blendtune"]
+        header = ["shape", *(KINDS[n].label for n in names)]
+        header += [f"Blendtune / {KINDS[n].label}" for n in baselines]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for shape in run.shapes:
+            cells = [f"{shape.label} ({shape.rooms:,} x {shape.members:,})"]
+            for name in names:
+                c = next(
+                    (c for c in run.results if c.server == name and c.shape == shape.name), None
+                )
+                cells.append(cell(c).replace("\n", "; ") if c else "-")
+            for name in baselines:
+                r = next(
+                    (r for r in run.ratios if r.shape == shape.name and r.baseline == name), None
+                )
+                cells.append(ratio_text(r))
+            out.append("| " + " | ".join(cells) + " |")
+        out += ["", "What the first failing step above each capacity ran into:", ""]
+        out += [f"- {c.shape} / {KINDS[c.server].label}: {c.bound}" for c in run.results]
+        if run.profiles:
+            out += ["", "Blendtune's servers at their capacity (py-spy, self time by package):", ""]
+            packages = sorted({k for p in run.profiles for k in p.packages})
+            out += ["| shape | " + " | ".join(packages) + " |", "|" + "---|" * (len(packages) + 1)]
+            for p in run.profiles:
+                row = [f"{p.packages.get(k, 0):g} %" for k in packages]
+                out.append(f"| {p.shape} ({p.samples} samples) | " + " | ".join(row) + " |")
+        out += ["", *(f"- aim: {line}" for line in aims(run)), ""]
+    return "\n".join(out)
+
+
 def pin(mode: str) -> Pinning:
     cpus = sorted(os.sched_getaffinity(0))
     if mode == "split" and len(cpus) >= 2:
@@ -899,6 +1016,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny shapes, short steps, once")
+    parser.add_argument(
+        "--show", nargs="+", metavar="JSON", help="print the tables of earlier runs; run nothing"
+    )
+    parser.add_argument("--markdown", action="store_true", help="with --show: as Markdown")
     parser.add_argument("--shapes", default="small,large,huge,ops", help="comma-separated")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
     parser.add_argument("--repeats", type=int, help="searches per server and shape")
@@ -911,12 +1032,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, help="seconds per step before measuring")
     parser.add_argument("--duration", type=float, help="measured seconds per step")
     parser.add_argument("--drain", type=float, help="seconds of receiving after a step")
-    parser.add_argument("--precision", type=float, help="bracket to stop at (0.15: 15 %%)")
+    parser.add_argument("--precision", type=float, help="bracket to stop at (0.2: 20 %%)")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--server-processes", type=int, default=2)
     parser.add_argument("--pin", choices=["split", "none"], default="split")
     parser.add_argument("--out", help="path prefix for .json and .png (default reports/...)")
+    parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip the py-spy step at Blendtune's capacity (after each shape's searches)",
+    )
     args = parser.parse_args(argv)
+    if args.show:
+        runs = [msgspec.json.decode(Path(p).read_bytes(), type=CapacityRun) for p in args.show]
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        if args.markdown:
+            print(markdown(runs))
+        for run in runs if not args.markdown else []:
+            console.print(capacity_table(run))
+            console.print(bounds_table(run))
+            for line in aims(run):
+                console.print(f"aim: {line}")
+        return 0
     table = QUICK_SHAPES if args.quick else SHAPES
     try:
         shapes = [table[n.strip()] for n in args.shapes.split(",") if n.strip()]
@@ -996,7 +1133,7 @@ def main(argv: list[str] | None = None) -> int:
                 TimeElapsedColumn(),
             )
             with Progress(*columns, console=err, transient=True) as progress:
-                run.results, run.ratios = run_sweep(
+                run.results, run.ratios, run.profiles = run_sweep(
                     on=on,
                     targets=targets,
                     shapes=shapes,
@@ -1006,6 +1143,7 @@ def main(argv: list[str] | None = None) -> int:
                     processes=args.processes,
                     console=progress.console,
                     progress=progress,
+                    profile="" if args.no_profile else out_prefix + "-pyspy",
                 )
         finally:
             servers.stop([p for t in targets for p in t.procs])

@@ -14,8 +14,13 @@ import argparse
 import re
 import sys
 from collections import Counter
+from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+
+
+# This checkout's own modules (rooms/, server/, ...) are named from here, wherever it is.
+_ROOT = str(Path(__file__).resolve().parent.parent) + "/"
 
 
 def short(frame: str) -> str:
@@ -24,7 +29,7 @@ def short(frame: str) -> str:
     if not match:
         return frame.strip()
     path = match.group("file")
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", _ROOT, "/work/main/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{match.group('func')} ({path})"
