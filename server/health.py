@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Response, get
 
@@ -39,7 +40,15 @@ async def readyz(services: Services) -> Response[Any]:
 
 
 async def _ping_database(services: Services) -> None:
-    await services.engine._run_in_pool("SELECT 1")
+    # Its own short-lived connection, not one of the pool's: readiness asks whether
+    # PostgreSQL answers, and a pool busy with requests (which then shed load with 503
+    # unavailable, db/pool.py) must not make a healthy process look down to the balancer.
+    assert services.settings.database_url is not None
+    conn = await asyncpg.connect(services.settings.database_url, timeout=_CHECK_TIMEOUT)
+    try:
+        await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
 
 
 async def _ping_redis(services: Services) -> None:
