@@ -42,7 +42,7 @@ from dsp.errors import AudioError
 from dsp.structure import Stem
 from dsp.track import TrackAnalysis, analyze_track_path
 from server import faults
-from server.releases.queries import promote_processing_releases
+from server.releases.repository import promote_processing_releases
 from server.services import Services
 from server.storage import Storage, StorageError, check_key, new_key, storage_from_settings
 
