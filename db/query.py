@@ -18,9 +18,22 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import msgspec
+from piccolo.columns import Column
 from piccolo.query.base import Query
+from piccolo.table import Table
 
 from db.pool import Connection
+
+
+def set_fields(table: type[Table], body: msgspec.Struct) -> dict[Column | str, Any]:
+    """A PATCH body's fields as column values for ``table.update``: the fields it sets (``UNSET``
+    ones are left out), named as the columns they change."""
+    return {
+        getattr(table, name): value
+        for name, value in msgspec.structs.asdict(body).items()
+        if value is not msgspec.UNSET
+    }
 
 
 def compiled(query: Query[Any, Any]) -> tuple[str, list[Any]]:

@@ -38,9 +38,19 @@ class OrderedChildren:
         """Move the children at ``at`` and after one place down, to insert one at ``at``."""
         await self._shift(conn, parent_id, at, None, 1)
 
-    async def close_gap(self, conn: Connection, parent_id: uuid.UUID, removed: int) -> None:
-        """Move the children after a removed one's place one place up."""
+    async def remove(self, conn: Connection, parent_id: uuid.UUID, child_id: uuid.UUID) -> bool:
+        """Remove a child, the ones after it moving up one place; False when ``child_id`` is
+        not a child of the parent."""
+        removed: int | None = await conn.fetchval(
+            f"DELETE FROM {self.table} WHERE {self.parent} = $1 AND {self.child} = $2"
+            f" RETURNING {self.position}",
+            parent_id,
+            child_id,
+        )
+        if removed is None:
+            return False
         await self._shift(conn, parent_id, removed + 1, None, -1)
+        return True
 
     async def move(
         self, conn: Connection, parent_id: uuid.UUID, child_id: uuid.UUID, to: int

@@ -13,7 +13,6 @@ import uuid
 from typing import Any, Final, Literal
 
 import msgspec
-from piccolo.columns import Column
 
 from db import query
 from db.pool import Connection, Pool
@@ -94,11 +93,7 @@ async def insert(conn: Connection, owner_id: uuid.UUID, data: schemas.PlaylistCr
 
 async def update(conn: Connection, playlist_id: uuid.UUID, data: schemas.PlaylistUpdate) -> None:
     """Set the fields the request names (``UNSET`` ones keep their value)."""
-    values: dict[Column | str, Any] = {
-        getattr(Playlist, name): value
-        for name, value in msgspec.structs.asdict(data).items()
-        if value is not msgspec.UNSET
-    }
+    values = query.set_fields(Playlist, data)
     if values:
         await query.execute(conn, Playlist.update(values).where(Playlist.id == playlist_id))
         await touch(conn, playlist_id)
@@ -227,14 +222,3 @@ async def insert_track(
         position,
         added_by,
     )
-
-
-async def delete_track(conn: Connection, playlist_id: uuid.UUID, track_id: uuid.UUID) -> int | None:
-    """Remove a track; the position it had, None when it was not in the playlist."""
-    position: int | None = await query.fetchval(
-        conn,
-        PlaylistTrack.delete()
-        .where((PlaylistTrack.playlist_id == playlist_id) & (PlaylistTrack.track_id == track_id))
-        .returning(PlaylistTrack.position),
-    )
-    return position

@@ -152,10 +152,8 @@ async def remove_track(
     async with services.pool.acquire() as conn:
         async with conn.transaction():
             await _editable(conn, playlist_id, me)
-            position = await repo.delete_track(conn, playlist_id, track_id)
-            if position is None:
+            if not await PLAYLIST_TRACKS.remove(conn, playlist_id, track_id):
                 raise Problem(404, "not_found", "The track is not in this playlist.")
-            await PLAYLIST_TRACKS.close_gap(conn, playlist_id, position)
             await repo.touch(conn, playlist_id)
         return await _full(conn, playlist_id, me)
 

@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 import msgspec
-from piccolo.columns import Column
 
 from db import query
 from db.pool import Connection, Pool
@@ -98,11 +97,7 @@ async def insert(
 
 async def update(conn: Connection, release_id: uuid.UUID, data: schemas.ReleaseUpdate) -> None:
     """Set the fields the request names (``UNSET`` ones keep their value)."""
-    values: dict[Column | str, Any] = {
-        getattr(Release, name): value
-        for name, value in msgspec.structs.asdict(data).items()
-        if value is not msgspec.UNSET
-    }
+    values = query.set_fields(Release, data)
     if values:
         await query.execute(conn, Release.update(values).where(Release.id == release_id))
         await touch(conn, release_id)
@@ -256,17 +251,6 @@ async def insert_track(
         order,
         data.isrc,
     )
-
-
-async def delete_track(conn: Connection, release_id: uuid.UUID, track_id: uuid.UUID) -> int | None:
-    """Remove a track; the number it had, None when it is not on the release."""
-    order: int | None = await query.fetchval(
-        conn,
-        ReleaseTrack.delete()
-        .where((ReleaseTrack.id == track_id) & (ReleaseTrack.release_id == release_id))
-        .returning(ReleaseTrack.track_order),
-    )
-    return order
 
 
 async def track_ids(conn: Connection, release_id: uuid.UUID) -> set[uuid.UUID]:

@@ -138,10 +138,8 @@ async def remove_track(
     async with services.pool.acquire() as conn:
         async with conn.transaction():
             await _own(conn, principal, release_id)
-            order = await repo.delete_track(conn, release_id, track_id)
-            if order is None:
+            if not await RELEASE_TRACKS.remove(conn, release_id, track_id):
                 raise Problem(404, "not_found", "No such track on this release.")
-            await RELEASE_TRACKS.close_gap(conn, release_id, order)
         return await _fresh(conn, principal, release_id)
 
 
