@@ -159,6 +159,24 @@ async def test_two_friends_blend_and_mash_up_together(
     await expect(b.locator("#connection")).to_have_text("")  # live and nothing waiting
     await alice.screenshot("blend-room")
 
+    # ---- the blend's history: Alice restores the playlist as her move left it, then undoes
+    panel = a.locator("#blend-history")
+    await panel.locator("summary").click()
+    await expect(panel.locator(".changes li").first).to_contain_text(
+        f"{bob_account['username']} moved item {moved[0]}"
+    )
+    mine = panel.locator(".changes li", has_text=f"{alice_account['username']} moved item")
+    await mine.get_by_role("button", name="Restore").click()
+    after_mine = [before[0], before[2], before[1], *before[3:]]
+    await expect(b.locator("#playlist li").first).to_have_attribute("data-id", after_mine[0])
+    assert await playlist_ids(b) == after_mine
+    reacted = b.locator(f"#playlist li[data-id='{before[0]}'] .reactions")
+    await expect(reacted).to_have_text("")  # (Bob reacted after that change)
+    await a.click("[data-view=blend] [data-history=undo]")
+    await expect(b.locator("#playlist li").first).to_have_attribute("data-id", moved[0])
+    await expect(reacted).to_have_text("🔥")
+    await panel.locator("summary").click()  # closed again
+
     # ---- uploads: two songs made with numpy, by the picker, with live status until ready
     # (Songs with sections, so the upload analysis finds what the generator needs.)
     songs = {
