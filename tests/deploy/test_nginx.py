@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.accounts.helpers import assert_problem, new_email
+from tests.accounts.helpers import new_email
 from tests.catalog.helpers import audio_bytes
 from tests.rooms.client import Client, join
 from tests.rooms.conftest import ROOM_ENV, Rooms
@@ -28,6 +28,7 @@ from tests.support import (
     Backends,
     Listening,
     ServerProcess,
+    assert_problem,
     eventually,
     free_port,
     reachable,
@@ -81,17 +82,20 @@ class Nginx(Listening):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def nginx_binary() -> Iterator[str]:
     # `./run setup` installs Debian's nginx when it is missing; never skip: CI must run this.
     assert Path(NGINX).exists(), "nginx is not installed: run `./run setup` (apt-get install nginx)"
     yield NGINX
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def balanced(
     backends: Backends, nginx_binary: str
 ) -> AsyncIterator[tuple[Nginx, ServerProcess, ServerProcess]]:
+    """One deployment for the module (two processes and nginx take a while to start): the
+    tests use addresses, users and rooms of their own, and a test that stops an upstream
+    starts it again."""
     env = {**ROOM_ENV, "BLENDTUNE_AUTH_RATE_LIMIT_PER_MINUTE": str(LIMIT)}
     a, b = ServerProcess(backends, env), ServerProcess(backends, env)
     a.start()
@@ -164,23 +168,28 @@ async def test_sigterm_to_one_upstream_moves_its_clients_to_the_other(
 
     await asyncio.gather(*(write(c, f"before{n}-", 5) for n, c in enumerate(clients)))
     a.terminate()  # SIGTERM: a's clients are told to reconnect (1012)
-    codes = await asyncio.gather(*(_closed_or_none(c) for c in clients))
-    assert 1012 in codes  # some clients were on a
-    # Everyone reconnects through nginx (now only b answers) and resumes where they were.
-    resumed = [
-        await join(balancer.ws_url, room, user.token, last_seq=client.seq)
-        for user, client in zip(users, clients, strict=True)
-    ]
-    await asyncio.gather(*(write(c, f"after{n}-", 5) for n, c in enumerate(resumed)))
-    total = 40
-    await asyncio.gather(*(c.until_seq(total) for c in resumed))
-    rows = await notes.ops(room)
-    assert rows[-1]["seq"] == total
-    assert sorted(acked.values()) == list(range(1, total + 1))  # every ack, once, no gap
-    for client in resumed:
-        assert client.seen[-1] == total
-        await client.close()
-    assert b.proc is not None and b.proc.poll() is None
+    try:
+        codes = await asyncio.gather(*(_closed_or_none(c) for c in clients))
+        assert 1012 in codes  # some clients were on a
+        # Everyone reconnects through nginx (now only b answers) and resumes where they were.
+        resumed = [
+            await join(balancer.ws_url, room, user.token, last_seq=client.seq)
+            for user, client in zip(users, clients, strict=True)
+        ]
+        await asyncio.gather(*(write(c, f"after{n}-", 5) for n, c in enumerate(resumed)))
+        total = 40
+        await asyncio.gather(*(c.until_seq(total) for c in resumed))
+        rows = await notes.ops(room)
+        assert rows[-1]["seq"] == total
+        assert sorted(acked.values()) == list(range(1, total + 1))  # every ack, once, no gap
+        for client in resumed:
+            assert client.seen[-1] == total
+            await client.close()
+        assert b.proc is not None and b.proc.poll() is None
+    finally:
+        # The deployment is the module's: a comes back (same port, same upstream).
+        a.start()
+        await a.wait_ready()
 
 
 async def _closed_or_none(client: Client) -> int | None:
