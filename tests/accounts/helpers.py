@@ -85,15 +85,6 @@ def reset_token(body: str) -> str:
     return match.group(1)
 
 
-def assert_problem(response: httpx.Response, status: int, code: str | None = None) -> None:
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status and body["title"] and "type" in body
-    if code is not None:
-        assert body["code"] == code, body
-
-
 @dataclass
 class Registered:
     user_id: uuid.UUID

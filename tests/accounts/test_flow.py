@@ -12,7 +12,6 @@ import httpx
 
 from tests.accounts.helpers import (
     PASSWORD,
-    assert_problem,
     bearer,
     client_for,
     counts,
@@ -25,7 +24,7 @@ from tests.accounts.helpers import (
     wait_for_email,
 )
 from tests.conftest import StartServer
-from tests.support import ServerProcess
+from tests.support import ServerProcess, assert_problem
 
 
 async def test_register_verify_login_use_logout(

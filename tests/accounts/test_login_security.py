@@ -8,7 +8,6 @@ import asyncpg
 
 from tests.accounts.helpers import (
     PASSWORD,
-    assert_problem,
     client_for,
     counts,
     new_email,
@@ -16,7 +15,7 @@ from tests.accounts.helpers import (
     register,
     wait_for_email,
 )
-from tests.support import ServerProcess
+from tests.support import ServerProcess, assert_problem
 
 
 async def test_lockout_starts_at_sixth_attempt_and_ends_after_window(

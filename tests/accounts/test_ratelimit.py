@@ -7,14 +7,13 @@ import httpx
 
 from tests.accounts.helpers import (
     PASSWORD,
-    assert_problem,
     client_for,
     counts,
     new_email,
     register,
 )
 from tests.conftest import StartServer
-from tests.support import RedisProcess, ServerProcess, new_address
+from tests.support import RedisProcess, ServerProcess, assert_problem, new_address
 
 LIMIT = 5
 

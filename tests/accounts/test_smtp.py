@@ -6,7 +6,6 @@ and would log-and-mark-sent every message) must not claim their messages.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.message import Message
@@ -128,7 +127,20 @@ async def test_failed_send_is_kept_for_retry(own_db: str, start_server: StartSer
         # One attempt, kept pending with the error; the next try waits a minute.
         assert row["status"] == "pending" and row["attempts"] == 1
         assert row["last_error"] and row["sent_at"] is None
-        await asyncio.sleep(1.5)
+        # Proof that the sender passed over it: a message queued after the failure is
+        # attempted (messages are claimed oldest first, one at a time), and the failed one
+        # still has its single attempt.
+        later = await conn.fetchval(
+            "INSERT INTO email_outbox (to_address, subject, body)"
+            " VALUES ('later@example.com', 'Later', 'queued after the failure') RETURNING id"
+        )
+
+        async def later_attempted() -> bool:
+            return bool(
+                await conn.fetchval("SELECT attempts FROM email_outbox WHERE id = $1", later)
+            )
+
+        await _wait(later_attempted)
         assert (
             await conn.fetchval(
                 "SELECT attempts FROM email_outbox WHERE to_address = $1", account.email
@@ -139,4 +151,4 @@ async def test_failed_send_is_kept_for_retry(own_db: str, start_server: StartSer
         await conn.close()
     async with httpx.AsyncClient(base_url=server.url) as client:
         metrics = (await client.get("/metrics")).text
-    assert 'blendtune_emails_total{result="failed"} 1.0' in metrics
+    assert 'blendtune_emails_total{result="failed"} 2.0' in metrics  # (the later one too)

@@ -15,9 +15,9 @@ from server.redis_client import (
     parse_cluster_url,
 )
 from server.settings import SettingsError, load_settings
-from tests.accounts.helpers import assert_problem, client_for, new_email
+from tests.accounts.helpers import client_for, new_email
 from tests.cluster.support import LocalCluster
-from tests.support import ServerProcess, new_address
+from tests.support import ServerProcess, assert_problem, new_address
 
 
 @pytest.mark.parametrize(

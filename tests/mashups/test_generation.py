@@ -30,10 +30,9 @@ from tests.mashups.support import (
     MashupClient,
     create_mashup,
     join_by_code,
-    problem,
     upload_track,
 )
-from tests.support import ServerProcess, make_user
+from tests.support import ServerProcess, assert_problem, make_user
 
 
 @pytest.fixture
@@ -291,13 +290,13 @@ async def test_bad_requests_get_their_codes_and_change_nothing(
 
     # No inputs yet.
     before = await _snapshot(db, mashup_id)
-    problem(await on_a.post(url, headers=owner.headers), 409, "no_inputs")
+    assert_problem(await on_a.post(url, headers=owner.headers), 409, "no_inputs")
     assert await _snapshot(db, mashup_id) == before
 
     # An input whose analysis has no structure (bars and sections) yet.
     upload_id, structure = await add_song(on_a, db, owner, mashup_id, "x.wav", structured=False)
     before = await _snapshot(db, mashup_id)
-    body = problem(await on_a.post(url, headers=owner.headers), 409, "inputs_not_analysed")
+    body = assert_problem(await on_a.post(url, headers=owner.headers), 409, "inputs_not_analysed")
     assert "x.wav" in body["detail"]
     await store_structure(db, upload_id, structure)
 
@@ -324,16 +323,16 @@ async def test_bad_requests_get_their_codes_and_change_nothing(
         ),
     ]
     for kwargs, status, code in cases:
-        problem(await on_a.post(url, **kwargs), status, code)
+        assert_problem(await on_a.post(url, **kwargs), status, code)
     unknown = f"/mashups/{uuid.uuid4()}/generate"
-    problem(await on_a.post(unknown, headers=owner.headers), 404, "not_found")
+    assert_problem(await on_a.post(unknown, headers=owner.headers), 404, "not_found")
     assert await _snapshot(db, mashup_id) == before
 
     # A target over the renderer's limit, carried by the mashup itself.
     await db.execute(
         "UPDATE mashups SET target_duration_seconds = 3000 WHERE id = $1", uuid.UUID(mashup_id)
     )
-    problem(await on_a.post(url, headers=owner.headers), 409, "target_too_long")
+    assert_problem(await on_a.post(url, headers=owner.headers), 409, "target_too_long")
     assert await _snapshot(db, mashup_id) == before
 
     # One generation at a time: a job no process here can take (another storage) holds it.
@@ -343,7 +342,7 @@ async def test_bad_requests_get_their_codes_and_change_nothing(
         uuid.UUID(mashup_id),
     )
     before = await _snapshot(db, mashup_id)
-    problem(
+    assert_problem(
         await on_a.post(url, json={"target_seconds": 10}, headers=owner.headers),
         409,
         "generation_in_progress",

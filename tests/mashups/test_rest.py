@@ -16,10 +16,9 @@ from tests.mashups.support import (
     create_mashup,
     join_by_code,
     loop_wav,
-    problem,
     upload_track,
 )
-from tests.support import ServerProcess, make_user
+from tests.support import ServerProcess, assert_problem, make_user
 
 
 @pytest.fixture
@@ -44,8 +43,12 @@ async def test_lifecycle_members_and_share_codes(
     assert room_kind == "mashup"
 
     # Only members see it; everyone else gets the same 404 as for an unknown id.
-    problem(await on_a.get(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found")
-    problem(await on_a.get(f"/mashups/{uuid.uuid4()}", headers=owner.headers), 404, "not_found")
+    assert_problem(
+        await on_a.get(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found"
+    )
+    assert_problem(
+        await on_a.get(f"/mashups/{uuid.uuid4()}", headers=owner.headers), 404, "not_found"
+    )
     assert (await on_a.get(f"/mashups/{mashup_id}")).status_code == 401
 
     # Friends join by code (forgiving input) as editors; joining twice changes nothing.
@@ -65,14 +68,18 @@ async def test_lifecycle_members_and_share_codes(
     assert set_role.status_code == 200 and set_role.json()["role"] == "viewer"
     seen = (await on_a.get(f"/mashups/{mashup_id}", headers=viewer.headers)).json()
     assert seen["my_role"] == "viewer" and seen["share_code"] is None
-    problem(await on_a.put(url, json={"role": "editor"}, headers=friend.headers), 403, "not_owner")
-    problem(
+    assert_problem(
+        await on_a.put(url, json={"role": "editor"}, headers=friend.headers), 403, "not_owner"
+    )
+    assert_problem(
         await on_a.put(url, json={"role": "owner"}, headers=owner.headers), 400, "invalid_request"
     )
     own = f"/mashups/{mashup_id}/members/{owner.id}"
-    problem(await on_a.put(own, json={"role": "viewer"}, headers=owner.headers), 409, "owner_role")
+    assert_problem(
+        await on_a.put(own, json={"role": "viewer"}, headers=owner.headers), 409, "owner_role"
+    )
     gone = f"/mashups/{mashup_id}/members/{stranger.id}"
-    problem(
+    assert_problem(
         await on_a.put(gone, json={"role": "viewer"}, headers=owner.headers),
         404,
         "member_not_found",
@@ -81,19 +88,19 @@ async def test_lifecycle_members_and_share_codes(
     # Rotation: the old code stops working at once; revocation: no code works.
     rotated = await on_a.post(f"/mashups/{mashup_id}/share-code", headers=owner.headers)
     assert rotated.status_code == 200 and rotated.json()["code"] != code
-    problem(
+    assert_problem(
         await on_a.post(f"/mashups/{mashup_id}/share-code", headers=friend.headers),
         403,
         "not_owner",
     )
-    problem(
+    assert_problem(
         await on_a.post("/mashups/join", json={"code": code}, headers=stranger.headers),
         404,
         "invalid_share_code",
     )
     revoked = await on_a.delete(f"/mashups/{mashup_id}/share-code", headers=owner.headers)
     assert revoked.status_code == 204
-    problem(
+    assert_problem(
         await on_a.post(
             "/mashups/join", json={"code": rotated.json()["code"]}, headers=stranger.headers
         ),
@@ -107,15 +114,17 @@ async def test_lifecycle_members_and_share_codes(
     # The owner removes a member; a member leaves; the owner cannot leave.
     removed = await on_a.delete(f"/mashups/{mashup_id}/members/{viewer.id}", headers=owner.headers)
     assert removed.status_code == 204
-    problem(await on_a.get(f"/mashups/{mashup_id}", headers=viewer.headers), 404, "not_found")
-    problem(
+    assert_problem(
+        await on_a.get(f"/mashups/{mashup_id}", headers=viewer.headers), 404, "not_found"
+    )
+    assert_problem(
         await on_a.delete(f"/mashups/{mashup_id}/members/{owner.id}", headers=friend.headers),
         403,
         "not_owner",
     )
     left = await on_a.delete(f"/mashups/{mashup_id}/members/{friend.id}", headers=friend.headers)
     assert left.status_code == 204
-    problem(
+    assert_problem(
         await on_a.delete(f"/mashups/{mashup_id}/members/{owner.id}", headers=owner.headers),
         409,
         "owner_cannot_leave",
@@ -126,10 +135,12 @@ async def test_lifecycle_members_and_share_codes(
         f"/mashups/{mashup_id}", json={"name": "Dawn"}, headers=owner.headers
     )
     assert renamed.status_code == 200 and renamed.json()["name"] == "Dawn"
-    problem(await on_a.delete(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found")
+    assert_problem(
+        await on_a.delete(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found"
+    )
     assert (await on_a.delete(f"/mashups/{mashup_id}", headers=owner.headers)).status_code == 204
     assert await db.fetchval("SELECT count(*) FROM rooms WHERE id = $1", uuid.UUID(mashup_id)) == 0
-    problem(await on_a.get(f"/mashups/{mashup_id}", headers=owner.headers), 404, "not_found")
+    assert_problem(await on_a.get(f"/mashups/{mashup_id}", headers=owner.headers), 404, "not_found")
 
 
 async def test_input_tracks(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> None:
@@ -145,13 +156,13 @@ async def test_input_tracks(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> 
     url = f"/mashups/{mashup_id}/inputs"
 
     # Only your own uploads, only when stored and analysed, once; viewers cannot add.
-    problem(
+    assert_problem(
         await on_a.post(url, json={"uploaded_track_id": track["id"]}, headers=owner.headers),
         404,
         "track_not_found",
     )
     viewer_track = await upload_track(on_a, viewer, loop_wav(3.0))
-    problem(
+    assert_problem(
         await on_a.post(
             url, json={"uploaded_track_id": viewer_track["id"]}, headers=viewer.headers
         ),
@@ -163,7 +174,7 @@ async def test_input_tracks(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> 
         " format) VALUES ($1, 'x.wav', 10, 'audio/wav', 'wav') RETURNING id",
         editor.id,
     )
-    problem(
+    assert_problem(
         await on_a.post(url, json={"uploaded_track_id": str(pending)}, headers=editor.headers),
         409,
         "track_not_ready",
@@ -172,7 +183,7 @@ async def test_input_tracks(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> 
     assert added.status_code == 201, added.text
     assert added.json()["owner_id"] == str(editor.id)
     assert added.json()["duration_seconds"] == pytest.approx(3.0, abs=0.02)
-    problem(
+    assert_problem(
         await on_a.post(url, json={"uploaded_track_id": track["id"]}, headers=editor.headers),
         409,
         "already_input",
@@ -182,9 +193,9 @@ async def test_input_tracks(on_a: httpx.AsyncClient, db: asyncpg.Connection) -> 
 
     # The viewer cannot withdraw it; its uploader can; the owner can withdraw anyone's.
     one = f"{url}/{track['id']}"
-    problem(await on_a.delete(one, headers=viewer.headers), 403, "forbidden")
+    assert_problem(await on_a.delete(one, headers=viewer.headers), 403, "forbidden")
     assert (await on_a.delete(one, headers=editor.headers)).status_code == 204
-    problem(await on_a.delete(one, headers=editor.headers), 404, "input_not_found")
+    assert_problem(await on_a.delete(one, headers=editor.headers), 404, "input_not_found")
     await on_a.post(url, json={"uploaded_track_id": track["id"]}, headers=editor.headers)
     assert (await on_a.delete(one, headers=owner.headers)).status_code == 204
 
@@ -240,20 +251,23 @@ async def test_bad_input_changes_nothing(on_a: httpx.AsyncClient, db: asyncpg.Co
 
     # Too long a preview window; an unknown mashup; a non-member.
     previews = f"/mashups/{mashup_id}/previews"
-    problem(
+    assert_problem(
         await on_a.post(previews, json={"duration_seconds": 31}, headers=h), 400, "window_too_long"
     )
-    problem(
+    assert_problem(
         await on_a.post(f"/mashups/{uuid.uuid4()}/previews", json={}, headers=h), 404, "not_found"
     )
-    problem(await on_a.post(previews, json={}, headers=stranger.headers), 404, "not_found")
-    problem(
+    assert_problem(await on_a.post(previews, json={}, headers=stranger.headers), 404, "not_found")
+    assert_problem(
         await on_a.get(f"{previews}/{uuid.uuid4()}", headers=stranger.headers), 404, "not_found"
     )
-    problem(await on_a.get(f"{previews}/{uuid.uuid4()}", headers=h), 404, "preview_not_found")
-    assert (await on_a.get(f"{previews}/not-a-uuid", headers=h)).status_code in (400, 404)
+    assert_problem(
+        await on_a.get(f"{previews}/{uuid.uuid4()}", headers=h), 404, "preview_not_found"
+    )
+    # A malformed id matches no route.
+    assert_problem(await on_a.get(f"{previews}/not-a-uuid", headers=h), 404, "not_found")
     assert (await on_a.post(previews, json={})).status_code == 401
-    problem(
+    assert_problem(
         await on_a.post(
             f"/mashups/{mashup_id}/inputs",
             json={"uploaded_track_id": str(uuid.uuid4())},
@@ -262,11 +276,15 @@ async def test_bad_input_changes_nothing(on_a: httpx.AsyncClient, db: asyncpg.Co
         404,
         "not_found",
     )
-    problem(await on_a.delete(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found")
+    assert_problem(
+        await on_a.delete(f"/mashups/{mashup_id}", headers=stranger.headers), 404, "not_found"
+    )
     # Nothing to export yet; strangers cannot export.
-    problem(await on_a.post(f"/mashups/{mashup_id}/export", headers=h), 409, "empty_timeline")
+    assert_problem(
+        await on_a.post(f"/mashups/{mashup_id}/export", headers=h), 409, "empty_timeline"
+    )
     export = await on_a.post(f"/mashups/{mashup_id}/export", headers=stranger.headers)
-    problem(export, 404, "not_found")
+    assert_problem(export, 404, "not_found")
     assert await _counts(db) == before
     status = await db.fetchval(
         "SELECT generation_status::text FROM mashups WHERE id = $1", uuid.UUID(mashup_id)
@@ -286,7 +304,7 @@ async def test_member_and_input_limits(on_a: httpx.AsyncClient, db: asyncpg.Conn
     full = await on_a.post(
         "/mashups/join", json={"code": created["share_code"]["code"]}, headers=late.headers
     )
-    problem(full, 409, "mashup_full")
+    assert_problem(full, 409, "mashup_full")
     # A member joining again is not turned away.
     again = await on_a.post(
         "/mashups/join", json={"code": created["share_code"]["code"]}, headers=others[0].headers
@@ -310,4 +328,4 @@ async def test_member_and_input_limits(on_a: httpx.AsyncClient, db: asyncpg.Conn
         json={"uploaded_track_id": str(tracks[-1]["id"])},
         headers=owner.headers,
     )
-    problem(one_more, 409, "too_many_inputs")
+    assert_problem(one_more, 409, "too_many_inputs")
