@@ -219,6 +219,21 @@ class Capacity(msgspec.Struct, kw_only=True):
     searches: list[Search]
 
 
+class Join(msgspec.Struct, kw_only=True):
+    """Connecting a shape's members to one server in a burst, then the warm-up step."""
+
+    server: str
+    shape: str
+    target: int
+    seconds: float  # until every member had its welcome (or failed)
+    connect_p50_ms: float
+    connect_p99_ms: float
+    connect_max_ms: float
+    connect_failures: int
+    closed_by_server: dict[str, int]  # close code -> count, during the burst and the warm-up
+    held: int  # at the end of the warm-up
+
+
 class Profile(msgspec.Struct, kw_only=True):
     """py-spy on the server processes for one step at the capacity found."""
 
@@ -262,6 +277,7 @@ class CapacityRun(msgspec.Struct, kw_only=True):
     results: list[Capacity] = []
     ratios: list[Ratio] = []
     profiles: list[Profile] = []
+    joins: list[Join] = []
 
 
 # The search, apart from any server: what the test checks with a rule of its own.
@@ -533,17 +549,29 @@ class Sweep:
         self.on_step = on_step
         self.database_url = database_url
 
-    def warm(self, session: runner.Session, shape: Shape) -> None:
+    def warm(self, session: runner.Session, target: Target, shape: Shape) -> Join:
         """An unmeasured step at half the first rate: the first messages through a freshly
-        connected server (subscriptions, caches, the allocator) should not decide a step."""
-        if self.timing.warmup <= 0:
-            return
+        connected server (subscriptions, caches, the allocator) should not decide a step.
+        Its report also holds how the join burst went (the first step carries the connects)."""
         rate = max(shape.low, shape.guess / 2)
-        session.step(
+        report, _ = session.step(
             0.0 if shape.ops else rate,
             rate if shape.ops else 0.0,
-            self.timing.warmup,
+            max(self.timing.warmup, 0.1),
             drain=self.timing.drain,
+        )
+        c = report.connections
+        return Join(
+            server=target.name,
+            shape=shape.name,
+            target=c.target,
+            seconds=round(session.connected_in, 2),
+            connect_p50_ms=c.connect_latency.p50_ms,
+            connect_p99_ms=c.connect_latency.p99_ms,
+            connect_max_ms=c.connect_latency.max_ms,
+            connect_failures=c.connect_failures,
+            closed_by_server=c.close_codes,
+            held=c.held_at_end,
         )
 
     def find(
@@ -727,6 +755,7 @@ def run_sweep(
     console: Console,
     progress: Progress | None = None,
     profile: str = "",
+    joins: list[Join] | None = None,
 ) -> tuple[list[Capacity], list[Ratio], list[Profile]]:
     """Every search of every shape; the summaries, Blendtune's ratios to each baseline, and
     (``profile``: a path prefix for py-spy's output) Blendtune's profile at its capacity."""
@@ -778,7 +807,9 @@ def run_sweep(
                             task, description=f"{shape.label}: {target.label} #{repeat + 1}"
                         )
                     if repeat == 0:
-                        sweep.warm(live[target.name], shape)
+                        join = sweep.warm(live[target.name], target, shape)
+                        if joins is not None:
+                            joins.append(join)
                     start = restart_at(found[target.name], timing)
                     found[target.name].append(
                         sweep.find(live[target.name], target, shape, repeat, start)
@@ -850,6 +881,10 @@ def cell(c: Capacity | None) -> str:
     at_least = ">= " if c.capped else ""
     spread = f" ({c.low:,.0f}-{c.high:,.0f})" if len(c.searches) > 1 else ""
     text = f"{at_least}{c.median:,.0f} {c.unit}{spread}"
+    if not c.median:
+        tried = [s.offered_per_s for search in c.searches for s in search.steps]
+        lowest = f"{min(tried):,.3g}" if tried else "?"
+        text = f"< {lowest} {c.unit} (every rate tried failed)"
     if c.median:
         text += f"\n{c.deliveries_per_s:,.0f} deliveries/s, p99 {c.p99_ms:.3g} ms"
     return text
@@ -991,6 +1026,17 @@ def markdown(runs: Sequence[CapacityRun]) -> str:
                 )
                 cells.append(ratio_text(r))
             out.append("| " + " | ".join(cells) + " |")
+        if run.joins:
+            out += ["", "Join bursts (every member connecting at once, then the warm-up step):", ""]
+            for j in run.joins:
+                closed = ", ".join(f"{n} x {code}" for code, n in j.closed_by_server.items())
+                out.append(
+                    f"- {j.shape} / {KINDS[j.server].label}: {j.target:,} members in "
+                    f"{j.seconds:g} s (connect p50 {j.connect_p50_ms:.3g}, p99 "
+                    f"{j.connect_p99_ms:.3g}, max {j.connect_max_ms:.3g} ms), "
+                    f"{j.connect_failures} failed, closed by the server: {closed or 'none'}, "
+                    f"held {j.held:,}"
+                )
         out += ["", "What the first failing step above each capacity ran into:", ""]
         out += [f"- {c.shape} / {KINDS[c.server].label}: {c.bound}" for c in run.results]
         if run.profiles:
@@ -1144,6 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
                     console=progress.console,
                     progress=progress,
                     profile="" if args.no_profile else out_prefix + "-pyspy",
+                    joins=run.joins,
                 )
         finally:
             servers.stop([p for t in targets for p in t.procs])

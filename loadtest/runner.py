@@ -173,6 +173,7 @@ class Session:
         self.failures: dict[int, str] = {}
         self.sampler: Sampler | None = None
         self.steps = 0
+        self.connected_in = 0.0  # seconds connect() took: every member joined (or failed)
 
     def __enter__(self) -> Session:
         try:
@@ -188,6 +189,7 @@ class Session:
     def connect(self) -> None:
         """Start the client processes and wait until every member has joined (or failed)."""
         options = self.options
+        began = time.time()
         for index, members in enumerate(plan_members(options)):
             plan = WorkerPlan(
                 index=index,
@@ -222,6 +224,7 @@ class Session:
             self._pump(display, None, everyone_ready, on_progress, None)
         if len(self.failures) == len(self.procs):
             raise RuntimeError("every client process failed: " + "; ".join(self.failures.values()))
+        self.connected_in = time.time() - began
         # Sampled for the whole session; each step reads its own window.
         self.sampler = Sampler(options.urls, options.watch_ports, options.watch_pids)
         self.sampler.start()

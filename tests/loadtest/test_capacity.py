@@ -89,7 +89,8 @@ async def test_a_quick_search_over_one_session_is_consistent(
 
     def run() -> capacity.Search:
         with runner.Session(options, quiet) as session:
-            sweep.warm(session, shape)
+            join = sweep.warm(session, target, shape)
+            assert join.target == 2 and join.seconds > 0
             return sweep.find(session, target, shape, repeat=0)
 
     found = await asyncio.to_thread(run)
