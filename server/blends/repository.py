@@ -25,7 +25,7 @@ from db.tables.blends import BlendTrack as BlendTrackRow
 from server.blends import schemas
 from server.blends.weave import Weave
 from server.problems import Problem
-from server.share_codes import store
+from server.share_codes import repository as store
 
 NOT_FOUND = "No such blend (or you are not one of its members)."
 

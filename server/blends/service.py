@@ -22,7 +22,7 @@ from server.blends.weave import merge_songs
 from server.problems import Problem
 from server.services import Services, get_services
 from server.settings import Settings
-from server.share_codes import store
+from server.share_codes import repository as store
 from server.share_codes.controller import Full, share_code_controller
 
 PROVIDERS = ("spotify", "apple")

@@ -9,36 +9,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, ClassVar
 
-import msgspec
 from litestar import Controller, get
 from litestar.params import Parameter
 
 from rooms import history
 from rooms.history import HistoryError
-from rooms.history_store import HistoryPage, Version, page, state_at, version_state, versions
+from rooms.history_store import HistoryPage, page, state_at, version_state, versions
 from rooms.kinds import RoomKind
 from server.auth import Principal
 from server.blends.room import BlendRoom
+from server.history.schemas import StateAt, VersionDetail, VersionList
 from server.mashups.room import MashupRoom
 from server.problems import Problem
 from server.services import Services
-
-
-class StateAt(msgspec.Struct, frozen=True):
-    """The room's state as it was at ``seq``: the kind's state object (see its docs)."""
-
-    seq: int
-    state: Any
-
-
-class VersionDetail(msgspec.Struct, frozen=True):
-    version: Version
-    state: Any
-
-
-class VersionList(msgspec.Struct, frozen=True):
-    versions: list[Version]  # newest first
-
 
 MAX_SEQ = 2**63 - 1  # PostgreSQL bigint
 _STATUS = {history.HISTORY_UNAVAILABLE: 410, history.INVALID: 400}

@@ -21,7 +21,7 @@ from db.rows import row_as, rows_as
 from db.tables.mashups import Mashup, MashupInputTrack, MashupMember
 from server.mashups import room, schemas
 from server.problems import Problem
-from server.share_codes import store
+from server.share_codes import repository as store
 from server.share_codes.schemas import ShareCode
 
 NOT_FOUND = "No such mashup (or you are not one of its members)."

@@ -21,7 +21,7 @@ from server.mashups.previews import PreviewService
 from server.problems import Problem
 from server.services import Services, get_services
 from server.settings import Settings
-from server.share_codes import store
+from server.share_codes import repository as store
 from server.share_codes.controller import Full, share_code_controller
 
 # Bounds on what the room state carries (members and inputs are in every welcome).

@@ -25,7 +25,8 @@ from server.auth import Principal, client_address
 from server.problems import Problem
 from server.services import Services
 from server.settings import Settings
-from server.share_codes import codes, guard, store
+from server.share_codes import codes, guard
+from server.share_codes import repository as store
 from server.share_codes.schemas import JoinByCode, RotateShareCode, ShareCode
 
 
