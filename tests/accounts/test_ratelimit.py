@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import httpx
+import pytest
 
 from tests.accounts.helpers import (
     PASSWORD,
@@ -13,14 +16,24 @@ from tests.accounts.helpers import (
     register,
 )
 from tests.conftest import StartServer
-from tests.support import RedisProcess, ServerProcess, assert_problem, new_address
+from tests.support import (
+    Backends,
+    RedisProcess,
+    ServerProcess,
+    assert_problem,
+    new_address,
+    serving,
+)
 
 LIMIT = 5
 
 
-async def _two_servers(start_server: StartServer) -> tuple[ServerProcess, ServerProcess]:
-    env = {"BLENDTUNE_AUTH_RATE_LIMIT_PER_MINUTE": str(LIMIT)}
-    return await start_server(env=env), await start_server(env=env)
+@pytest.fixture(scope="module")
+async def two_servers(backends: Backends) -> AsyncIterator[list[ServerProcess]]:
+    """Two processes with a low limit, started side by side and shared by the module's
+    tests: each counts its own address or account, so they cannot trip each other."""
+    async with serving(backends, {"BLENDTUNE_AUTH_RATE_LIMIT_PER_MINUTE": str(LIMIT)}) as pair:
+        yield pair
 
 
 def _retry_after(response: httpx.Response) -> int:
@@ -31,9 +44,9 @@ def _retry_after(response: httpx.Response) -> int:
 
 
 async def test_address_limit_holds_across_two_processes(
-    start_server: StartServer, db: asyncpg.Connection
+    two_servers: list[ServerProcess], db: asyncpg.Connection
 ) -> None:
-    servers = await _two_servers(start_server)
+    servers = two_servers
     address = new_address()
     clients = [client_for(s.url, address) for s in servers]
     try:
@@ -71,9 +84,9 @@ async def test_address_limit_holds_across_two_processes(
 
 
 async def test_account_limit_holds_across_addresses_and_processes(
-    start_server: StartServer, db: asyncpg.Connection
+    two_servers: list[ServerProcess], db: asyncpg.Connection
 ) -> None:
-    servers = await _two_servers(start_server)
+    servers = two_servers
     async with client_for(servers[0].url) as client:
         account = await register(client)  # the account's first request in this window
     for i in range(LIMIT - 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import uuid
@@ -13,7 +14,7 @@ import pytest
 from server.blends.crypto import DecryptionFailed, TokenCipher, associated_data
 from tests.blends.support import create_blend, import_taste, join, songs, wait_for_weave
 from tests.conftest import StartServer
-from tests.support import Backends, ServerProcess, make_user
+from tests.support import Backends, make_user
 
 CODE = re.compile(r"^[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}$")
 TEST_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcy0hISE="
@@ -445,8 +446,7 @@ async def test_join_failures_are_limited_across_processes(
     # Counters of their own (under this run's prefix), shared by these two processes only.
     prefix = f"{backends.redis_prefix}rl{uuid.uuid4().hex[:8]}:"
     env = {"BLENDTUNE_SHARE_CODE_FAILURES_PER_MINUTE": "3", "BLENDTUNE_REDIS_PREFIX": prefix}
-    a: ServerProcess = await start_server(env=env)
-    b: ServerProcess = await start_server(env=env)
+    a, b = await asyncio.gather(start_server(env=env), start_server(env=env))
     owner, guesser, honest = await make_user(db), await make_user(db), await make_user(db)
     async with httpx.AsyncClient(base_url=a.url) as on_a, httpx.AsyncClient(base_url=b.url) as on_b:
         blend = await create_blend(on_a, owner)

@@ -7,6 +7,7 @@ kill -9 of every server process.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -167,7 +168,10 @@ async def test_a_named_version_is_restored_exactly_and_the_restore_undone(
 async def test_history_and_versions_survive_kill_9_of_every_process(
     start_server: StartServer, db: asyncpg.Connection
 ) -> None:
-    first, second = await start_server(env=HISTORY_ENV), await start_server(env=HISTORY_ENV)
+    # (Started side by side: start-up is mostly one core's work.)
+    first, second = await asyncio.gather(
+        start_server(env=HISTORY_ENV), start_server(env=HISTORY_ENV)
+    )
     alice, bob, mashup_id, ann, ben = await two_members(first, second, db)
     await ann.send_ops([TEMPO])
     named = await ann.request({"type": "version", "label": "tempo 100"})
@@ -180,7 +184,9 @@ async def test_history_and_versions_survive_kill_9_of_every_process(
     await ann.client.closed()
     await ben.client.closed()
 
-    third, fourth = await start_server(env=HISTORY_ENV), await start_server(env=HISTORY_ENV)
+    third, fourth = await asyncio.gather(
+        start_server(env=HISTORY_ENV), start_server(env=HISTORY_ENV)
+    )
     ann = await Member.connect(third.ws_url, mashup_id, alice.token)
     ben = await Member.connect(fourth.ws_url, mashup_id, bob.token)
     assert ann.state.timeline == expected

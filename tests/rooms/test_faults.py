@@ -24,8 +24,7 @@ async def test_redis_restart_is_survived(
     own_redis: RedisProcess, start_room_server: StartRoomServer, notes: Rooms, backends: Backends
 ) -> None:
     env = {"BLENDTUNE_REDIS_URL": own_redis.url}
-    a = await start_room_server(env=env)
-    b = await start_room_server(env=env)
+    a, b = await asyncio.gather(start_room_server(env=env), start_room_server(env=env))
     alice, bob = await notes.user(), await notes.user()
     room = await notes.create()  # (in the shared Redis; membership here lives in ours)
     await set_members(own_redis.url, backends.redis_prefix, room, alice, bob)

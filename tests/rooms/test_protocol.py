@@ -206,7 +206,7 @@ async def test_resume_too_far_back_gets_a_snapshot(
 ) -> None:
     # (Pruned by count alone here: by default the log also keeps a day of batches.)
     env = {"BLENDTUNE_ROOM_OP_ID_HOURS": "0"}
-    a, b = await start_room_server(env=env), await start_room_server(env=env)
+    a, b = await asyncio.gather(start_room_server(env=env), start_room_server(env=env))
     alice = await notes.user()
     room = await notes.create((alice, "editor"))
     c = await join(a.ws_url, room, alice.token)
