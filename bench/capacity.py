@@ -278,6 +278,7 @@ class CapacityRun(msgspec.Struct, kw_only=True):
     ratios: list[Ratio] = []
     profiles: list[Profile] = []
     joins: list[Join] = []
+    errors: list[str] = []  # shapes that crashed (not a missed bar)
 
 
 # The search, apart from any server: what the test checks with a rule of its own.
@@ -755,13 +756,13 @@ def run_sweep(
     console: Console,
     progress: Progress | None = None,
     profile: str = "",
-    joins: list[Join] | None = None,
-) -> tuple[list[Capacity], list[Ratio], list[Profile]]:
-    """Every search of every shape; the summaries, Blendtune's ratios to each baseline, and
-    (``profile``: a path prefix for py-spy's output) Blendtune's profile at its capacity."""
-    results: list[Capacity] = []
-    ratios: list[Ratio] = []
-    profiles: list[Profile] = []
+    into: CapacityRun,
+    after_shape: Callable[[], None] = lambda: None,
+) -> None:
+    """Every search of every shape, into ``into``: the summaries, Blendtune's ratios to each
+    baseline, the join bursts and (``profile``: a path prefix for py-spy's output) Blendtune's
+    profile at its capacity. A shape that fails (a crash, not a missed bar) is recorded in
+    its errors and the sweep goes on; ``after_shape`` runs after each (to save progress)."""
     task = None
     if progress is not None:
         per_server = 6 + 3 * (timing.repeats - 1)  # a guess, for the bar
@@ -785,7 +786,7 @@ def run_sweep(
         if progress is not None and task is not None:
             progress.advance(task)
 
-    for shape in shapes:
+    def sweep_shape(shape: Shape) -> None:
         chosen = [t for t in targets if usable(t, shape)]
         seeded = None
         if any(t.mode == "blendtune" for t in chosen):
@@ -807,32 +808,39 @@ def run_sweep(
                             task, description=f"{shape.label}: {target.label} #{repeat + 1}"
                         )
                     if repeat == 0:
-                        join = sweep.warm(live[target.name], target, shape)
-                        if joins is not None:
-                            joins.append(join)
+                        into.joins.append(sweep.warm(live[target.name], target, shape))
                     start = restart_at(found[target.name], timing)
                     found[target.name].append(
                         sweep.find(live[target.name], target, shape, repeat, start)
                     )
-            for target in chosen:
-                capacities = [s.capacity for s in found[target.name] if s.capacity]
-                if profile and target.name == "blendtune" and capacities:
-                    rate = statistics.median(capacities)
-                    console.log(f"{shape.label}: profiling {target.label} at {rate:.4g} Hz/member")
-                    done = profile_at(live[target.name], target, shape, rate, timing, profile)
-                    if done is not None:
-                        profiles.append(done)
-        summaries = {t.name: summarise(shape, t.name, found[t.name], pinning) for t in chosen}
-        results.extend(summaries.values())
-        mine = summaries.get("blendtune")
-        for name, theirs in summaries.items():
-            if mine is not None and name != "blendtune" and theirs.median:
-                kind = {(False, False): "=", (True, False): ">=", (False, True): "<="}.get(
-                    (mine.capped, theirs.capped), "?"
-                )
-                ratio = round(mine.median / theirs.median, 2)
-                ratios.append(Ratio(shape=shape.name, baseline=name, ratio=ratio, bound=kind))
-    return results, ratios, profiles
+            summaries = {t.name: summarise(shape, t.name, found[t.name], pinning) for t in chosen}
+            into.results.extend(summaries.values())
+            mine = summaries.get("blendtune")
+            for name, theirs in summaries.items():
+                if mine is not None and name != "blendtune" and theirs.median:
+                    kind = {(False, False): "=", (True, False): ">=", (False, True): "<="}.get(
+                        (mine.capped, theirs.capped), "?"
+                    )
+                    ratio = round(mine.median / theirs.median, 2)
+                    into.ratios.append(
+                        Ratio(shape=shape.name, baseline=name, ratio=ratio, bound=kind)
+                    )
+            capacities = [s.capacity for s in found.get("blendtune", []) if s.capacity]
+            if profile and capacities:
+                target = next(t for t in chosen if t.name == "blendtune")
+                rate = statistics.median(capacities)
+                console.log(f"{shape.label}: profiling {target.label} at {rate:.4g} Hz/member")
+                done = profile_at(live[target.name], target, shape, rate, timing, profile)
+                if done is not None:
+                    into.profiles.append(done)
+
+    for shape in shapes:
+        try:
+            sweep_shape(shape)
+        except Exception as exc:  # keep what the other shapes measured
+            console.log(f"[red]{shape.label}: {type(exc).__name__}: {exc}[/red]")
+            into.errors.append(f"{shape.name}: {type(exc).__name__}: {exc}")
+        after_shape()
 
 
 def usable(target: Target, shape: Shape) -> bool:
@@ -1046,7 +1054,8 @@ def markdown(runs: Sequence[CapacityRun]) -> str:
             for p in run.profiles:
                 row = [f"{p.packages.get(k, 0):g} %" for k in packages]
                 out.append(f"| {p.shape} ({p.samples} samples) | " + " | ".join(row) + " |")
-        out += ["", *(f"- aim: {line}" for line in aims(run)), ""]
+        out += ["", *(f"- aim: {line}" for line in aims(run))]
+        out += [*(f"- error (a shape that did not finish): {e}" for e in run.errors), ""]
     return "\n".join(out)
 
 
@@ -1153,6 +1162,13 @@ def main(argv: list[str] | None = None) -> int:
         f"steps {timing.settle:g} + {timing.duration:g} + {timing.drain:g} s, "
         f"{timing.repeats} searches per server and shape"
     )
+
+    def save() -> None:
+        """The JSON as it stands (after every shape: a run cut short keeps what it measured)."""
+        run.seconds = round(time.time() - started, 1)
+        with open(out_prefix + ".json", "wb") as f:
+            f.write(msgspec.json.format(msgspec.json.encode(run), indent=2))
+
     server_cpus = set(pinning.servers) or None
     max_members = max(s.members for s in shapes)
     with servers.backends(server_cpus) as on:
@@ -1179,7 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
                 TimeElapsedColumn(),
             )
             with Progress(*columns, console=err, transient=True) as progress:
-                run.results, run.ratios, run.profiles = run_sweep(
+                run_sweep(
                     on=on,
                     targets=targets,
                     shapes=shapes,
@@ -1190,7 +1206,8 @@ def main(argv: list[str] | None = None) -> int:
                     console=progress.console,
                     progress=progress,
                     profile="" if args.no_profile else out_prefix + "-pyspy",
-                    joins=run.joins,
+                    into=run,
+                    after_shape=save,
                 )
         finally:
             servers.stop([p for t in targets for p in t.procs])
@@ -1204,8 +1221,9 @@ def main(argv: list[str] | None = None) -> int:
         f"load average at start {load}; {run.seconds / 60:.1f} minutes; "
         f"pinning {pinning.mode}; the machine is shared: read the ratios"
     )
-    with open(out_prefix + ".json", "wb") as f:
-        f.write(msgspec.json.format(msgspec.json.encode(run), indent=2))
+    for error in run.errors:
+        out.print(f"[red]error:[/red] {error}")
+    save()
     plot(run, out_prefix + ".png")
     out.print(f"report: {out_prefix}.json, plot: {out_prefix}.png")
     return 0
