@@ -1,4 +1,4 @@
-"""REST endpoints of the catalog: /tracks."""
+"""REST endpoints of the catalog: /tracks (HTTP only; the rules are in ``service``)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,14 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-import asyncpg
-import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from server.auth import Principal
-from server.catalog import queries, schemas
+from server.catalog import schemas, service
 from server.catalog.common import CursorParam, Limit, query_text, unique_strings
-from server.problems import Problem
 from server.services import Services
-
-EDITOR_ROLES = ("artist", "admin")
-
-
-def _may_edit(principal: Principal, owner: uuid.UUID | None) -> None:
-    if principal.has_role("admin"):
-        return
-    if owner is None or owner != principal.user_id or not principal.has_role("artist"):
-        raise Problem(403, "forbidden", "Only the track's owner or an admin may change it.")
 
 
 class TrackController(Controller):
@@ -85,36 +73,21 @@ class TrackController(Controller):
             order=order,
             limit=limit,
         )
-        return await queries.search(services.pool, query, cursor)
+        return await service.search(services, query, cursor)
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create_track(
         self, services: Services, principal: Principal, data: schemas.TrackCreate
     ) -> schemas.TrackDetail:
         """Create a track with its children (artists and admins)."""
-        if not principal.has_role(*EDITOR_ROLES):
-            raise Problem(403, "forbidden", "Only artists and admins may add tracks.")
-        async with services.pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    track_id = await queries.insert_track(conn, principal.user_id, data)
-                    await queries.check_splits(conn, track_id)
-            except (asyncpg.UniqueViolationError, asyncpg.CheckViolationError) as exc:
-                raise queries.integrity_problem(exc) from None
-            return await queries.detail(conn, track_id, show_contacts=True)
+        return await service.create(services, principal, data)
 
     @get("/{track_id:uuid}")
     async def get_track(
         self, services: Services, principal: Principal, track_id: uuid.UUID
     ) -> schemas.TrackDetail:
         """A track with its sections, creators, instruments and samples."""
-        async with services.pool.acquire() as conn:
-            track = await queries.detail(conn, track_id, show_contacts=True)
-        if not principal.has_role("admin") and track.created_by != principal.user_id:
-            for creator in track.creators:
-                creator.contact_email = None
-                creator.contact_phone = None
-        return track
+        return await service.read(services, principal, track_id)
 
     @patch("/{track_id:uuid}")
     async def update_track(
@@ -125,52 +98,26 @@ class TrackController(Controller):
         data: schemas.TrackUpdate,
     ) -> schemas.TrackDetail:
         """Change a track (owner or admin); a child list given replaces that kind."""
-        if data.popularity_score is not msgspec.UNSET and not principal.has_role("admin"):
-            raise Problem(403, "forbidden", "Only admins set popularity_score.")
-        async with services.pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    _may_edit(principal, await queries.lock_track(conn, track_id))
-                    await queries.update_track(conn, track_id, data)
-                    await queries.check_splits(conn, track_id)
-            except (asyncpg.UniqueViolationError, asyncpg.CheckViolationError) as exc:
-                raise queries.integrity_problem(exc) from None
-            return await queries.detail(conn, track_id, show_contacts=True)
+        return await service.update(services, principal, track_id, data)
 
     @delete("/{track_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def delete_track(
         self, services: Services, principal: Principal, track_id: uuid.UUID
     ) -> None:
         """Delete a track and its children (owner or admin)."""
-        async with services.pool.acquire() as conn, conn.transaction():
-            _may_edit(principal, await queries.lock_track(conn, track_id))
-            await conn.execute("DELETE FROM tracks WHERE id = $1", track_id)
+        await service.delete(services, principal, track_id)
 
     @post("/{track_id:uuid}/play", status_code=200)
     async def play_track(
         self, services: Services, principal: Principal, track_id: uuid.UUID
     ) -> schemas.PlayCount:
         """Count one play: the track's total and the caller's own (a taste source for blends)."""
-        count = await queries.count_play(services.pool, principal.user_id, track_id)
-        if count is None:
-            raise Problem(404, "not_found", "No such track.")
-        return schemas.PlayCount(id=track_id, play_count=count)
+        return await service.play(services, principal.user_id, track_id)
 
     async def _add_child(
         self, services: Services, principal: Principal, track_id: uuid.UUID, kind: str, item: Any
     ) -> Any:
-        async with services.pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    _may_edit(principal, await queries.lock_track(conn, track_id))
-                    (child_id,) = await queries.insert_children(conn, kind, track_id, [item])
-                    await queries.check_splits(conn, track_id)
-                    await conn.execute(
-                        "UPDATE tracks SET updated_at = now() WHERE id = $1", track_id
-                    )
-            except asyncpg.CheckViolationError as exc:
-                raise queries.integrity_problem(exc) from None
-            return await queries.fetch_child(conn, kind, child_id)
+        return await service.add_child(services, principal, track_id, kind, item)
 
     @post("/{track_id:uuid}/sections", status_code=HTTP_201_CREATED)
     async def add_section(
@@ -224,17 +171,7 @@ class TrackController(Controller):
         kind: str,
         child_id: uuid.UUID,
     ) -> None:
-        child = queries.CHILDREN[kind]
-        async with services.pool.acquire() as conn, conn.transaction():
-            _may_edit(principal, await queries.lock_track(conn, track_id))
-            deleted = await conn.fetchval(
-                f"DELETE FROM {child.table} WHERE id = $1 AND track_id = $2 RETURNING id",
-                child_id,
-                track_id,
-            )
-            if deleted is None:
-                raise Problem(404, "not_found", f"No such {kind[:-1]} on this track.")
-            await conn.execute("UPDATE tracks SET updated_at = now() WHERE id = $1", track_id)
+        await service.delete_child(services, principal, track_id, kind, child_id)
 
     @delete("/{track_id:uuid}/sections/{child_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def delete_section(

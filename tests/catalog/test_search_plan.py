@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from db import migrate
-from server.catalog.queries import build_search
+from server.catalog.repository import build_search
 from server.catalog.schemas import TrackQuery
 
 GENERATE = """

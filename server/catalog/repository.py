@@ -1,4 +1,10 @@
-"""SQL for the catalog. ``build_search`` is pure (the plan test EXPLAINs what it returns)."""
+"""The catalog in PostgreSQL: every statement of the catalog domain, typed rows out.
+
+All SQL, and on purpose: the search is a keyset page over expression indexes and the
+``tsvector`` (``build_search`` is pure; the plan test EXPLAINs what it returns), the children
+are written generically from ``CHILDREN``, and a play is one upsert. Rows are converted with
+``db/rows.py``; the detail's children arrive as ``jsonb`` aggregates.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from typing import Any, Final, cast
 import asyncpg
 import msgspec
 
+from db.pool import Connection
+from db.rows import row_as
 from server.catalog import schemas
 from server.catalog.common import constraint_of, cursor_uuid, decode_cursor, encode_cursor
 from server.problems import Problem
@@ -105,10 +113,12 @@ def build_search(query: schemas.TrackQuery, cursor: str | None) -> tuple[str, li
 
 
 def _track(row: asyncpg.Record) -> schemas.Track:
-    return msgspec.convert({k: row[k] for k in schemas.Track.__struct_fields__}, schemas.Track)
+    return row_as(schemas.Track, row)
 
 
-async def search(conn: Any, query: schemas.TrackQuery, cursor: str | None) -> schemas.TrackPage:
+async def search(
+    conn: Connection, query: schemas.TrackQuery, cursor: str | None
+) -> schemas.TrackPage:
     sql, args = build_search(query, cursor)
     rows = await conn.fetch(sql, *args)
     items = [_track(r) for r in rows[: query.limit]]
@@ -185,7 +195,7 @@ def _values(child: Child, item: msgspec.Struct) -> list[Any]:
 
 
 async def insert_children(
-    conn: Any, kind: str, track_id: uuid.UUID, items: list[Any]
+    conn: Connection, kind: str, track_id: uuid.UUID, items: list[Any]
 ) -> list[uuid.UUID]:
     child = CHILDREN[kind]
     columns = ", ".join(("track_id", *child.columns))
@@ -197,7 +207,7 @@ async def insert_children(
     return ids
 
 
-async def check_splits(conn: Any, track_id: uuid.UUID) -> None:
+async def check_splits(conn: Connection, track_id: uuid.UUID) -> None:
     """The API's own check (the deferred trigger repeats it at commit)."""
     total = await conn.fetchval(
         "SELECT coalesce(sum(split_percentage), 0) FROM track_creators WHERE track_id = $1",
@@ -239,16 +249,15 @@ FROM tracks t WHERE t.id = $1
 """
 
 
-async def detail(conn: Any, track_id: uuid.UUID, *, show_contacts: bool) -> schemas.TrackDetail:
+async def detail(
+    conn: Connection, track_id: uuid.UUID, *, show_contacts: bool
+) -> schemas.TrackDetail:
     row = await conn.fetchrow(_DETAIL, track_id)
     if row is None:
         raise Problem(404, "not_found", "No such track.")
-    fields = {k: row[k] for k in schemas.Track.__struct_fields__}
-    track = msgspec.convert(fields, schemas.TrackDetail)
-    track.sections = msgspec.json.decode(row["sections"], type=list[schemas.Section])
-    track.creators = msgspec.json.decode(row["creators"], type=list[schemas.Creator])
-    track.instruments = msgspec.json.decode(row["instruments"], type=list[schemas.Instrument])
-    track.samples = msgspec.json.decode(row["samples"], type=list[schemas.Sample])
+    track = row_as(
+        schemas.TrackDetail, row, json=("sections", "creators", "instruments", "samples")
+    )
     if not show_contacts:
         for creator in track.creators:
             creator.contact_email = None
@@ -256,7 +265,7 @@ async def detail(conn: Any, track_id: uuid.UUID, *, show_contacts: bool) -> sche
     return track
 
 
-async def lock_track(conn: Any, track_id: uuid.UUID) -> uuid.UUID | None:
+async def lock_track(conn: Connection, track_id: uuid.UUID) -> uuid.UUID | None:
     """Lock a track row for an edit; returns its owner. 404 if it does not exist."""
     row = await conn.fetchrow("SELECT created_by FROM tracks WHERE id = $1 FOR UPDATE", track_id)
     if row is None:
@@ -286,7 +295,7 @@ SCALAR_FIELDS: Final = (
 )
 
 
-async def insert_track(conn: Any, owner: uuid.UUID, data: schemas.TrackCreate) -> uuid.UUID:
+async def insert_track(conn: Connection, owner: uuid.UUID, data: schemas.TrackCreate) -> uuid.UUID:
     columns = [f for f in SCALAR_FIELDS if f != "popularity_score"]
     values = [getattr(data, f) for f in columns]
     params = ", ".join(f"${i + 2}" for i in range(len(columns)))
@@ -300,7 +309,7 @@ async def insert_track(conn: Any, owner: uuid.UUID, data: schemas.TrackCreate) -
     return track_id
 
 
-async def update_track(conn: Any, track_id: uuid.UUID, data: schemas.TrackUpdate) -> None:
+async def update_track(conn: Connection, track_id: uuid.UUID, data: schemas.TrackUpdate) -> None:
     sets: list[str] = []
     args: list[Any] = [track_id]
     for field in SCALAR_FIELDS:
@@ -321,15 +330,13 @@ async def update_track(conn: Any, track_id: uuid.UUID, data: schemas.TrackUpdate
         await insert_children(conn, kind, track_id, items)
 
 
-async def fetch_child(conn: Any, kind: str, child_id: uuid.UUID) -> msgspec.Struct:
+async def fetch_child(conn: Connection, kind: str, child_id: uuid.UUID) -> msgspec.Struct:
     child = CHILDREN[kind]
-    row = await conn.fetchrow(
-        f"SELECT to_jsonb(x) AS j FROM {child.table} x WHERE id = $1", child_id
-    )
-    return msgspec.json.decode(row["j"], type=child.outgoing)
+    found = await conn.fetchval(f"SELECT to_jsonb(x) FROM {child.table} x WHERE id = $1", child_id)
+    return msgspec.json.decode(found, type=child.outgoing)
 
 
-async def count_play(conn: Any, user_id: uuid.UUID, track_id: uuid.UUID) -> int | None:
+async def count_play(conn: Connection, user_id: uuid.UUID, track_id: uuid.UUID) -> int | None:
     """One play of a track by a user, in one statement; None if there is no such track."""
     return cast(
         "int | None",
@@ -349,3 +356,23 @@ async def count_play(conn: Any, user_id: uuid.UUID, track_id: uuid.UUID) -> int 
             track_id,
         ),
     )
+
+
+async def delete(conn: Connection, track_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM tracks WHERE id = $1", track_id)
+
+
+async def touch(conn: Connection, track_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE tracks SET updated_at = now() WHERE id = $1", track_id)
+
+
+async def delete_child(
+    conn: Connection, kind: str, track_id: uuid.UUID, child_id: uuid.UUID
+) -> bool:
+    """Remove one child of a track; False when the track has no such child."""
+    deleted = await conn.fetchval(
+        f"DELETE FROM {CHILDREN[kind].table} WHERE id = $1 AND track_id = $2 RETURNING id",
+        child_id,
+        track_id,
+    )
+    return deleted is not None
