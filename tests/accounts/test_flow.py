@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
 import uuid
 
 import asyncpg
@@ -24,7 +22,7 @@ from tests.accounts.helpers import (
     wait_for_email,
 )
 from tests.conftest import StartServer
-from tests.support import ServerProcess, assert_problem
+from tests.support import ServerProcess, assert_problem, eventually
 
 
 async def test_register_verify_login_use_logout(
@@ -141,10 +139,12 @@ async def test_outbox_sender_marks_messages_sent(
     async with client_for(server.url) as client:
         account = await register(client)
     mail = await wait_for_email(db, account.email, "Confirm")
-    deadline = time.monotonic() + 15
-    while await db.fetchval("SELECT status FROM email_outbox WHERE id = $1", mail["id"]) != "sent":
-        assert time.monotonic() < deadline, "outbox message never sent"
-        await asyncio.sleep(0.1)
+
+    async def sent() -> bool:
+        status = await db.fetchval("SELECT status FROM email_outbox WHERE id = $1", mail["id"])
+        return bool(status == "sent")
+
+    await eventually(sent, within=15, what="the outbox message being sent")
     row = await db.fetchrow("SELECT attempts, sent_at FROM email_outbox WHERE id = $1", mail["id"])
     assert row is not None
     assert row["attempts"] == 1 and row["sent_at"] is not None

@@ -25,6 +25,7 @@ from dsp import (
 from dsp.effects import Chorus, Reverb
 from dsp.render import CHUNK_FRAMES
 from tests.dsp.test_render import timelines
+from tests.support import eventually
 
 
 class Library:
@@ -184,7 +185,11 @@ async def test_cancelled_request_does_not_spoil_shared_work(library: Library) ->
     async with Previewer(library, format="wav") as previewer:
         first = asyncio.create_task(previewer.render(timeline()))
         second = asyncio.create_task(previewer.render(timeline()))
-        await asyncio.sleep(0.01)
+
+        async def loading() -> bool:
+            return bool(library.calls)  # the shared work has started
+
+        await eventually(loading, what="the shared render loading its sources")
         first.cancel()
         result = await second
         with pytest.raises(asyncio.CancelledError):

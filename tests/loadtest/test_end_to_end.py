@@ -7,6 +7,7 @@ they assert what the run saw (every message delivered, in order, acknowledged), 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import subprocess
@@ -19,7 +20,7 @@ from rich.console import Console
 from loadtest import report as reporting
 from loadtest import runner, seed
 from tests.conftest import StartServer
-from tests.support import ROOT, Backends, free_port, reachable
+from tests.support import ROOT, Backends, eventually, free_port, reachable
 
 KIND_ENV = {"BLENDTUNE_ROOM_KINDS": "loadtest.kind:LoadTestKind"}
 
@@ -112,10 +113,10 @@ async def test_simple_mode_against_the_bare_baseline(backends: Backends) -> None
     ]
     try:
         for port in ports:
-            for _ in range(200):
-                if reachable("127.0.0.1", port):
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(
+                functools.partial(asyncio.to_thread, reachable, "127.0.0.1", port),
+                what=f"the bare server on port {port}",
+            )
         options = runner.RunOptions(
             urls=[f"http://127.0.0.1:{port}" for port in ports],
             shape="test",

@@ -3,7 +3,6 @@ roles changed over REST take effect in the room at once, and removed members are
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tests.mashups.support import (
     loop_wav,
     upload_track,
 )
-from tests.support import ServerProcess, make_user
+from tests.support import ServerProcess, eventually, make_user
 
 
 async def test_old_previews_are_dropped_and_demotions_apply_at_once(
@@ -75,11 +74,11 @@ async def test_old_previews_are_dropped_and_demotions_apply_at_once(
         # The audio of the dropped ones is deleted right after the announcement.
         folder = storage / "previews" / mashup_id.replace("-", "")
         wanted = {i.replace("-", "") for i in kept}
-        for _ in range(100):
-            if {p.stem for p in folder.iterdir()} == wanted:
-                break
-            await asyncio.sleep(0.1)
-        assert {p.stem for p in folder.iterdir()} == wanted
+
+        async def only_kept() -> bool:
+            return {p.stem for p in folder.iterdir()} == wanted
+
+        await eventually(only_kept, what="the dropped previews' audio being deleted")
         dropped = f"/mashups/{mashup_id}/previews/{ids[0]}"
         assert (await on_b.get(dropped, headers=owner.headers)).status_code == 404
         latest = f"/mashups/{mashup_id}/previews/{ids[-1]}"

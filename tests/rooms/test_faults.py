@@ -13,7 +13,7 @@ import websockets
 from tests.rooms.client import join
 from tests.rooms.conftest import Rooms, StartRoomServer, set_members
 from tests.rooms.proxy import Proxy, database_url_through
-from tests.support import Backends, RedisProcess, redis_server_binary
+from tests.support import Backends, RedisProcess, eventually, redis_server_binary
 
 
 def add(note_id: str) -> list[dict[str, str]]:
@@ -133,10 +133,11 @@ async def test_rooms_work_over_a_unix_socket_redis(
         cwd=tmp_path,
     )
     try:
-        for _ in range(100):
-            if socket_path.exists():
-                break
-            await asyncio.sleep(0.05)
+
+        async def listening() -> bool:
+            return socket_path.exists()
+
+        await eventually(listening, what="redis-server's socket")
         url = f"unix://{socket_path}"
         server = await start_room_server(env={"BLENDTUNE_REDIS_URL": url})
         alice, bob = await notes.user(), await notes.user()

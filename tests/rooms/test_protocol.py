@@ -214,10 +214,10 @@ async def test_resume_too_far_back_gets_a_snapshot(
     for i in range(45):
         await c.ack(await c.ops([add(f"n{i}")]))
     await c.close()
-    for _ in range(50):
-        if await notes.db.fetchval("SELECT seq FROM room_snapshots WHERE room_id = $1", room):
-            break
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: notes.db.fetchval("SELECT seq FROM room_snapshots WHERE room_id = $1", room),
+        what="a snapshot",
+    )
     rows = await notes.ops(room)
     assert rows[0]["seq"] > 1 and rows[-1]["seq"] == 45
     old = await join(b.ws_url, room, alice.token, last_seq=0)
