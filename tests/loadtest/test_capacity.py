@@ -116,3 +116,25 @@ async def test_a_quick_search_over_one_session_is_consistent(
     summary = capacity.summarise(shape, "blendtune", [found], sweep.pinning)
     assert summary.median == pytest.approx((found.capacity or 0.0) * 2, abs=0.1)
     assert summary.bound  # says what the failing step ran into
+
+
+def test_a_repeat_starts_at_the_boundary_the_earlier_searches_found() -> None:
+    def earlier(found: float | None, failed_above: float | None) -> capacity.Search:
+        return capacity.Search(
+            server="bare",
+            shape="small",
+            repeat=0,
+            capacity=found,
+            failed_above=failed_above,
+            steps=[],
+        )
+
+    timing = capacity.FULL
+    # The rate that failed just above: measured again, so a capacity pulled down by one
+    # unlucky step can climb back.
+    assert capacity.restart_at([earlier(2.0, 2.4), earlier(3.0, 3.6)], timing) == 3.0
+    # Nothing failed above (it passed at the top of the range): a step above it.
+    assert capacity.restart_at([earlier(40.0, None)], timing) == 40.0 * timing.refine
+    # Nothing passed, or no earlier search: from the shape's guess.
+    assert capacity.restart_at([earlier(None, 0.05)], timing) is None
+    assert capacity.restart_at([], timing) is None
