@@ -455,7 +455,10 @@ def bound(step: Step, pinning: Pinning) -> str:
         generator_busy = max(busy[c] for c in pinning.generator if c < len(busy))
         if server_busy >= 90:
             others = max(0.0, server_busy - servers_ - redis)
-            full.append(f"the servers' CPU was {server_busy:.0f} % busy (others ~{others:.0f} %)")
+            full.append(
+                f"the servers' CPU was {server_busy:.0f} % busy (processes outside the run, or "
+                f"PostgreSQL, ~{others:.0f} %)"
+            )
         if generator_busy >= 90:
             full.append(f"the generator's CPU was {generator_busy:.0f} % busy")
     elif busy:
@@ -927,6 +930,14 @@ def aims(run: CapacityRun) -> list[str]:
         lines.append(
             f"huge room: >= 40,000 deliveries/s at p99 <= {run.bar.p99_ms:g} ms: "
             f"{huge.deliveries_per_s:,.0f}, {verdict}"
+        )
+    join = next((j for j in run.joins if j.server == "blendtune" and j.shape == "huge"), None)
+    if join is not None:
+        overflows = join.closed_by_server.get("4409", 0)
+        verdict = "met" if not overflows and join.held == join.target else "NOT met"
+        lines.append(
+            f"huge room: {join.target:,} members join in one burst without a send-queue "
+            f"overflow: {overflows} closed with 4409 (too slow), held {join.held:,}, {verdict}"
         )
     ops = get("blendtune", "ops")
     if ops is not None:
