@@ -78,14 +78,14 @@ def _target(path: str) -> tuple[str, uuid.UUID | None]:
 def _abort_for(receive: Receive) -> Any:
     # uvicorn's receive is a bound method of its protocol object; aborting its transport is
     # the only way to drop a client that will not even read our close frame. Best effort.
+    # (A bound method, not a closure: it is kept per connection.)
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    return abort if callable(abort) else _no_abort
 
-    def abort() -> None:
-        if transport is not None:
-            with contextlib.suppress(Exception):
-                transport.abort()
 
-    return abort
+def _no_abort() -> None:
+    pass
 
 
 class Session:
@@ -137,14 +137,33 @@ class RoomsEndpoint:
             await send({"type": "websocket.close", "code": p.Close.FORBIDDEN})
             return
         await send({"type": "websocket.accept"})
+        del message
+        # One coroutine frame stays for the connection's life, holding only what it needs:
+        # the handshake's locals go with _admit's frame, and each message with _dispatch's
+        # (an idle connection's memory: docs/performance.md).
         try:
-            await self._serve(scope, receive, send)
+            admitted = await self._admit(scope, receive, send)
+            if admitted is None:
+                return
+            conn, kind = admitted
+            del admitted
+            session = Session(conn, kind)
+            conn.start()
+            try:
+                while self._dispatch(session, await receive()):
+                    pass
+            finally:
+                self.hub.leave(conn)
+                conn.stop()
         except Exception:
             logger.exception("room connection failed")
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": p.Close.INTERNAL})
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[Conn, RoomKind[Any, Any]] | None:
+        """The hello, authentication, access checks and the join; None if refused (closed)."""
         hub = self.hub
 
         async def close(code: int, reason: str) -> None:
@@ -153,14 +172,14 @@ class RoomsEndpoint:
 
         if hub.closing:
             await close(p.Close.RESTARTING, "server restarting: reconnect")
-            return
+            return None
         try:
             message = await asyncio.wait_for(receive(), hub.settings.ws_auth_timeout_seconds)
         except TimeoutError:
             await close(p.Close.TIMEOUT, "no hello in time")
-            return
+            return None
         if message["type"] == "websocket.disconnect":
-            return
+            return None
         text = message.get("text")
         try:
             if text is None:
@@ -168,44 +187,44 @@ class RoomsEndpoint:
             hello = _hello_decoder.decode(text)
         except (msgspec.DecodeError, msgspec.ValidationError):
             await close(p.Close.BAD_REQUEST, "the first message must be a hello")
-            return
+            return None
         if hello.v not in p.PROTOCOL_VERSIONS:
             await close(
                 p.Close.BAD_REQUEST, f"unsupported protocol version, use {p.PROTOCOL_VERSION}"
             )
-            return
+            return None
         ctx = hub.ctx
         try:
             user_id = await ctx.authenticate(hello.token, scope.get("headers", []))
         except Exception:
             await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
-            return
+            return None
         if user_id is None:
             await close(p.Close.UNAUTHENTICATED, "unauthenticated")
-            return
+            return None
         kind_name, room_id = _target(scope.get("path", ""))
         kind = hub.kinds.get(kind_name)
         if kind is None or room_id is None:
             await close(p.Close.NOT_FOUND, "no such room")
-            return
+            return None
         try:
             if not await kind.exists(ctx.kinds, room_id):
                 await close(p.Close.NOT_FOUND, "no such room")
-                return
+                return None
             membership = await kind.membership(ctx.kinds, room_id, user_id)
             if membership is None:
                 await close(p.Close.FORBIDDEN, "not a member of this room")
-                return
+                return None
             live = hub.rooms.get(room_id)
             # A room live here has its row (a deleted one is found gone by the join's read).
             known = live is not None and live.kind is kind and live.loaded and not live.gone
             if not known and not await store.ensure_room(ctx.pool, kind.name, room_id):
                 await close(p.Close.NOT_FOUND, "no such room")
-                return
+                return None
         except Exception:
             logger.exception("room access check failed")
             await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
-            return
+            return None
         actor = Actor(user_id=user_id, role=membership.role)
         member = p.Member(id=hub.new_member_id(), user_id=user_id, role=membership.role)
         conn = Conn(hub, send, _abort_for(receive), member, actor, hello.v)
@@ -214,46 +233,38 @@ class RoomsEndpoint:
             await hub.join(kind, room_id, conn, hello.last_seq)
         except JoinRefused as exc:
             await close(exc.code, exc.reason)
-            return
+            return None
         except store.RoomGone:
             await close(p.Close.NOT_FOUND, "no such room")
-            return
+            return None
         except Exception as exc:
             logger.warning("join failed: %r", exc)
             await close(p.Close.TRY_AGAIN_LATER, "service unavailable: retry later")
-            return
+            return None
         hub.metrics.count_in("hello")
-        conn.writer = asyncio.get_running_loop().create_task(conn.run_writer())
-        try:
-            await self._read(conn, kind, receive)
-        finally:
-            hub.leave(conn)
-            writer = conn.writer
-            if conn.close_code is None and not writer.done():
-                writer.cancel()
+        return conn, kind
 
-    async def _read(self, conn: Conn, kind: RoomKind[Any, Any], receive: Receive) -> None:
-        handlers = self.handlers
-        session = Session(conn, kind)
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            if conn.close_code is not None:
-                continue  # closing: nothing more is read
-            now = time.monotonic()
-            conn.last_seen = now
-            conn.pinged = False
-            text = message.get("text")
-            if text is None:
-                self._error(conn, p.BAD_MESSAGE, "binary frames are not supported")
-                continue
-            try:
-                msg = _client_decoder.decode(text)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self._refuse(conn, text, exc)
-                continue
-            handlers[type(msg)](session, msg, now)
+    def _dispatch(self, session: Session, message: dict[str, Any]) -> bool:
+        """Handle one ASGI message from the client; False once it disconnected."""
+        if message["type"] == "websocket.disconnect":
+            return False
+        conn = session.conn
+        if conn.close_code is not None:
+            return True  # closing: nothing more is read
+        now = time.monotonic()
+        conn.last_seen = now
+        conn.pinged = False
+        text = message.get("text")
+        if text is None:
+            self._error(conn, p.BAD_MESSAGE, "binary frames are not supported")
+            return True
+        try:
+            msg = _client_decoder.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._refuse(conn, text, exc)
+            return True
+        self.handlers[type(msg)](session, msg, now)
+        return True
 
     # One handler per client message type (``handlers``): a new message is a Struct in
     # ``protocol.ClientMessage``, a line in docs/protocol.md and a handler registered here.
@@ -382,6 +393,7 @@ def create(ctx: RoomsContext) -> tuple[Any, Any]:
         gc.freeze()
         holder["endpoint"] = RoomsEndpoint(hub)
         app.state.rooms_hub = hub
+        app.state.rooms_endpoint = holder["endpoint"]  # (server.app.create_server uses it)
         try:
             yield
         finally:

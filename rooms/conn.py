@@ -1,7 +1,11 @@
 """One member connection: its identity, its bounded outgoing queue and its rate limits.
 
-Each ``Conn`` has a bounded outgoing queue drained by one writer task; every message is
-encoded once per process and the same text queued to every local member. Presence updates
+Each ``Conn`` has a bounded outgoing queue; every message is encoded once per process and the
+same text queued to every local member. An idle connection has no task of its own: what is
+queued in one turn of the event loop is written on the next (``_pump``), straight to the
+socket through ``rooms.direct.DirectWriter``; a task exists only while a connection waits for
+its transport (a client reading slowly), sends its close frame, or has no direct writer (plain
+ASGI ``send``). Presence updates
 are coalesced per sender in each queue: only the newest unsent one goes out. A queue over
 ``ws_send_queue_max`` closes the connection with 4409 (resync) instead of growing.
 """
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +61,8 @@ class Conn:
         "actor",
         "close_code",
         "close_reason",
+        "close_sent",
+        "dead",
         "direct",
         "hub",
         "id",
@@ -71,10 +76,11 @@ class Conn:
         "probe",
         "queue",
         "room",
+        "scheduled",
         "send",
+        "started",
         "unanswered",
         "version",
-        "waiter",
         "writer",
     )
 
@@ -99,10 +105,15 @@ class Conn:
         # Encoded messages (JSON objects, so they start with "{"), and presence slots: a
         # member id standing for the newest presence of that member (in ``presence``), so a
         # newer update replaces one not yet sent without allocating anything.
-        self.queue: deque[str] = deque()
+        # (A list, not a deque: an empty deque keeps a 760-byte block, an idle connection's
+        # emptied list 56 bytes; the writer takes from the front in slices.)
+        self.queue: list[str] = []
         self.presence: dict[str, str] = {}
         self.max_queue = hub.settings.ws_send_queue_max
-        self.waiter: asyncio.Future[None] | None = None
+        self.started = False  # writing starts after the welcome is queued (``start``)
+        self.scheduled = False  # a ``_pump`` is due on the next loop iteration
+        self.close_sent = False
+        self.dead = False  # the socket is gone: nothing more is written
         self.close_code: int | None = None
         self.close_reason = ""
         self.last_seen = time.monotonic()
@@ -110,6 +121,7 @@ class Conn:
         rate = float(hub.settings.ws_ops_per_second)
         self.ops_bucket = Bucket(rate)
         self.other_bucket = Bucket(rate)
+        # Only while writing has to wait (a paused transport, the close frame, ASGI sends).
         self.writer: asyncio.Task[None] | None = None
         self.direct: DirectWriter | None = None
         # (text, published_at) of one message to time until it is handed to the socket.
@@ -141,9 +153,47 @@ class Conn:
             self.hub.metrics.slow_consumers.inc()
             self.close(p.Close.RESYNC, "too slow: resync", flush=False)
             return
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if not self.scheduled:
+            self._kick()
+
+    def _kick(self) -> None:
+        if self.scheduled or not self.started or self.writer is not None or self.dead:
+            return
+        self.scheduled = True
+        asyncio.get_running_loop().call_soon(self._pump)
+
+    def start(self) -> None:
+        """Start writing (the welcome and whatever followed it are queued)."""
+        self.started = True
+        self._kick()
+
+    def stop(self) -> None:
+        """The client is gone: write nothing more (a close frame in flight is abandoned)."""
+        self.dead = True
+        if self.writer is not None and self.close_code is None:
+            self.writer.cancel()
+
+    def _pump(self) -> None:
+        """Write what is queued, without a task while the transport takes it."""
+        self.scheduled = False
+        if self.writer is not None or self.dead or self.close_sent:
+            return
+        direct = self.direct
+        if direct is not None and self.queue:
+            try:
+                while self.queue and direct.write_now(self):
+                    pass
+            except Exception:  # the connection is gone; the reader sees the disconnect
+                self._gone()
+                return
+        if self.queue or self.close_code is not None:
+            # A paused transport, the close frame, or no direct writer: a task for that.
+            self.writer = asyncio.get_running_loop().create_task(self.run_writer())
+
+    def _gone(self) -> None:
+        self.dead = True
+        self.queue.clear()
+        self.presence.clear()
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Close once the queued messages are sent (or, with ``flush=False``, dropped)."""
@@ -154,13 +204,11 @@ class Conn:
         if not flush:
             self.queue.clear()
             self.presence.clear()
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._kick()
         asyncio.get_running_loop().call_later(CLOSE_DEADLINE, self._deadline)
 
     def _deadline(self) -> None:
-        if self.writer is not None and not self.writer.done():
+        if not self.close_sent and not self.dead:
             self.abort()
 
     def _probed(self, text: str) -> None:
@@ -170,34 +218,33 @@ class Conn:
             self.hub.metrics.publish_to_send.observe(max(0.0, time.time() - probe[1]))
 
     async def run_writer(self) -> None:
+        """Send everything queued (waiting for the transport as needed), then the close frame
+        if one is due; then end. Messages queued meanwhile are sent too."""
         send = self.send
         queue = self.queue
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                direct = self.direct
-                while queue:
-                    if direct is not None:
-                        await direct.flush(self)
-                        continue
-                    text = queue.popleft()
-                    if text[0] != "{":
-                        text = self.presence.pop(text)
-                    await send({"type": "websocket.send", "text": text})
-                    self._probed(text)
-                if self.close_code is not None:
-                    await send(
-                        {
-                            "type": "websocket.close",
-                            "code": self.close_code,
-                            "reason": self.close_reason,
-                        }
-                    )
-                    return
-                self.waiter = loop.create_future()
-                await self.waiter
-                self.waiter = None
+            direct = self.direct
+            while queue:
+                if direct is not None:
+                    await direct.flush(self)
+                    continue
+                text = queue.pop(0)
+                if text[0] != "{":
+                    text = self.presence.pop(text)
+                await send({"type": "websocket.send", "text": text})
+                self._probed(text)
+            if self.close_code is not None and not self.close_sent:
+                self.close_sent = True
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": self.close_code,
+                        "reason": self.close_reason,
+                    }
+                )
         except asyncio.CancelledError:
             raise
         except Exception:  # the connection is gone; the reader sees the disconnect
-            return
+            self._gone()
+        finally:
+            self.writer = None

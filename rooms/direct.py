@@ -9,6 +9,7 @@ with any other server ``for_receive`` returns None and plain ASGI ``send`` is us
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,6 @@ PROTOCOL_ATTRIBUTES = ("conn", "transport", "writable", "disconnected", "close_s
 WEBSOCKETS_ATTRIBUTES = ("extensions", "state", "expect_continuation_frame", "data_to_send")
 
 _OPEN = State.OPEN
-_FRAME_CACHE_BYTES = 4 << 20
 
 
 def frame_text(data: bytes) -> bytes:
@@ -41,28 +41,33 @@ class FrameCache:
 
     A room encodes a message once and queues the same ``str`` to every member; without
     extensions (no permessage-deflate) a server's frame of it is the same bytes for every
-    connection. Keyed by the text object's id (the entry holds the text, so the id cannot be
-    reused while it is cached), bounded in bytes; the oldest entries go first.
+    connection. The members' writes of a message all run in the same event-loop iteration
+    (each connection's ``Conn._pump``, scheduled when the message was queued), so the cache
+    only has to live until the next iteration: it is emptied then, and an idle process holds
+    no frames (a byte budget would keep the last welcomes, one per connection, alive).
+    Keyed by the text object's id; the entry holds the text, so the id cannot be reused.
     """
 
-    __slots__ = ("entries", "size")
+    __slots__ = ("entries", "scheduled")
 
     def __init__(self) -> None:
         self.entries: dict[int, tuple[str, bytes]] = {}
-        self.size = 0
+        self.scheduled = False
 
     def frame(self, text: str) -> bytes:
         entry = self.entries.get(id(text))
         if entry is not None and entry[0] is text:
             return entry[1]
         frame = frame_text(text.encode())
-        entries = self.entries
-        while entries and self.size + len(frame) > _FRAME_CACHE_BYTES:
-            self.size -= len(entries.pop(next(iter(entries)))[1])
-        if len(frame) <= _FRAME_CACHE_BYTES:
-            entries[id(text)] = (text, frame)
-            self.size += len(frame)
+        self.entries[id(text)] = (text, frame)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.clear)
         return frame
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.scheduled = False
 
 
 FRAMES = FrameCache()
@@ -102,34 +107,38 @@ class DirectWriter:
         return cls(proto)
 
     async def flush(self, conn: Conn) -> None:
+        """Write up to ``MAX_FRAMES`` queued messages, waiting while the transport is paused."""
+        await self.proto.writable.wait()
+        self.write_now(conn)
+
+    def write_now(self, conn: Conn) -> bool:
+        """Write up to ``MAX_FRAMES`` queued messages if the transport takes them now; False
+        if it is paused (the client reads slowly: wait in ``flush``)."""
         proto = self.proto
-        await proto.writable.wait()
         if proto.disconnected or proto.close_sent:
             raise ConnectionError("the connection is closed")
+        if not proto.writable.is_set():
+            return False
         queue = conn.queue
         presence = conn.presence
         ws = proto.conn
-        texts = []
+        texts = queue[: self.MAX_FRAMES]
+        del queue[: self.MAX_FRAMES]
+        for i, text in enumerate(texts):
+            if text[0] != "{":  # a presence slot: the newest presence of that member
+                texts[i] = presence.pop(text)
         if ws.extensions or ws.state is not _OPEN or ws.expect_continuation_frame:
             # Compressed frames differ per connection (and a closing protocol refuses).
-            for _ in range(min(len(queue), self.MAX_FRAMES)):
-                text = queue.popleft()
-                if text[0] != "{":
-                    text = presence.pop(text)
+            for text in texts:
                 ws.send_text(text.encode())
-                texts.append(text)
             proto.transport.write(b"".join(ws.data_to_send()))
         else:
             # What the protocol has queued itself (control frames) goes first.
             frames = ws.data_to_send()
             frame = FRAMES.frame
-            for _ in range(min(len(queue), self.MAX_FRAMES)):
-                text = queue.popleft()
-                if text[0] != "{":
-                    text = presence.pop(text)
-                frames.append(frame(text))
-                texts.append(text)
+            frames.extend([frame(text) for text in texts])
             proto.transport.write(b"".join(frames))
         if conn.probe is not None:
             for text in texts:
                 conn._probed(text)
+        return True

@@ -141,8 +141,9 @@ def serve(host: str | None, port: str | None, workers: str | None, migrate: bool
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _exit_quietly)
         uvicorn.run(
-            "server.app:create_app",
+            "server.app:create_server",
             factory=True,
+            interface="asgi3",
             host=settings.host,
             port=settings.port,
             workers=settings.workers,

@@ -42,7 +42,7 @@ async def test_uvicorn_sansio_protocol_has_what_the_direct_writer_uses() -> None
     assert DirectWriter.for_receive(app) is None
 
 
-def test_a_cached_frame_is_what_websockets_would_send() -> None:
+async def test_a_cached_frame_is_what_websockets_would_send() -> None:
     """The frame built once per message equals the protocol's own, for every length form
     (7-bit, 16-bit and 64-bit lengths)."""
     cache = FrameCache()
@@ -54,3 +54,5 @@ def test_a_cached_frame_is_what_websockets_would_send() -> None:
         expected = b"".join(ws.data_to_send())
         assert cache.frame(text) == expected
         assert cache.frame(text) is cache.frame(text)  # built once
+    await asyncio.sleep(0)
+    assert not cache.entries  # emptied on the next loop iteration: nothing kept when idle

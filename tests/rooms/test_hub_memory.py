@@ -77,7 +77,7 @@ class Member:
 
     async def join(self, room: uuid.UUID, last_seq: int | None = None) -> Member:
         await self.hub.join(KIND, room, self.conn, last_seq)
-        self.conn.writer = asyncio.get_running_loop().create_task(self.conn.run_writer())
+        self.conn.start()
         return self
 
     def submit(self, op_id: str, text: str) -> None:
