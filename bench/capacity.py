@@ -266,6 +266,7 @@ class CapacityRun(msgspec.Struct, kw_only=True):
     finished_at: str = ""
     seconds: float = 0.0
     load_average_at_start: list[float]  # 1, 5, 15 minutes
+    nice: int = 0  # the run's niceness (its servers and generator inherit it)
     machine: Machine
     pinning: Pinning
     server_processes: int
@@ -1022,7 +1023,8 @@ def markdown(runs: Sequence[CapacityRun]) -> str:
         )
         out += [
             f"**Run {number}** ({run.started_at}, {run.seconds / 60:.1f} min; load average at "
-            f"start **{load}**; {pinned}; {run.timing.repeats} searches per server and shape, "
+            f"start **{load}**; {pinned}; nice {run.nice}; {run.timing.repeats} searches per "
+            "server and shape, "
             f"steps {run.timing.settle:g} + {run.timing.duration:g} s measured + "
             f"{run.timing.drain:g} s):",
             "",
@@ -1151,6 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
     run = CapacityRun(
         started_at=stamp.isoformat(timespec="seconds"),
         load_average_at_start=[round(x, 2) for x in os.getloadavg()],
+        nice=os.nice(0),
         machine=machine(),
         pinning=pinning,
         server_processes=args.server_processes,
