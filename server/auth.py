@@ -20,6 +20,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
+from db.rows import row_as
 from server.problems import PROBLEM_JSON, Problem, ProblemDetail
 from server.services import Services
 
@@ -91,12 +92,8 @@ async def authenticate(services: Services, token: str | None) -> Principal | Non
     row = await services.pool.fetchrow(_LOOKUP, hash_token(token), ttl)
     if row is None:
         return None
-    return Principal(
-        user_id=row["user_id"],
-        session_id=row["session_id"],
-        roles=frozenset(row["roles"]) | {"user"},
-        email_verified=row["email_verified"],
-    )
+    # Every account has the implicit role "user" (never stored).
+    return row_as(Principal, row, extra={"roles": [*row["roles"], "user"]})
 
 
 def _unauthenticated() -> Problem:

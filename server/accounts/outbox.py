@@ -20,10 +20,10 @@ import logging
 import uuid
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
 
 import aiosmtplib
 
+from db.pool import Connection
 from server.accounts.metrics import account_metrics
 from server.services import Services
 from server.settings import Settings
@@ -46,7 +46,7 @@ FOR UPDATE SKIP LOCKED
 
 
 async def enqueue(
-    conn: Any, *, user_id: uuid.UUID | None, to_address: str, subject: str, body: str
+    conn: Connection, *, user_id: uuid.UUID | None, to_address: str, subject: str, body: str
 ) -> uuid.UUID:
     """Store a message for the sender; call inside the transaction that caused it."""
     message_id: uuid.UUID = await conn.fetchval(

@@ -25,11 +25,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from litestar import Litestar
 from prometheus_client import Counter, Histogram
 
+from db.pool import Connection
 from server.blends import live, schemas
 from server.blends import repository as repo
 from server.blends.taste import load_tastes
@@ -204,7 +204,7 @@ class BlendJobs:
                     "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_CLASS, str(blend_id)
                 )
 
-    async def _weave_locked(self, conn: Any, blend_id: uuid.UUID) -> _Done | None:
+    async def _weave_locked(self, conn: Connection, blend_id: uuid.UUID) -> _Done | None:
         # Item ids in the room are g<generation>.<n>: a clock reading keeps them unique, and
         # orders the weaves of one blend.
         generation = await conn.fetchval(

@@ -14,9 +14,11 @@ import re
 import uuid
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 from litestar.params import Parameter
 
+from db.pool import Connection, Pool
 from server.problems import Problem
 
 NO_NUL = r"^[^\x00]*$"
@@ -123,7 +125,7 @@ def constraint_of(exc: BaseException) -> str:
 
 
 async def newest_first(
-    conn: Any,
+    conn: Connection | Pool,
     select_from: str,
     where: str,
     args: list[Any],
@@ -131,7 +133,7 @@ async def newest_first(
     alias: str,
     limit: int,
     cursor: str | None,
-) -> tuple[list[Any], str | None]:
+) -> tuple[list[asyncpg.Record], str | None]:
     """One page of rows ordered newest first by ``(created_at, id)`` of ``alias``, and the
     cursor of the next page (None on the last one).
 

@@ -36,7 +36,6 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -44,6 +43,7 @@ from litestar import Litestar
 from prometheus_client import Counter
 
 import dsp
+from db.rows import row_as
 from dsp.arrange import ArrangeInput, Arrangement, ArrangeOptions, CannotArrange, Plan, arrange
 from dsp.structure import Structure
 from rooms import fractional
@@ -89,8 +89,8 @@ SET status = 'generating', attempts = j.attempts + 1, stage = 'loading', updated
     detail = CASE WHEN j.status = 'generating'
         THEN 'taken over from a process that stopped' ELSE j.detail END
 FROM due WHERE j.id = due.id
-RETURNING j.id, j.mashup_id, j.requested_by, j.seed, j.target_seconds, j.options::text,
-          j.attempts
+RETURNING j.id, j.mashup_id, j.requested_by, j.seed, j.target_seconds, j.options,
+          j.attempts AS attempt
 """
 
 
@@ -99,8 +99,9 @@ def storage_scope(settings: Settings) -> str:
     return "local:" + os.path.realpath(settings.effective_storage_dir)
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(msgspec.Struct, frozen=True):
+    """A generation job (the claim's ``RETURNING`` row)."""
+
     id: uuid.UUID
     mashup_id: uuid.UUID
     requested_by: uuid.UUID | None
@@ -242,21 +243,13 @@ class GenerationService:
             )
             if row is None:
                 return None
+            job = row_as(Job, row, json=("options",))
             await conn.execute(
-                "UPDATE mashups SET generation_status = 'generating' WHERE id = $1",
-                row["mashup_id"],
+                "UPDATE mashups SET generation_status = 'generating' WHERE id = $1", job.mashup_id
             )
-        if row["attempts"] > 1:
+        if job.attempt > 1:
             self.outcomes.labels("taken_over").inc()
-        return Job(
-            id=row["id"],
-            mashup_id=row["mashup_id"],
-            requested_by=row["requested_by"],
-            seed=row["seed"],
-            target_seconds=row["target_seconds"],
-            options=msgspec.json.decode(row["options"], type=ArrangeOptions),
-            attempt=row["attempts"],
-        )
+        return job
 
     async def run(self, job: Job) -> None:
         """Do the job while keeping its lease; a lost lease abandons it to its new owner."""

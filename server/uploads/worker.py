@@ -28,7 +28,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import msgspec
 from litestar import Litestar
 from prometheus_client import Counter
 
+from db.rows import row_as
 from dsp.codec import Audio, encode_file
 from dsp.errors import AudioError
 from dsp.structure import Stem
@@ -67,7 +67,7 @@ SET status = 'uploading',
         THEN left(coalesce(j.error_log || E'\n', '') || 'worker lost mid-move; retrying', 10000)
         ELSE j.error_log END
 FROM due WHERE j.id = due.id
-RETURNING j.id, j.uploaded_track_id, j.user_id, j.local_path, j.retry_count
+RETURNING j.id, j.uploaded_track_id AS upload_id, j.user_id, j.local_path, j.retry_count
 """
 
 _FAIL_JOB = """
@@ -104,13 +104,18 @@ def stem_key(owner: uuid.UUID, upload_id: uuid.UUID, stem: Stem) -> str:
     return check_key(f"{STEMS_PREFIX}/{owner.hex}/{upload_id.hex}-{stem}.flac")
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(msgspec.Struct, frozen=True):
+    """A claimed move (the claim's ``RETURNING`` row)."""
+
     id: uuid.UUID
     upload_id: uuid.UUID
     user_id: uuid.UUID
-    local_path: Path
+    local_path: str
     retry_count: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.local_path)
 
 
 class UploadWorker:
@@ -193,26 +198,21 @@ class UploadWorker:
             row = await conn.fetchrow(_CLAIM_JOB, prefix, self.settings.upload_lease_seconds)
             if row is None:
                 return None
+            job = row_as(Job, row)
             await conn.execute(
                 "UPDATE uploaded_tracks SET upload_status = 'uploading', updated_at = now()"
                 " WHERE id = $1",
-                row["uploaded_track_id"],
+                job.upload_id,
             )
-        return Job(
-            id=row["id"],
-            upload_id=row["uploaded_track_id"],
-            user_id=row["user_id"],
-            local_path=Path(row["local_path"]),
-            retry_count=row["retry_count"],
-        )
+        return job
 
     async def move(self, job: Job) -> None:
-        extension = job.local_path.suffix.lstrip(".")
+        extension = job.path.suffix.lstrip(".")
         key = new_key("uploads", job.user_id, job.upload_id, extension)
         try:
-            if not await asyncio.to_thread(job.local_path.is_file):
-                raise StorageError(f"the received file {job.local_path.name} is missing")
-            await self.storage.put_file(key, job.local_path)
+            if not await asyncio.to_thread(job.path.is_file):
+                raise StorageError(f"the received file {job.path.name} is missing")
+            await self.storage.put_file(key, job.path)
         except (StorageError, OSError) as exc:
             await self.fail(job, str(exc))
             return
@@ -233,7 +233,7 @@ class UploadWorker:
         if kept is None:  # the upload was deleted while it was being moved
             await self.storage.delete(key)
         with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(job.local_path.unlink)
+            await asyncio.to_thread(job.path.unlink)
         self.moves.labels("stored").inc()
         _log.info("upload %s stored as %s", job.upload_id, key)
         self._analysis_wake.set()
