@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
 
 from server.accounts import ratelimit, service
 from server.accounts.schemas import (
@@ -89,29 +88,6 @@ class AuthController(Controller):
             services, address=client_address(request), account=ratelimit.account_key(data.email)
         )
         return await service.register(services, data)
-
-    @get(
-        "/verify",
-        responses=_problems(e400=BAD_TOKEN + " " + BAD_BODY, e429=LIMITED, e503=NO_REDIS),
-    )
-    async def verify_link(
-        self,
-        request: Request[Any, Any, Any],
-        services: Services,
-        token: Annotated[
-            str,
-            Parameter(
-                min_length=16,
-                max_length=128,
-                pattern=r"^[A-Za-z0-9_-]+$",
-                description="The token from the verification email.",
-            ),
-        ],
-    ) -> Verified:
-        """Confirm an email address: the link in the verification email."""
-        await ratelimit.check(services, address=client_address(request))
-        user_id = await service.verify_email(services, token)
-        return Verified(user_id=user_id, email_verified=True)
 
     @post(
         "/verify",

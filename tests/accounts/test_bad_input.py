@@ -179,7 +179,7 @@ async def test_bad_verify_links(
 ) -> None:
     before = await counts(db)
     async with client_for(server.url) as client:
-        response = await client.get("/auth/verify", params=params)
+        response = await client.post("/auth/verify", json=params)
     assert_problem(response, 400)
     assert await counts(db) == before
 

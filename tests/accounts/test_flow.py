@@ -70,9 +70,11 @@ async def test_register_verify_login_use_logout(
         assert who.json()["email_verified"] is False
 
         # The emailed link opens the web client's page, which confirms the token through the
-        # API; API clients call GET (or POST) /auth/verify with it.
+        # API; API clients POST it to /auth/verify. A GET never spends it (a GET never writes).
         assert link.startswith(f"{server.url}/verify?token=")
-        verified = await client.get("/auth/verify", params={"token": token})
+        refused = await client.get("/auth/verify", params={"token": token})
+        assert refused.status_code == 405, refused.text
+        verified = await client.post("/auth/verify", json={"token": token})
         assert verified.status_code == 200, verified.text
         assert verified.json() == {"user_id": str(user_id), "email_verified": True}
         assert await db.fetchval("SELECT email_verified FROM users WHERE id = $1", user_id)
@@ -175,7 +177,7 @@ async def test_expired_and_forged_verification_tokens(
             await client.post("/auth/verify", json={"token": forged}), 400, "invalid_token"
         )
         assert_problem(
-            await client.get("/auth/verify", params={"token": forged}), 400, "invalid_token"
+            await client.post("/auth/verify", json={"token": forged}), 400, "invalid_token"
         )
         assert await counts(db) == before
         assert not await db.fetchval(

@@ -83,10 +83,15 @@ async def test_two_friends_on_two_processes(
             lambda s: s.name == "Road trip" and s.items[0].reactions == {str(alice.id): "🔥"}
         )
         assert bob_room.state == alice_room.state
-        # The REST view follows the room's name, on either process.
+        # The REST view follows the room's name, on either process, in the detail and in the
+        # list, and reading it writes nothing: the row keeps the name given over REST.
         assert (await on_b.get(f"/blends/{blend_id}", headers=bob.headers)).json()[
             "name"
         ] == "Road trip"
+        listed = (await on_a.get("/blends", headers=alice.headers)).json()
+        assert [b["name"] for b in listed if b["id"] == blend_id] == ["Road trip"]
+        stored = await db.fetchval("SELECT name FROM blends WHERE id = $1", uuid.UUID(blend_id))
+        assert stored == "Alice & Bob"
 
         # Edits the rules forbid: Bob may not rename; nobody may touch a removed track;
         # nobody but the server sends a weave; reactions come from a small set.
