@@ -61,3 +61,17 @@ async def fetchval(conn: Connection, query: Query[Any, Any]) -> Any:
 async def execute(conn: Connection, query: Query[Any, Any]) -> str:
     sql, args = compiled(query)
     return await conn.execute(sql, *args)
+
+
+async def insert_if_absent(conn: Connection, table: str, values: dict[str, object]) -> bool:
+    """Insert a row unless it would repeat one a unique constraint allows once (a member, a
+    collaborator, an input): ``ON CONFLICT DO NOTHING``, which Piccolo's insert cannot say.
+    Whether the row was inserted. ``table`` and the column names are the code's, never
+    input."""
+    columns = ", ".join(values)
+    params = ", ".join(f"${i + 1}" for i in range(len(values)))
+    inserted = await conn.fetchval(
+        f"INSERT INTO {table} ({columns}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING 1",
+        *values.values(),
+    )
+    return inserted is not None

@@ -165,13 +165,9 @@ async def member_count(conn: Connection, mashup_id: uuid.UUID, *, besides: uuid.
 
 async def add_editor(conn: Connection, mashup_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Make ``user_id`` an editor unless they are a member already; whether they were added."""
-    added = await conn.fetchval(
-        "INSERT INTO mashup_members (mashup_id, user_id, role) VALUES ($1, $2, 'editor')"
-        " ON CONFLICT (mashup_id, user_id) DO NOTHING RETURNING id",
-        mashup_id,
-        user_id,
+    return await query.insert_if_absent(
+        conn, "mashup_members", {"mashup_id": mashup_id, "user_id": user_id, "role": "editor"}
     )
-    return added is not None
 
 
 async def set_role(
@@ -252,13 +248,9 @@ async def input_count(conn: Connection, mashup_id: uuid.UUID) -> int:
 
 
 async def add_input(conn: Connection, mashup_id: uuid.UUID, upload_id: uuid.UUID) -> bool:
-    added = await conn.fetchval(
-        "INSERT INTO mashup_input_tracks (mashup_id, uploaded_track_id) VALUES ($1, $2)"
-        " ON CONFLICT (mashup_id, uploaded_track_id) DO NOTHING RETURNING id",
-        mashup_id,
-        upload_id,
+    return await query.insert_if_absent(
+        conn, "mashup_input_tracks", {"mashup_id": mashup_id, "uploaded_track_id": upload_id}
     )
-    return added is not None
 
 
 async def input_uploader(

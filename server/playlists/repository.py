@@ -184,13 +184,9 @@ async def collaborator_count(conn: Connection, playlist_id: uuid.UUID) -> int:
 
 
 async def add_collaborator(conn: Connection, playlist_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-    added = await conn.fetchval(
-        "INSERT INTO playlist_collaborators (playlist_id, user_id) VALUES ($1, $2)"
-        " ON CONFLICT (playlist_id, user_id) DO NOTHING RETURNING id",
-        playlist_id,
-        user_id,
+    return await query.insert_if_absent(
+        conn, "playlist_collaborators", {"playlist_id": playlist_id, "user_id": user_id}
     )
-    return added is not None
 
 
 async def remove_collaborator(conn: Connection, playlist_id: uuid.UUID, user_id: uuid.UUID) -> bool:
