@@ -26,14 +26,17 @@ from piccolo.table import Table
 from db.pool import Connection
 
 
-def set_fields(table: type[Table], body: msgspec.Struct) -> dict[Column | str, Any]:
-    """A PATCH body's fields as column values for ``table.update``: the fields it sets (``UNSET``
-    ones are left out), named as the columns they change."""
-    return {
+async def patch(conn: Connection, table: type[Table], row_id: object, body: msgspec.Struct) -> bool:
+    """Set the columns a PATCH body names (its ``UNSET`` fields are left out; field names are
+    column names) on the row whose ``id`` is ``row_id``; whether it set any."""
+    values: dict[Column | str, Any] = {
         getattr(table, name): value
         for name, value in msgspec.structs.asdict(body).items()
         if value is not msgspec.UNSET
     }
+    if values:
+        await execute(conn, table.update(values).where(table._meta.primary_key == row_id))
+    return bool(values)
 
 
 def compiled(query: Query[Any, Any]) -> tuple[str, list[Any]]:

@@ -93,9 +93,7 @@ async def insert(conn: Connection, owner_id: uuid.UUID, data: schemas.PlaylistCr
 
 async def update(conn: Connection, playlist_id: uuid.UUID, data: schemas.PlaylistUpdate) -> None:
     """Set the fields the request names (``UNSET`` ones keep their value)."""
-    values = query.set_fields(Playlist, data)
-    if values:
-        await query.execute(conn, Playlist.update(values).where(Playlist.id == playlist_id))
+    if await query.patch(conn, Playlist, playlist_id, data):
         await touch(conn, playlist_id)
 
 

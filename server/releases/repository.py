@@ -97,9 +97,7 @@ async def insert(
 
 async def update(conn: Connection, release_id: uuid.UUID, data: schemas.ReleaseUpdate) -> None:
     """Set the fields the request names (``UNSET`` ones keep their value)."""
-    values = query.set_fields(Release, data)
-    if values:
-        await query.execute(conn, Release.update(values).where(Release.id == release_id))
+    if await query.patch(conn, Release, release_id, data):
         await touch(conn, release_id)
 
 
