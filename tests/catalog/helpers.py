@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from pedalboard.io import AudioFile
 
-from tests.support import TestUser, make_user
+from tests.support import ServerProcess, TestUser, make_user
 
 __all__ = ["TestUser", "audio_bytes", "make_track", "make_user", "track_body"]
 
@@ -51,3 +52,15 @@ def audio_bytes(fmt: str, seconds: float = 1.0, rate: int = 44100) -> bytes:
     with AudioFile(buffer, "w", samplerate=rate, num_channels=2, format=fmt) as f:
         f.write(samples)
     return buffer.getvalue()
+
+
+def upload_worker_env(server: ServerProcess, data_dir: Path) -> dict[str, str]:
+    """Settings for extra server processes that take over upload jobs: an incoming directory
+    of their own (so only they claim the job) and the session server's storage (which may
+    analyse what they store), with a short lease and poll."""
+    return {
+        "BLENDTUNE_DATA_DIR": str(data_dir),
+        "BLENDTUNE_STORAGE_DIR": str(Path(server.data_dir) / "storage"),
+        "BLENDTUNE_UPLOAD_LEASE_SECONDS": "2",
+        "BLENDTUNE_UPLOAD_POLL_SECONDS": "0.1",
+    }

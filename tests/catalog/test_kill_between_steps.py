@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from server.settings import FaultPoint
-from tests.catalog.helpers import audio_bytes, make_user
+from tests.catalog.helpers import audio_bytes, make_user, upload_worker_env
 from tests.conftest import StartServer
 from tests.support import ServerProcess, eventually
 
@@ -55,15 +55,8 @@ async def test_killed_mid_change_leaves_all_or_nothing(
     db: asyncpg.Connection,
     tmp_path: Path,
 ) -> None:
-    # Its own incoming directory: only these processes claim the job (see
-    # test_upload_restart.py); the storage is the session server's, which may analyse it.
-    storage = Path(server.data_dir) / "storage"
-    env = {
-        "BLENDTUNE_DATA_DIR": str(tmp_path),
-        "BLENDTUNE_STORAGE_DIR": str(storage),
-        "BLENDTUNE_UPLOAD_LEASE_SECONDS": "2",
-        "BLENDTUNE_UPLOAD_POLL_SECONDS": "0.1",
-    }
+    env = upload_worker_env(server, tmp_path)
+    storage = Path(env["BLENDTUNE_STORAGE_DIR"])
     paused = {**env, "BLENDTUNE_FAULT_PAUSE": point, "BLENDTUNE_UPLOAD_MAX_ATTEMPTS": "1"}
     if storage_fault is not None:
         paused["BLENDTUNE_STORAGE_FAULT"] = storage_fault

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from tests.catalog.helpers import audio_bytes, make_user
+from tests.catalog.helpers import audio_bytes, make_user, upload_worker_env
 from tests.conftest import StartServer
 from tests.support import ServerProcess, eventually
 
@@ -20,15 +20,9 @@ async def wait_until(db: asyncpg.Connection, sql: str, *args: object, within: fl
 async def test_upload_killed_mid_move_completes_after_restart(
     start_server: StartServer, server: ServerProcess, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    # Both processes share the incoming directory (as processes on one host do) and the
-    # storage directory (shared with the session server, which may run the analysis).
-    storage = Path(server.data_dir) / "storage"
-    env = {
-        "BLENDTUNE_DATA_DIR": str(tmp_path),
-        "BLENDTUNE_STORAGE_DIR": str(storage),
-        "BLENDTUNE_UPLOAD_LEASE_SECONDS": "2",
-        "BLENDTUNE_UPLOAD_POLL_SECONDS": "0.1",
-    }
+    # Both processes share the incoming directory (as processes on one host do).
+    env = upload_worker_env(server, tmp_path)
+    storage = Path(env["BLENDTUNE_STORAGE_DIR"])
     first = await start_server(env={**env, "BLENDTUNE_STORAGE_FAULT": "hang"})
     user = await make_user(db)
     data = audio_bytes("flac", seconds=2.0)
