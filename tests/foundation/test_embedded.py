@@ -2,7 +2,6 @@
 live under the data directory and survive a restart; stopping serve (SIGTERM or SIGINT)
 leaves no process of it behind, and start-up is quiet by default."""
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import httpx
 import psutil
 import redis.asyncio as aioredis
 
-from tests.support import ROOT, Backends, ServerProcess, free_port
+from tests.support import ROOT, Backends, ServerProcess, eventually, free_port
 
 
 def _log_of(data_dir: str) -> Path:
@@ -31,15 +30,16 @@ async def _serve(data_dir: str, port: int) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
     )
     async with httpx.AsyncClient() as client:
-        for _ in range(600):
+
+        async def ready() -> bool:
             assert proc.poll() is None, _log_of(data_dir).read_text()
             try:
-                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return proc
+                return (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
             except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("the embedded server did not become ready in 60 s")
+                return False
+
+        await eventually(ready, within=60, interval=0.1, what="the embedded server being ready")
+    return proc
 
 
 def _processes_of(proc: subprocess.Popen[bytes], data_dir: str) -> list[psutil.Process]:

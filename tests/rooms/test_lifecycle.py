@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from server.settings import Settings
 from tests.rooms.client import join
 from tests.rooms.conftest import Rooms, StartRoomServer
 from tests.rooms.notes import Add, Delete, NotesKind, Title, members_key
-from tests.support import Backends, ServerProcess
+from tests.support import Backends, ServerProcess, eventually
 
 
 @pytest.fixture
@@ -176,12 +177,12 @@ async def test_membership_changes_reach_open_connections(
     # Demoted: the next edit is checked against the new role.
     await notes.add(room, bob, "viewer")
     await api.membership_changed(services, room, bob.id)
-    for _ in range(50):
-        op = await bob_conn.ops([{"op": "title", "title": "again"}])
-        answer = await bob_conn.ack(op)
-        if answer["type"] == "error":
-            break
-        await asyncio.sleep(0.1)
+
+    async def refused() -> dict[str, Any] | None:
+        answer = await bob_conn.ack(await bob_conn.ops([{"op": "title", "title": "again"}]))
+        return answer if answer["type"] == "error" else None
+
+    answer = await eventually(refused, interval=0.1, what="the demotion applying")
     assert answer["code"] == "forbidden"
     # Removed: closed with 4403.
     await notes.redis.hdel(members_key(notes.prefix, room), str(bob.id))
