@@ -125,52 +125,32 @@ class Publisher:
                 self._wakeup.set()
 
 
-class Listener:
-    """The process's one subscriber connection, kept alive across Redis outages."""
+class Subscriptions:
+    """What ``Listener`` and ``ClusterListener`` share: the channels wanted, subscriptions that
+    wait for Redis's confirmation, readiness and a forced interruption. Subclasses run the
+    session (``_session``) that subscribes and calls ``confirmed`` for each channel."""
 
     def __init__(
-        self,
-        url: str,
-        control_channel: str,
-        on_message: Callable[[str, bytes], None],
-        on_down: Callable[[Exception], None],
-        on_up: Callable[[bool], None],
+        self, control_channel: str, on_message: OnMessage, on_down: OnDown, on_up: OnUp
     ) -> None:
-        self.url = url
         self.control_channel = control_channel
         self.on_message = on_message
         self.on_down = on_down
         self.on_up = on_up
         self.wanted: set[str] = set()
-        self.subscribed: set[str] = set()
         self.connected = False
         self._confirm: dict[str, list[asyncio.Future[None]]] = {}
         self._dirty = asyncio.Event()
-        self._pubsub: Any = None
-        self._client: Redis | None = None
         self._task: asyncio.Task[None] | None = None
-        self._sync_task: asyncio.Task[None] | None = None
         self._session: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._was_down = False
         self._backoff = 0.05
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rooms-listener")
-        self._sync_task = asyncio.create_task(self._sync(), name="rooms-subscriptions")
-
     async def wait_ready(self, within: float) -> bool:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._ready.wait(), within)
         return self._ready.is_set()
-
-    async def stop(self) -> None:
-        for task in (self._task, self._sync_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        await self._close()
 
     async def subscribe(self, channel: str, within: float = 5.0) -> None:
         """Subscribe and wait until Redis confirmed it (later publishes will reach us)."""
@@ -183,10 +163,61 @@ class Listener:
         await asyncio.wait_for(future, within)
 
     def unsubscribe(self, channel: str) -> None:
-        self.wanted.discard(channel)
-        self._dirty.set()
+        if channel != self.control_channel:
+            self.wanted.discard(channel)
+            self._dirty.set()
 
-    def _confirmed(self, channel: str) -> None:
+    def interrupt(self) -> None:
+        """Drop the connection as if Redis had failed (reconnect, resubscribe, tell the hub)."""
+        session = self._session
+        if session is not None and self.connected and not session.done():
+            session.cancel()
+
+    # The session task's name, what is logged when it ends, and the longest pause between
+    # reconnection attempts.
+    session_name = "rooms-listener-session"
+    lost_message = "Redis pub/sub lost: %r; reconnecting"
+    max_backoff = 2.0
+
+    async def _serve(self) -> None:
+        """One session: connect, subscribe to what is wanted, deliver until it fails."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        """Close what the session opened."""
+        raise NotImplementedError
+
+    def _session_ended(self) -> None:
+        """Called when a session ends, before it is reported."""
+
+    async def _run(self) -> None:
+        while True:
+            session = asyncio.create_task(self._serve(), name=self.session_name)
+            self._session = session
+            try:
+                await asyncio.wait({session})
+            except asyncio.CancelledError:
+                session.cancel()
+                with contextlib.suppress(BaseException):
+                    await session
+                raise
+            self._session_ended()
+            if session.cancelled():
+                exc: BaseException = ConnectionError("interrupted: a Redis command failed")
+            else:
+                exc = session.exception() or ConnectionError("pub/sub session ended")
+            if self.connected or not self._was_down:
+                logger.warning(self.lost_message, exc)
+                self.on_down(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
+            self._was_down = True
+            self.connected = False
+            self._ready.clear()
+            self._fail_waiters(ConnectionError(str(exc)))
+            await self._close()
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, self.max_backoff)
+
+    def confirmed(self, channel: str) -> None:
         for future in self._confirm.pop(channel, []):
             if not future.done():
                 future.set_result(None)
@@ -197,8 +228,41 @@ class Listener:
             for future in futures:
                 if not future.done():
                     future.set_exception(ConnectionError(str(exc)))
+                    future.exception()  # (the session's own waiters have no reader)
+
+
+class Listener(Subscriptions):
+    """The process's one subscriber connection, kept alive across Redis outages."""
+
+    def __init__(
+        self,
+        url: str,
+        control_channel: str,
+        on_message: Callable[[str, bytes], None],
+        on_down: Callable[[Exception], None],
+        on_up: Callable[[bool], None],
+    ) -> None:
+        super().__init__(control_channel, on_message, on_down, on_up)
+        self.url = url
+        self.subscribed: set[str] = set()
+        self._pubsub: Any = None
+        self._client: Redis | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rooms-listener")
+        self._sync_task = asyncio.create_task(self._sync(), name="rooms-subscriptions")
+
+    async def stop(self) -> None:
+        for task in (self._task, self._sync_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        await self._close()
 
     async def _close(self) -> None:
+        self.subscribed = set()
         pubsub, self._pubsub = self._pubsub, None
         client, self._client = self._client, None
         if pubsub is not None:
@@ -220,7 +284,7 @@ class Listener:
                 add = self.wanted - self.subscribed
                 remove = self.subscribed - self.wanted
                 for channel in self.wanted & self.subscribed:
-                    self._confirmed(channel)
+                    self.confirmed(channel)
                 if add:
                     self.subscribed |= add
                     await pubsub.subscribe(*add)
@@ -231,41 +295,7 @@ class Listener:
                 logger.warning("subscription change failed: %r", exc)
                 # The listener notices the broken connection and resubscribes everything.
 
-    def interrupt(self) -> None:
-        """Drop the connection as if Redis had failed (reconnect, resubscribe, tell the hub)."""
-        session = self._session
-        if session is not None and self.connected and not session.done():
-            session.cancel()
-
-    async def _run(self) -> None:
-        self._backoff = 0.05
-        while True:
-            session = asyncio.create_task(self._listen(), name="rooms-listener-session")
-            self._session = session
-            try:
-                await asyncio.wait({session})
-            except asyncio.CancelledError:
-                session.cancel()
-                with contextlib.suppress(BaseException):
-                    await session
-                raise
-            if session.cancelled():
-                exc: BaseException = ConnectionError("interrupted: a Redis command failed")
-            else:
-                exc = session.exception() or ConnectionError("pub/sub connection ended")
-            if self.connected or not self._was_down:
-                logger.warning("Redis pub/sub lost: %r; reconnecting", exc)
-                self.on_down(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
-            self._was_down = True
-            self.connected = False
-            self._ready.clear()
-            self._fail_waiters(ConnectionError(str(exc)))
-            self.subscribed = set()
-            await self._close()
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, 2.0)
-
-    async def _listen(self) -> None:
+    async def _serve(self) -> None:
         options: dict[str, Any] = {}
         if not self.url.startswith("unix:"):
             # TCP keepalive notices a vanished peer; unix sockets take no such option.
@@ -292,7 +322,7 @@ class Listener:
                     self._ready.set()
                     self.on_up(self._was_down)
                     self._was_down = False
-                self._confirmed(channel)
+                self.confirmed(channel)
                 self._dirty.set()
 
 

@@ -40,7 +40,7 @@ from redis.crc import key_slot
 
 from rooms.broker import Broker, OnDown, OnMessage, OnUp
 from rooms.context import RedisClient
-from rooms.fanout import PipelinedBroker, RedisBroker
+from rooms.fanout import PipelinedBroker, RedisBroker, Subscriptions
 
 logger = logging.getLogger("blendtune.rooms.sharded")
 
@@ -131,8 +131,12 @@ class _Shard:
             await self.client.aclose()
 
 
-class ClusterListener:
+class ClusterListener(Subscriptions):
     """The process's sharded subscriptions, kept alive across failovers and slot moves."""
+
+    session_name = "rooms-cluster-session"
+    lost_message = "Redis Cluster pub/sub lost: %r; following the cluster"
+    max_backoff = 1.0
 
     def __init__(
         self,
@@ -142,35 +146,19 @@ class ClusterListener:
         on_down: OnDown,
         on_up: OnUp,
     ) -> None:
+        super().__init__(control_channel, on_message, on_down, on_up)
         self.cluster = cluster
         kwargs = cluster.get_connection_kwargs()
         self.username: str | None = kwargs.get("username")
         self.password: str | None = kwargs.get("password")
         self.tls = bool(kwargs.get("ssl", False))
-        self.control_channel = control_channel
-        self.on_message = on_message
-        self.on_down = on_down
-        self.on_up = on_up
-        self.wanted: set[str] = {control_channel}
-        self.connected = False
+        self.wanted.add(control_channel)
         self._shards: dict[str, _Shard] = {}
         self._where: dict[str, _Shard] = {}  # channel -> the shard it is subscribed on
-        self._confirm: dict[str, list[asyncio.Future[None]]] = {}
-        self._dirty = asyncio.Event()
         self._broken: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._session: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._was_down = False
-        self._backoff = 0.05
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rooms-cluster-listener")
-
-    async def wait_ready(self, within: float) -> bool:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), within)
-        return self._ready.is_set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -179,70 +167,13 @@ class ClusterListener:
                 await self._task
         await self._close()
 
-    async def subscribe(self, channel: str, within: float = 5.0) -> None:
-        """Subscribe and wait until the channel's shard confirmed it."""
-        if not self.connected:
-            raise ConnectionError("Redis Cluster pub/sub is not connected")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm.setdefault(channel, []).append(future)
-        self.wanted.add(channel)
-        self._dirty.set()
-        await asyncio.wait_for(future, within)
-
-    def unsubscribe(self, channel: str) -> None:
-        if channel != self.control_channel:
-            self.wanted.discard(channel)
-            self._dirty.set()
-
-    def interrupt(self) -> None:
-        session = self._session
-        if session is not None and self.connected and not session.done():
-            session.cancel()
-
-    def confirmed(self, channel: str) -> None:
-        for future in self._confirm.pop(channel, []):
-            if not future.done():
-                future.set_result(None)
-
-    def _fail_waiters(self, exc: Exception) -> None:
-        confirm, self._confirm = self._confirm, {}
-        for futures in confirm.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(ConnectionError(str(exc)))
-                    future.exception()  # (the session's own waiters have no reader)
-
     async def _close(self) -> None:
         shards, self._shards, self._where = self._shards, {}, {}
         await asyncio.gather(*(shard.close() for shard in shards.values()))
 
-    async def _run(self) -> None:
-        while True:
-            session = asyncio.create_task(self._serve(), name="rooms-cluster-session")
-            self._session = session
-            try:
-                await asyncio.wait({session})
-            except asyncio.CancelledError:
-                session.cancel()
-                with contextlib.suppress(BaseException):
-                    await session
-                raise
-            if self._broken is not None and self._broken.done() and not self._broken.cancelled():
-                self._broken.exception()  # reported through the session's own exception
-            if session.cancelled():
-                exc: BaseException = ConnectionError("interrupted: a Redis command failed")
-            else:
-                exc = session.exception() or ConnectionError("pub/sub session ended")
-            if self.connected or not self._was_down:
-                logger.warning("Redis Cluster pub/sub lost: %r; following the cluster", exc)
-                self.on_down(exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
-            self._was_down = True
-            self.connected = False
-            self._ready.clear()
-            self._fail_waiters(ConnectionError(str(exc)))
-            await self._close()
-            await asyncio.sleep(self._backoff)
-            self._backoff = min(self._backoff * 2, 1.0)
+    def _session_ended(self) -> None:
+        if self._broken is not None and self._broken.done() and not self._broken.cancelled():
+            self._broken.exception()  # reported through the session's own exception
 
     def _shard_for(self, channel: str) -> _Shard:
         node = self.cluster.get_node_from_key(channel)
