@@ -222,6 +222,8 @@ class Capacity(msgspec.Struct, kw_only=True):
     p99_ms: float  # there
     bound: str  # what the first failing step above it ran into
     searches: list[Search]
+    inconclusive: int = 0  # searches with no passing step (left out of the median)
+    below: float = 0.0  # the lowest rate those tried (all failed)
 
 
 class Join(msgspec.Struct, kw_only=True):
@@ -701,10 +703,15 @@ def summarise(shape: Shape, name: str, searches: list[Search], pinning: Pinning)
             return 0.0
         return step.acked_per_s if shape.ops else step.offered_per_s
 
-    values = sorted(figure(s) for s in searches)
+    # A search that passed nowhere (every step it had failed) says "below its lowest rate",
+    # not "zero": it is left out of the median and reported beside it.
+    conclusive = [s for s in searches if s.capacity is not None]
+    values = sorted(figure(s) for s in conclusive)
     median = statistics.median(values) if values else 0.0
+    failed_only = [x.offered_per_s for s in searches if s.capacity is None for x in s.steps]
     # The search whose capacity is the median's (or nearest), for the figures there.
-    middle = min(searches, key=lambda s: abs(figure(s) - median)) if searches else None
+    pool = conclusive or searches
+    middle = min(pool, key=lambda s: abs(figure(s) - median)) if pool else None
     there = at(middle) if middle is not None else None
     above = None
     if middle is not None:
@@ -725,7 +732,40 @@ def summarise(shape: Shape, name: str, searches: list[Search], pinning: Pinning)
         p99_ms=there.p99_ms if there else 0.0,
         bound=bound(above, pinning) if above is not None else "never failed up to the top rate",
         searches=searches,
+        inconclusive=len(searches) - len(conclusive),
+        below=min(failed_only) if failed_only else 0.0,
     )
+
+
+def ratios_of(shape: Shape, summaries: dict[str, Capacity]) -> list[Ratio]:
+    """Blendtune's median capacity over each baseline's, with what a capped side means."""
+    out = []
+    mine = summaries.get("blendtune")
+    for name, theirs in summaries.items():
+        if mine is not None and name != "blendtune" and theirs.median:
+            kind = {(False, False): "=", (True, False): ">=", (False, True): "<="}.get(
+                (mine.capped, theirs.capped), "?"
+            )
+            ratio = round(mine.median / theirs.median, 2)
+            out.append(Ratio(shape=shape.name, baseline=name, ratio=ratio, bound=kind))
+    return out
+
+
+def resummarise(run: CapacityRun) -> None:
+    """Summaries and ratios again from the searches a run recorded (what --show prints)."""
+    shapes = {s.name: s for s in run.shapes}
+    results: list[Capacity] = []
+    ratios: list[Ratio] = []
+    for shape_name in dict.fromkeys(c.shape for c in run.results):
+        shape = shapes[shape_name]
+        summaries = {
+            c.server: summarise(shape, c.server, c.searches, run.pinning)
+            for c in run.results
+            if c.shape == shape_name
+        }
+        results.extend(summaries.values())
+        ratios.extend(ratios_of(shape, summaries))
+    run.results, run.ratios = results, ratios
 
 
 @contextlib.contextmanager
@@ -824,16 +864,7 @@ def run_sweep(
                     )
             summaries = {t.name: summarise(shape, t.name, found[t.name], pinning) for t in chosen}
             into.results.extend(summaries.values())
-            mine = summaries.get("blendtune")
-            for name, theirs in summaries.items():
-                if mine is not None and name != "blendtune" and theirs.median:
-                    kind = {(False, False): "=", (True, False): ">=", (False, True): "<="}.get(
-                        (mine.capped, theirs.capped), "?"
-                    )
-                    ratio = round(mine.median / theirs.median, 2)
-                    into.ratios.append(
-                        Ratio(shape=shape.name, baseline=name, ratio=ratio, bound=kind)
-                    )
+            into.ratios.extend(ratios_of(shape, summaries))
             capacities = [s.capacity for s in found.get("blendtune", []) if s.capacity]
             if profile and capacities:
                 target = next(t for t in chosen if t.name == "blendtune")
@@ -902,6 +933,8 @@ def cell(c: Capacity | None) -> str:
         tried = [s.offered_per_s for search in c.searches for s in search.steps]
         lowest = f"{min(tried):,.3g}" if tried else "?"
         text = f"< {lowest} {c.unit} (every rate tried failed)"
+    elif c.inconclusive:
+        text += f" (+{c.inconclusive} search passing nowhere down to {c.below:,.0f}/s)"
     if c.median:
         text += f"\n{c.deliveries_per_s:,.0f} deliveries/s, p99 {c.p99_ms:.3g} ms"
     return text
@@ -1120,6 +1153,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.show:
         runs = [msgspec.json.decode(Path(p).read_bytes(), type=CapacityRun) for p in args.show]
+        for run_ in runs:
+            resummarise(run_)
         console = Console() if sys.stdout.isatty() else Console(width=160)
         if args.markdown:
             print(markdown(runs))
