@@ -572,6 +572,8 @@ class Sweep:
             max(self.timing.warmup, 0.1),
             drain=self.timing.drain,
         )
+        # Whatever the warm-up left queued (a commit backlog, for ops) drains first.
+        session.wait_quiet(max(200.0, 0.02 * rate * shape.connections * shape.members), 15.0)
         c = report.connections
         return Join(
             server=target.name,
@@ -724,9 +726,9 @@ def summarise(shape: Shape, name: str, searches: list[Search], pinning: Pinning)
         server=name,
         shape=shape.name,
         unit="acked batches/s" if shape.ops else "publishes/s",
-        median=round(median, 1),
-        low=round(values[0], 1) if values else 0.0,
-        high=round(values[-1], 1) if values else 0.0,
+        median=round(median, 3),
+        low=round(values[0], 3) if values else 0.0,
+        high=round(values[-1], 3) if values else 0.0,
         capped=bool(searches) and all(s.failed_above is None for s in searches),
         deliveries_per_s=there.deliveries_per_s if there else 0.0,
         p99_ms=there.p99_ms if there else 0.0,
@@ -923,12 +925,17 @@ def ratio_text(r: Ratio | None) -> str:
     return f"{'' if r.bound == '=' else r.bound + ' '}{r.ratio:.2f}x"
 
 
+def num(x: float) -> str:
+    """Thousands separators for rates, three digits for the huge room's fractions."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def cell(c: Capacity | None) -> str:
     if c is None:
         return "-"
     at_least = ">= " if c.capped else ""
-    spread = f" ({c.low:,.0f}-{c.high:,.0f})" if len(c.searches) > 1 else ""
-    text = f"{at_least}{c.median:,.0f} {c.unit}{spread}"
+    spread = f" ({num(c.low)}-{num(c.high)})" if len(c.searches) > 1 else ""
+    text = f"{at_least}{num(c.median)} {c.unit}{spread}"
     if not c.median:
         tried = [s.offered_per_s for search in c.searches for s in search.steps]
         lowest = f"{min(tried):,.3g}" if tried else "?"

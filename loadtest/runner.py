@@ -339,14 +339,17 @@ class Session:
 
     def wait_quiet(self, below_per_s: float, at_most: float) -> float:
         """Wait (up to ``at_most`` seconds) until the members receive fewer than
-        ``below_per_s`` frames a second: after an overloaded step, the servers' backlog
-        drains before the next step is timed. Returns the seconds waited."""
+        ``below_per_s`` frames a second and no op batch waits for its ack: after an
+        overloaded step, the servers' backlog drains before the next step is timed. Returns
+        the seconds waited."""
         began = time.time()
         history: dict[int, list[tuple[float, int]]] = {}  # worker -> (time, frames so far)
+        pending: dict[int, int] = {}  # worker -> op batches still waiting for their ack
         alive = [i for i in range(len(self.procs)) if i not in self.failures]
 
         def on_progress(message: Progress) -> None:
             history.setdefault(message.worker, []).append((time.time(), message.frames))
+            pending[message.worker] = message.pending_ops
 
         def quiet() -> bool:
             if time.time() - began >= at_most:
@@ -363,7 +366,9 @@ class Session:
                     return False
                 t0, f0 = earlier[-1]
                 rate += (f1 - f0) / (t1 - t0)
-            return rate < below_per_s
+            # A server working through a backlog of commits sends little meanwhile: quiet
+            # also means every batch sent has its ack.
+            return rate < below_per_s and not any(pending.get(i, 0) for i in alive)
 
         with Live(self._table(None), console=self.console, refresh_per_second=4) as display:
             self._pump(display, None, quiet, on_progress, None)

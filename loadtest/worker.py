@@ -92,6 +92,7 @@ class Progress(msgspec.Struct, tag="progress", kw_only=True):
     ops: SparseHistogram
     acks: SparseHistogram
     frames: int = 0  # text frames received since the worker started, counted or not
+    pending_ops: int = 0  # op batches sent and not acknowledged yet, whatever the step
 
 
 class Result(msgspec.Struct, tag="result", kw_only=True):
@@ -585,6 +586,7 @@ class Worker:
             ops=self.ops.take_interval(),
             acks=self.acks.take_interval(),
             frames=self.frames,
+            pending_ops=sum(len(c.pending_ops) for c in self.conns),
         )
 
     async def report_progress(self) -> None:
