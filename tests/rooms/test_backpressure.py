@@ -3,13 +3,12 @@ acknowledged lost, recovery when the service is back."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.rooms.client import Client, join
 from tests.rooms.conftest import Rooms, StartRoomServer, set_members
 from tests.rooms.proxy import Proxy, database_url_through
-from tests.support import Backends, RedisProcess
+from tests.support import Backends, RedisProcess, eventually
 
 
 def title(text: str) -> list[dict[str, str]]:
@@ -32,7 +31,8 @@ async def replies_to(client: Client, op_ids: list[str]) -> list[dict[str, Any]]:
 async def answer(client: Client, op_id: str) -> dict[str, Any]:
     """Resend ``op_id`` until it is acknowledged, as docs/protocol.md asks after
     ``unavailable`` and ``too_many_pending`` (an ack may also have come in the meantime)."""
-    for _ in range(100):
+
+    async def acknowledged() -> dict[str, Any] | None:
         if op_id in client.acks:
             return client.acks[op_id]
         await client.ops(title(op_id), op_id)
@@ -40,10 +40,10 @@ async def answer(client: Client, op_id: str) -> dict[str, Any]:
         if reply["type"] == "ack":
             return reply
         assert reply["code"] in ("unavailable", "too_many_pending"), reply
-        # The client's backoff before resending, as a real client does (not a wait for a
-        # condition: the loop ends on the ack, and the count bounds it).
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{op_id} was never acknowledged")
+        return None
+
+    # (The polling interval is the client's backoff before it resends.)
+    return await eventually(acknowledged, interval=0.2, what=f"an ack for {op_id}")
 
 
 async def test_a_stalled_postgres_bounds_what_waits_and_recovers(

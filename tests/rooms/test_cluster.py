@@ -6,7 +6,7 @@ import asyncio
 
 from tests.rooms.client import Client, join
 from tests.rooms.conftest import Rooms, StartRoomServer
-from tests.support import ServerProcess
+from tests.support import ServerProcess, eventually
 
 
 def title(text: str) -> list[dict[str, str]]:
@@ -111,9 +111,10 @@ async def test_serve_with_workers(start_room_server: StartRoomServer, notes: Roo
     room = await notes.create(*((user, "editor") for user in users))
     clients: list[Client] = []
     processes: set[str] = set()
+
     # Workers share the listening socket and whichever is idle accepts: connect in bursts
     # until both workers serve some of our clients.
-    for _ in range(20):
+    async def both_serve() -> bool:
         burst = await asyncio.gather(
             *(join(server.ws_url, room, users[i % 2].token) for i in range(8))
         )
@@ -123,10 +124,9 @@ async def test_serve_with_workers(start_room_server: StartRoomServer, notes: Roo
                 processes.add(client.member_id.split(".")[0])
             else:
                 await client.close()
-        if len(processes) == 2:
-            break
-        await asyncio.sleep(0.2)
-    assert len(processes) == 2
+        return len(processes) == 2
+
+    await eventually(both_serve, interval=0.2, what="both workers serving clients")
     await asyncio.gather(*(write(client, f"c{i}-", 5) for i, client in enumerate(clients)))
     total = 5 * len(clients)
     await asyncio.gather(*(client.until_seq(total) for client in clients))

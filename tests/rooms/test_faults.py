@@ -6,6 +6,7 @@ import asyncio
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -177,15 +178,19 @@ async def test_postgres_outage_answers_unavailable_and_recovers(
         assert refused.value.rcvd is not None and refused.value.rcvd.code == 1013
 
         proxy.up = True
-        # The client resends the same op id until the database is back.
-        for _ in range(100):
+
+        # The client resends the same op id until the database is back (the polling
+        # interval is its backoff).
+        async def acknowledged() -> dict[str, Any] | None:
             client.acks.pop(during, None)
             await client.ops(add("during"), during)
-            answer = await client.ack(during)
-            if answer["type"] == "ack":
-                break
-            assert answer["code"] == "unavailable"
-            await asyncio.sleep(0.2)
+            reply = await client.ack(during)
+            if reply["type"] == "ack":
+                return reply
+            assert reply["code"] == "unavailable"
+            return None
+
+        answer = await eventually(acknowledged, interval=0.2, what="the resent batch's ack")
         assert answer["seq"] == 2
         rows = await notes.ops(room)
         assert [(r["seq"], r["op_id"]) for r in rows][1:] == [(2, during)]
