@@ -64,3 +64,13 @@ def upload_worker_env(server: ServerProcess, data_dir: Path) -> dict[str, str]:
         "BLENDTUNE_UPLOAD_LEASE_SECONDS": "2",
         "BLENDTUNE_UPLOAD_POLL_SECONDS": "0.1",
     }
+
+
+async def upload_to(server: ServerProcess, user: TestUser, data: bytes) -> uuid.UUID:
+    """Upload ``data`` to ``server`` (202) and return the upload's id."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.post(
+            "/uploads", files={"file": ("take.flac", data)}, headers=user.headers
+        )
+    assert response.status_code == 202, response.text
+    return uuid.UUID(response.json()["id"])

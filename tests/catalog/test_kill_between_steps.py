@@ -15,11 +15,10 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from server.settings import FaultPoint
-from tests.catalog.helpers import audio_bytes, make_user, upload_worker_env
+from tests.catalog.helpers import audio_bytes, make_user, upload_to, upload_worker_env
 from tests.conftest import StartServer
 from tests.support import ServerProcess, eventually
 
@@ -63,12 +62,7 @@ async def test_killed_mid_change_leaves_all_or_nothing(
     first = await start_server(env=paused)
     user = await make_user(db)
     data = audio_bytes("flac", seconds=1.0)
-    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
-        response = await http.post(
-            "/uploads", files={"file": ("take.flac", data)}, headers=user.headers
-        )
-    assert response.status_code == 202, response.text
-    upload_id = uuid.UUID(response.json()["id"])
+    upload_id = await upload_to(first, user, data)
 
     async def paused_there() -> bool:
         return f"paused at fault point {point}" in first.log_path.read_text(errors="replace")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import asyncpg
 import httpx
 
-from tests.catalog.helpers import audio_bytes, make_user, upload_worker_env
+from tests.catalog.helpers import audio_bytes, make_user, upload_to, upload_worker_env
 from tests.conftest import StartServer
 from tests.support import ServerProcess, eventually
 
@@ -26,12 +25,7 @@ async def test_upload_killed_mid_move_completes_after_restart(
     first = await start_server(env={**env, "BLENDTUNE_STORAGE_FAULT": "hang"})
     user = await make_user(db)
     data = audio_bytes("flac", seconds=2.0)
-    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
-        response = await http.post(
-            "/uploads", files={"file": ("take.flac", data)}, headers=user.headers
-        )
-    assert response.status_code == 202, response.text
-    upload_id = uuid.UUID(response.json()["id"])
+    upload_id = await upload_to(first, user, data)
 
     # The move has started (and hangs) when the process is killed.
     await wait_until(
