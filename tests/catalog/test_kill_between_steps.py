@@ -84,4 +84,9 @@ async def test_killed_mid_change_leaves_all_or_nothing(
     await eventually(finished, within=60, what="the job finished by the second process")
     key = await db.fetchval("SELECT storage_key FROM uploaded_tracks WHERE id = $1", upload_id)
     assert (storage / key).read_bytes() == data
-    assert list((tmp_path / "incoming").iterdir()) == []
+
+    # The incoming file goes once the move is committed (a moment after the rows change).
+    async def incoming_empty() -> bool:
+        return not any((tmp_path / "incoming").iterdir())
+
+    await eventually(incoming_empty, what="the incoming file removed")

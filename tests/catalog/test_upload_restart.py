@@ -63,7 +63,12 @@ async def test_upload_killed_mid_move_completes_after_restart(
     assert row["upload_status"] == "uploaded"
     assert (storage / row["storage_key"]).read_bytes() == data
     assert abs(float(row["duration_seconds"]) - 2.0) < 0.1
-    assert list(incoming.iterdir()) == []
+
+    # The incoming file goes once the move is committed (a moment after the rows change).
+    async def incoming_empty() -> bool:
+        return not any(incoming.iterdir())
+
+    await eventually(incoming_empty, what="the incoming file removed")
     async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
         seen = (await http.get(f"/uploads/{upload_id}", headers=user.headers)).json()
     assert seen["upload_status"] == "uploaded" and seen["job_status"] == "completed"

@@ -79,8 +79,12 @@ async def test_upload_is_stored_and_analysed(
     assert key == f"uploads/{user.id.hex}/{uuid.UUID(body['id']).hex}.{fmt}"
     stored = Path(server.data_dir) / "storage" / key
     assert stored.read_bytes() == data
-    # The received copy is gone once the stored one is recorded.
-    assert not any(name.startswith(uuid.UUID(body["id"]).hex) for name in incoming_files(server))
+
+    # The received copy goes once the stored one is recorded.
+    async def received_copy_gone() -> bool:
+        return not any(n.startswith(uuid.UUID(body["id"]).hex) for n in incoming_files(server))
+
+    await eventually(received_copy_gone, what="the received copy removed")
 
 
 def truncated(fmt: str) -> bytes:
