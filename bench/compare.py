@@ -157,7 +157,8 @@ def print_ops(out: Console, op_rate: float, r: Report) -> None:
         out.print(
             f"  {m.url}: {m.commits:,} group commits x {m.batches_per_commit:g} "
             f"batches, mean {m.commit_mean_ms} ms, p99 <= "
-            f"{m.commit_p99_ms_at_most:g} ms, gap fills {m.gap_fills}"
+            f"{m.commit_p99_ms_at_most:g} ms, gap fills {m.gap_fills}, rooms committed "
+            + (", ".join(f"{path} {n:,}" for path, n in sorted(m.commit_paths.items())) or "-")
         )
 
 

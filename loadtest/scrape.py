@@ -34,6 +34,8 @@ class ServerMetrics(msgspec.Struct, frozen=True, kw_only=True):
     slow_consumer_disconnects: int
     gap_fills: int
     rejected: dict[str, int]
+    # Rooms committed per path (``fast``, ``locked``; empty for servers without the metric).
+    commit_paths: dict[str, int] = {}
 
 
 def scrape(url: str) -> Samples | None:
@@ -113,6 +115,11 @@ def summarize(url: str, d: Samples) -> ServerMetrics:
         slow_consumer_disconnects=int(_total(d, "blendtune_room_slow_consumer_disconnects_total")),
         gap_fills=int(_total(d, "blendtune_room_gap_fills_total")),
         rejected=rejected,
+        commit_paths={
+            dict(labels).get("path", "?"): int(v)
+            for (n, labels), v in d.items()
+            if n == "blendtune_room_commits_total" and v > 0
+        },
     )
 
 
