@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from piccolo.engine.postgres import PostgresEngine
 
+from db import pool
 from db.tables import ALL_TABLES
 
 
@@ -20,7 +21,9 @@ def bind_tables(engine: PostgresEngine) -> None:
 
 
 async def start(engine: PostgresEngine, *, min_size: int = 2, max_size: int = 10) -> None:
-    await engine.start_connection_pool(min_size=min_size, max_size=max_size)
+    # ``reset``: asyncpg's reset on release, skipped for holders that say they need none
+    # (db/pool.py).
+    await engine.start_connection_pool(min_size=min_size, max_size=max_size, reset=pool.reset)
 
 
 async def stop(engine: PostgresEngine) -> None:

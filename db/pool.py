@@ -15,6 +15,14 @@ exactly that). Two rules close this for good:
 
 The check is per task: a task spawned while its parent holds a connection may acquire its
 own (it does not wait on the parent).
+
+On release, asyncpg resets the session (``CLOSE ALL; UNLISTEN *; RESET ALL;
+pg_advisory_unlock_all()``): one more round trip on every release, which the rooms
+committer, releasing after every group commit, waits for. A holder that changed no session
+state (plain statements and transactions only: no ``SET``, ``LISTEN``, advisory lock or
+cursor left open) acquires with ``clean=True`` (or ``acquire_clean``) and its release skips
+the reset query. An open transaction is still rolled back in both cases (asyncpg does that
+before calling ``reset``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+# Set while a ``clean`` holder releases its connection: ``reset`` skips the reset query.
+_clean_release: ContextVar[bool] = ContextVar("blendtune_pool_clean_release", default=False)
 
 # The task that holds a connection in the current context (tasks inherit a copy of their
 # parent's context, so the holder is compared with the current task, not just set or not).
@@ -48,6 +59,16 @@ NESTED_MESSAGE = (
 _log = logging.getLogger("blendtune.db")
 
 
+async def reset(conn: asyncpg.Connection[Any]) -> None:
+    """The pool's ``reset`` (``create_pool(reset=reset)``): asyncpg's reset query, unless the
+    holder declared it left the session as it found it (``Pool.acquire(clean=True)``)."""
+    if _clean_release.get():
+        return
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
+
+
 class NestedAcquire(RuntimeError):
     """A task asked the pool for a connection while holding one (see the module docs)."""
 
@@ -59,8 +80,10 @@ class Pool:
         self.raw = pool
         self.acquire_timeout = acquire_timeout
 
-    def acquire(self) -> _Acquire:
-        return _Acquire(self)
+    def acquire(self, *, clean: bool = False) -> _Acquire:
+        """A connection; ``clean``: the holder changes no session state (see the module
+        docs), so its release needs no reset query."""
+        return _Acquire(self, clean)
 
     async def execute(self, query: str, *args: Any) -> str:
         async with self.acquire() as conn:
@@ -94,10 +117,11 @@ class _Acquire:
     """``async with pool.acquire() as conn``; a class rather than a generator because the
     rooms committer acquires on its hot path."""
 
-    __slots__ = ("_conn", "_pool", "_token")
+    __slots__ = ("_clean", "_conn", "_pool", "_token")
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, clean: bool = False) -> None:
         self._pool = pool
+        self._clean = clean
         self._conn: Connection | None = None
         self._token: Token[asyncio.Task[Any] | None] | None = None
 
@@ -120,4 +144,19 @@ class _Acquire:
     ) -> None:
         assert self._token is not None and self._conn is not None
         _holder.reset(self._token)
-        await self._pool.raw.release(self._conn)
+        if not self._clean:
+            await self._pool.raw.release(self._conn)
+            return
+        token = _clean_release.set(True)
+        try:
+            await self._pool.raw.release(self._conn)
+        finally:
+            _clean_release.reset(token)
+
+
+def acquire_clean(pool: Any) -> Any:
+    """``pool.acquire(clean=True)`` for our ``Pool``; a plain acquire for any other pool
+    (an asyncpg pool in tests, which resets as usual)."""
+    if isinstance(pool, Pool):
+        return pool.acquire(clean=True)
+    return pool.acquire()

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import asyncpg
 import msgspec
 
+from db.pool import acquire_clean
 from rooms.history import Mark
 from rooms.kinds import Actor, OpRejected, RoomKind
 from rooms.protocol import OP_ID_MAX, Batch, encode
@@ -355,7 +356,7 @@ async def commit_many(
             continue
         g.state, g.entries = _validate(g.replica.kind, state, g.replica.seq, g.unique)
         fast.append(g)
-    async with pool.acquire() as conn:
+    async with acquire_clean(pool) as conn:
         writing = [g for g in fast if g.entries]
         committed: set[uuid.UUID] = set()
         if writing:
@@ -420,7 +421,7 @@ async def _commit_locked(
     pool: Any, replica: Replica, batch: Sequence[Pending]
 ) -> tuple[Any, list[Entry]]:
     room_id = replica.room_id
-    async with pool.acquire() as conn, conn.transaction():
+    async with acquire_clean(pool) as conn, conn.transaction():
         seq = await conn.fetchval("SELECT seq FROM rooms WHERE id = $1 FOR UPDATE", room_id)
         if seq is None:
             raise RoomGone(str(room_id))

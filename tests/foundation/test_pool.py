@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
+from db import pool as db_pool
 from db.pool import NestedAcquire, Pool
 from tests.conftest import StartServer
 from tests.support import Backends, eventually, make_user, new_address
@@ -38,6 +39,35 @@ async def test_a_task_holding_a_connection_may_not_take_another(pool: Pool) -> N
     assert await pool.fetchval("SELECT 4") == 4
     assert await pool.fetchval("SELECT 5") == 5
     assert pool.get_idle_size() == pool.get_size()
+
+
+async def test_a_clean_release_skips_the_reset_query_and_a_plain_one_still_resets(
+    backends: Backends,
+) -> None:
+    # One connection, so every acquire gets the same session back.
+    raw = await asyncpg.create_pool(
+        backends.database_url, min_size=1, max_size=1, reset=db_pool.reset
+    )
+    try:
+        one = Pool(raw, acquire_timeout=0.5)
+        # (A clean holder promises to change no session state; this one breaks the promise
+        # to show that no reset query ran.)
+        async with one.acquire(clean=True) as conn:
+            await conn.execute("SET application_name = 'left-behind'")
+        async with one.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") == "left-behind"
+        async with one.acquire() as conn:
+            assert await conn.fetchval("SHOW application_name") != "left-behind"
+            await conn.execute("SET application_name = 'left-behind'")
+        # An open transaction is rolled back on a clean release too.
+        async with one.acquire(clean=True) as conn:
+            await conn.execute("RESET application_name")
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE gone (x int)")
+        async with one.acquire() as conn:
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.gone')") is None
+    finally:
+        await raw.close()
 
 
 async def test_an_exhausted_pool_times_out_instead_of_hanging(pool: Pool) -> None:
