@@ -65,8 +65,9 @@ class RoomMetrics:
         )
         self.commit_paths = Counter(
             "blendtune_room_commits_total",
-            "Rooms committed, by path: fast (one statement) or locked (another process moved"
-            " the room's seq, or an op id was re-sent).",
+            "Rooms committed, by path: fast (the first statement), fast_retry (a later"
+            " statement, after catching up with another process's batches) or locked (the"
+            " row-locking transaction: still behind after the retries, or a re-sent op id).",
             ["path"],
             registry=registry,
         )

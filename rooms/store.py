@@ -141,20 +141,20 @@ async def fetch_entries(
         after,
         upto,
     )
-    entries = []
-    for row in rows:
-        body = _body_decoder.decode(row["body"])
-        entries.append(
-            Entry(
-                seq=row["seq"],
-                author=row["author_id"],
-                op_id=row["op_id"],
-                role=body.role,
-                ops=bytes(body.ops),
-                history=body.history,
-            )
-        )
-    return entries
+    return [_entry(row) for row in rows]
+
+
+def _entry(row: Any) -> Entry:
+    """A ``room_ops`` row (``seq``, ``author_id``, ``op_id``, ``body`` as text)."""
+    body = _body_decoder.decode(row["body"])
+    return Entry(
+        seq=row["seq"],
+        author=row["author_id"],
+        op_id=row["op_id"],
+        role=body.role,
+        ops=bytes(body.ops),
+        history=body.history,
+    )
 
 
 def contiguous(entries: Sequence[Entry], after: int, upto: int) -> bool:
@@ -205,9 +205,14 @@ async def load(pool: Any, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> tuple
 
 # One statement, one round trip, for any number of rooms: lock each room's row if its seq is
 # still the expected one (SKIP LOCKED: never wait, so never deadlock with another process),
-# move the seq and insert the batches. Rooms that another process moved or holds are not
-# returned and go through the locking path; a re-sent op id (unique violation) fails the
-# statement as a whole, and then every room goes through the locking path.
+# move the seq and insert the batches. It answers three kinds of rows (``k``):
+#   0  a room committed;
+#   1  a room not committed, with its seq as the statement saw it (NULL: the row is gone);
+#   2  the log entries after the expected seq of a room not committed (another process
+#      moved its seq: what this replica misses, read in the same snapshot as that seq).
+# So a room that lost the race to another process has what it needs to catch up and try
+# again without another round trip, and without the row lock. A re-sent op id (unique
+# violation) fails the statement as a whole, and then every room of it takes the locking path.
 _FAST = """
 WITH t AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, expected, last)
@@ -223,8 +228,17 @@ WITH t AS (
         AS e(room_id, seq, author, op_id, body)
     WHERE e.room_id IN (SELECT id FROM upd)
     RETURNING 1
+), missed AS (
+    SELECT t.id, t.expected FROM t WHERE t.id NOT IN (SELECT id FROM upd)
 )
-SELECT id FROM upd
+SELECT 0 AS k, id, NULL::bigint AS seq, NULL::uuid AS author_id, NULL::text AS op_id,
+    NULL::text AS body
+FROM upd
+UNION ALL
+SELECT 1, m.id, r.seq, NULL, NULL, NULL FROM missed m LEFT JOIN rooms r ON r.id = m.id
+UNION ALL
+SELECT 2, o.room_id, o.seq, o.author_id, o.op_id, o.body::text
+FROM missed m JOIN room_ops o ON o.room_id = m.id AND o.seq > m.expected
 """
 
 _INSERT = """
@@ -294,6 +308,7 @@ class _Group:
     replica: Replica
     unique: list[Pending]
     repeats: list[tuple[Pending, Pending]]
+    expected: int = 0  # the seq the entries follow
     state: Any = None
     entries: list[Entry] = field(default_factory=list)
 
@@ -312,6 +327,49 @@ class _Group:
                 repeats.append((pending, original))
         return cls(replica, unique, repeats)
 
+    def validate(self) -> bool:
+        """Validate the batches (all but known duplicates) on the replica's current state;
+        False if it has none to offer (the locking path reloads it)."""
+        replica = self.replica
+        if not replica.loaded:
+            return False
+        try:
+            state = replica.current_state()
+        except Exception:
+            # The replica could not bring its state up to date (it is reloading).
+            return False
+        fresh = []
+        for pending in self.unique:
+            if not pending.duplicate:
+                pending.seq, pending.rejected = None, None
+                fresh.append(pending)
+        self.expected = replica.seq
+        self.state, self.entries = _validate(replica.kind, state, self.expected, fresh)
+        return True
+
+    def catch_up(self, db_seq: int, missed: list[Entry]) -> bool:
+        """Another process moved the seq to ``db_seq``; ``missed`` is the log after
+        ``expected`` up to it. Apply what the replica lacks (pub/sub may have brought some
+        of it meanwhile, and brings all of it again later: the replica skips what it has)
+        and mark the batches already in the log as duplicates. False if the replica cannot
+        be brought to ``db_seq`` from these entries."""
+        replica = self.replica
+        if not contiguous(missed, self.expected, db_seq):
+            return False  # (the log was pruned, or the replica was reset meanwhile)
+        after = replica.seq
+        if after < db_seq:
+            if after < self.expected:
+                return False
+            replica.catch_up([e for e in missed if e.seq > after])
+            if replica.seq < db_seq:
+                return False
+        logged = {(e.author, e.op_id): e.seq for e in missed}
+        for pending in self.unique:
+            seq = logged.get(pending.key)
+            if seq is not None:
+                pending.seq, pending.duplicate, pending.rejected = seq, True, None
+        return True
+
     def result(self) -> tuple[Any, list[Entry]]:
         for pending, original in self.repeats:
             if original.seq is not None:
@@ -326,6 +384,10 @@ Outcome = tuple[Any, list[Entry]] | BaseException
 LOCKED_COMMITS_AT_ONCE = 4
 """Rooms committed on the locking path at once by one group commit (each holds a connection)."""
 
+FAST_ROUNDS = 3
+"""Fast statements one group commit sends before the rooms still not committed (another
+process kept moving their seq, or held their row each time) take the locking path."""
+
 
 async def commit_many(
     pool: Any,
@@ -339,34 +401,35 @@ async def commit_many(
     (``RoomGone``, a database error). The caller applies the entries to the replica (which is
     at ``entries[0].seq - 1`` then), acknowledges and publishes. Raises when the database
     cannot be reached at all (nothing was committed; clients resend).
+
+    A room whose seq another process moved is caught up from the entries the fast statement
+    returns (``Replica.catch_up``), its batches validated again on the new state, and sent
+    again in the next fast statement, up to ``FAST_ROUNDS`` statements in all; only then,
+    or when a re-sent op id fails the statement, does it take the locking path.
     """
     groups = [_Group.of(replica, batch) for replica, batch in work]
-    fast: list[_Group] = []
     slow: list[_Group] = []
+    done: list[_Group] = []  # sequenced (or all rejected or duplicates) on the fast path
+    retried: set[int] = set()  # (ids of groups that needed more than one statement)
+    todo: list[_Group] = []
     for g in groups:
-        if not g.replica.loaded:
-            slow.append(g)
-            continue
-        try:
-            state = g.replica.current_state()
-        except Exception:
-            # The replica could not bring its state up to date (it is reloading); the
-            # locking path reloads it from the database.
-            slow.append(g)
-            continue
-        g.state, g.entries = _validate(g.replica.kind, state, g.replica.seq, g.unique)
-        fast.append(g)
+        (todo if g.validate() else slow).append(g)
     async with acquire_clean(pool) as conn:
-        writing = [g for g in fast if g.entries]
-        committed: set[uuid.UUID] = set()
-        if writing:
+        rounds = 0
+        while todo:
+            writing = [g for g in todo if g.entries]
+            done.extend(g for g in todo if not g.entries)
+            todo = []
+            if not writing:
+                break
+            rounds += 1
             entries = [(g.replica.room_id, e) for g in writing for e in g.entries]
             seqs, authors, op_ids, bodies = _columns([e for _, e in entries])
             try:
                 rows = await conn.fetch(
                     _FAST,
                     [g.replica.room_id for g in writing],
-                    [g.replica.seq for g in writing],
+                    [g.expected for g in writing],
                     [g.entries[-1].seq for g in writing],
                     [room_id for room_id, _ in entries],
                     seqs,
@@ -374,21 +437,52 @@ async def commit_many(
                     op_ids,
                     bodies,
                 )
-                committed = {row["id"] for row in rows}
             except asyncpg.UniqueViolationError:
-                pass  # a re-sent op id somewhere: sort it out under the lock
-        for g in fast:
-            if g.entries and g.replica.room_id not in committed:
-                slow.append(g)
-                continue
-            # A rejected batch may be a re-sent one that was applied before.
+                # A re-sent op id somewhere (nothing of this statement was written): sort
+                # it out under the lock.
+                slow.extend(writing)
+                break
+            committed: set[uuid.UUID] = set()
+            db_seqs: dict[uuid.UUID, int | None] = {}
+            missed: dict[uuid.UUID, list[Entry]] = {}
+            for row in rows:
+                k = row["k"]
+                if k == 0:
+                    committed.add(row["id"])
+                elif k == 1:
+                    db_seqs[row["id"]] = row["seq"]
+                else:
+                    missed.setdefault(row["id"], []).append(_entry(row))
+            for g in writing:
+                room_id = g.replica.room_id
+                if room_id in committed:
+                    done.append(g)
+                    continue
+                retried.add(id(g))
+                db_seq = db_seqs.get(room_id)
+                room_missed = sorted(missed.get(room_id, ()), key=lambda e: e.seq)
+                if (
+                    rounds < FAST_ROUNDS
+                    and db_seq is not None
+                    and db_seq >= g.expected
+                    and g.catch_up(db_seq, room_missed)
+                    and g.validate()
+                ):
+                    # (db_seq == expected: the row was locked by another process's
+                    # statement, or moved just after this one's snapshot: try again.)
+                    todo.append(g)
+                else:
+                    slow.append(g)
+        # A rejected batch may be a re-sent one that was applied before.
+        for g in done:
             rejected = [p for p in g.unique if p.rejected]
             if rejected:
                 await _mark_duplicates(conn, g.replica.room_id, rejected)
-    slow_ids = {id(g) for g in slow}
-    outcomes: dict[int, Outcome] = {id(g): g.result() for g in fast if id(g) not in slow_ids}
-    if paths is not None:  # (for the metrics: how often rooms need the locking path)
-        paths["fast"] = paths.get("fast", 0) + len(groups) - len(slow)
+    outcomes: dict[int, Outcome] = {id(g): g.result() for g in done}
+    if paths is not None:  # (for the metrics: how often rooms need more than one statement)
+        again = sum(1 for g in done if id(g) in retried)
+        paths["fast"] = paths.get("fast", 0) + len(done) - again
+        paths["fast_retry"] = paths.get("fast_retry", 0) + again
         paths["locked"] = paths.get("locked", 0) + len(slow)
 
     # Each room locks only its own row, so they may run side by side, but only a few at a

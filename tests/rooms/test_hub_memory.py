@@ -194,6 +194,41 @@ async def test_a_lost_publish_is_read_from_the_log(cluster: Cluster) -> None:
     assert [m["op_id"] for m in reader.received if is_stream(m)] == ["one", "two"]
 
 
+async def test_a_room_behind_the_database_catches_up_and_commits_without_the_lock(
+    cluster: Cluster,
+) -> None:
+    # No periodic seq check within the test: b learns of a's batches only by committing.
+    settings = msgspec.structs.replace(SETTINGS, presence_ttl_seconds=600)
+    a, b = await cluster.hub(settings), await cluster.hub(settings)
+    room = await cluster.room()
+    writer = await Member(a, uuid.uuid4()).join(room)
+    late = await Member(b, uuid.uuid4()).join(room)
+    broker_b = b.broker
+    assert isinstance(broker_b, MemoryBroker)
+    broker_b.up = False  # a's publishes never reach b
+    writer.submit("one", "1")
+    writer.submit("two", "2")
+    await writer.until(lambda: writer.seqs() == [1, 2])
+    late.submit("three", "3")
+    await late.until(lambda: late.seqs() == [1, 2, 3])
+    # b's member got a's batches from the log, then the ack of its own at the next seq.
+    stream = [(m["type"], m["seq"], m["op_id"]) for m in late.received if is_stream(m)]
+    assert stream == [("batch", 1, "one"), ("batch", 2, "two"), ("ack", 3, "three")]
+    registry = b.ctx.registry
+    name = "blendtune_room_commits_total"
+    assert registry.get_sample_value(name, {"path": "fast_retry"}) == 1
+    assert registry.get_sample_value(name, {"path": "locked"}) == 0
+    # a's batches arrive at b by pub/sub after all: nothing twice.
+    broker_b.up = True
+    room_a = a.rooms[room]
+    for batch in list(room_a.core.recent)[:2]:
+        data = pack("b", batch.seq, a.proc_id, batch.role, batch.text)
+        broker_b.publish(room_a.channel, data)
+    late.submit("four", "4")
+    await writer.until(lambda: writer.seqs() == [1, 2, 3, 4])
+    await late.until(lambda: late.seqs() == [1, 2, 3, 4])
+
+
 async def test_a_broker_interruption_rebuilds_presence_exactly(cluster: Cluster) -> None:
     a, b = await cluster.hub(), await cluster.hub()
     room = await cluster.room()
