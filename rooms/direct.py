@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 # What DirectWriter uses of uvicorn's protocol object (the contract test checks them).
 PROTOCOL_ATTRIBUTES = ("conn", "transport", "writable", "disconnected", "close_sent")
 # ...and of the websockets protocol under it (``conn``).
-WEBSOCKETS_ATTRIBUTES = ("extensions", "state", "expect_continuation_frame", "data_to_send")
+WEBSOCKETS_ATTRIBUTES = (
+    "extensions",
+    "state",
+    "expect_continuation_frame",
+    "data_to_send",
+    "writes",  # what data_to_send would return (control frames): read, never written
+)
 
 _OPEN = State.OPEN
 
@@ -120,8 +126,24 @@ class DirectWriter:
         if not proto.writable.is_set():
             return False
         queue = conn.queue
-        presence = conn.presence
         ws = proto.conn
+        if (
+            len(queue) == 1
+            and not ws.writes
+            and not ws.extensions
+            and ws.state is _OPEN
+            and not ws.expect_continuation_frame
+        ):
+            # The usual case (one message for this connection this loop iteration), once per
+            # delivery: no list, no join, no call into websockets.
+            text = queue.pop()
+            if text[0] != "{":  # a presence slot: the newest presence of that member
+                text = conn.presence.pop(text)
+            proto.transport.write(FRAMES.frame(text))
+            if conn.probe is not None:
+                conn._probed(text)
+            return True
+        presence = conn.presence
         texts = queue[: self.MAX_FRAMES]
         del queue[: self.MAX_FRAMES]
         for i, text in enumerate(texts):

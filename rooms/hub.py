@@ -30,7 +30,7 @@ from rooms import names, store
 from rooms import protocol as p
 from rooms.broker import Broker
 from rooms.committer import Committer
-from rooms.conn import Conn
+from rooms.conn import Conn, Pumps
 from rooms.context import RoomsContext
 from rooms.core import Batch
 from rooms.fanout import pack, unpack
@@ -80,6 +80,7 @@ class Hub:
         self.envelope_handlers: dict[str, Callable[[Room, str], None]] = {}
         self.by_channel: dict[str, Room] = {}
         self.conns: set[Conn] = set()
+        self.pumps = Pumps()  # connections to write on the next loop iteration
         self.closing = False
         self.fanout_ok = True
         self._next_member = 0

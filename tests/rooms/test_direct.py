@@ -9,15 +9,29 @@ breaking). pyproject.toml bounds uvicorn to the versions this test passed on.
 from __future__ import annotations
 
 import asyncio
+import socket
+import uuid
+from types import SimpleNamespace
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from rooms.direct import PROTOCOL_ATTRIBUTES, WEBSOCKETS_ATTRIBUTES, DirectWriter, FrameCache
+from rooms import protocol as p
+from rooms.conn import Conn, Pumps
+from rooms.direct import (
+    PROTOCOL_ATTRIBUTES,
+    WEBSOCKETS_ATTRIBUTES,
+    DirectWriter,
+    FrameCache,
+    frame_text,
+)
+from rooms.kinds import Actor
+from rooms.metrics import RoomMetrics
 
 
 async def app(scope: Any, receive: Any, send: Any) -> None:  # never called
@@ -56,3 +70,59 @@ async def test_a_cached_frame_is_what_websockets_would_send() -> None:
         assert cache.frame(text) is cache.frame(text)  # built once
     await asyncio.sleep(0)
     assert not cache.entries  # emptied on the next loop iteration: nothing kept when idle
+
+
+async def test_the_direct_writer_writes_what_is_queued_in_order_with_control_frames_first() -> None:
+    """One queued message takes the short path (no list, no join); several, or a control frame
+    the protocol queued itself (a pong), take the general one. Either way the socket gets
+    the protocol's pending frames first, then every queued message in order, presence slots
+    replaced by the newest presence."""
+    loop = asyncio.get_running_loop()
+    server_side, client_side = socket.socketpair()
+    client_side.setblocking(False)
+    config = Config(app=app, ws="websockets-sansio", lifespan="off")
+    config.load()
+    proto = WebSocketsSansIOProtocol(config, ServerState(), {}, _loop=loop)
+    await loop.connect_accepted_socket(lambda: proto, server_side)
+    proto.conn.state = State.OPEN
+    writer = DirectWriter.for_receive(proto.receive)
+    assert writer is not None
+    hub: Any = SimpleNamespace(
+        settings=SimpleNamespace(ws_send_queue_max=8, ws_ops_per_second=10),
+        metrics=RoomMetrics(CollectorRegistry()),
+        pumps=Pumps(),
+    )
+    member = p.Member(id="x.1", user_id=uuid.uuid4(), role="editor")
+    conn = Conn(hub, None, lambda: None, member, Actor(member.user_id, "editor"))  # type: ignore[arg-type]
+
+    async def written(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            data += await asyncio.wait_for(loop.sock_recv(client_side, size - len(data)), 5)
+        return data
+
+    try:
+        conn.enqueue('{"a":1}')
+        assert writer.write_now(conn) and not conn.queue
+        assert await written(9) == frame_text(b'{"a":1}')
+
+        conn.enqueue_presence("m.1", '{"p":1}')
+        conn.enqueue_presence("m.1", '{"p":2}')  # replaces the first: one slot, the newest
+        assert writer.write_now(conn) and not conn.queue and not conn.presence
+        assert await written(9) == frame_text(b'{"p":2}')
+
+        proto.conn.send_pong(b"hi")  # a control frame the protocol queued itself
+        pong = b"\x8a\x02hi"
+        conn.enqueue('{"b":2}')
+        assert writer.write_now(conn) and not conn.queue
+        assert await written(4 + 9) == pong + frame_text(b'{"b":2}')
+
+        conn.enqueue('{"c":3}')
+        conn.enqueue_presence("m.2", '{"q":1}')
+        conn.enqueue('{"d":4}')
+        assert writer.write_now(conn) and not conn.queue
+        expected = b"".join(frame_text(t) for t in (b'{"c":3}', b'{"q":1}', b'{"d":4}'))
+        assert await written(len(expected)) == expected
+    finally:
+        proto.transport.close()
+        client_side.close()

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from rooms import fractional
 from rooms import protocol as p
-from rooms.conn import Bucket, Conn
+from rooms.conn import Bucket, Conn, Pumps
 from rooms.fanout import pack, unpack
 from rooms.kinds import Actor
 from rooms.metrics import RoomMetrics
@@ -61,6 +61,7 @@ def make_conn(max_queue: int = 8) -> Conn:
     hub: Any = SimpleNamespace(
         settings=SimpleNamespace(ws_send_queue_max=max_queue, ws_ops_per_second=10),
         metrics=RoomMetrics(CollectorRegistry()),
+        pumps=Pumps(),
     )
     member = p.Member(id="x.1", user_id=uuid.uuid4(), role="editor")
     return Conn(hub, send=None, abort=lambda: None, member=member, actor=Actor(member.user_id, "e"))  # type: ignore[arg-type]
