@@ -6,7 +6,15 @@ are published with plain PUBLISH, pipelined: a single task drains everything que
 last round trip. redis-py's PubSub neither reconnects nor resubscribes reliably by itself
 (redis-py #2089), so the listener owns the connection: on any error it tells the hub, drops
 the connection, reconnects with backoff and resubscribes; the hub then resynchronises its
-clients. ``get_message`` is never polled (redis-py #3208); the listener blocks in ``listen``.
+clients.
+
+Both ends use redis-py only to connect (URL, TLS, AUTH, the handshake: ``RawConnection``) and
+then read and write RESP themselves with hiredis: one socket read yields every message it
+holds to a plain loop, and a round trip of publishes is one packed write and one count of
+replies. redis-py's PubSub (``listen``: a retry wrapper, a timeout context and a dict per
+message) and pipelines (a pooled connection, a task per send, Python packing and parsing
+per command) cost more per message than the rooms core's own fan-out in small rooms
+(docs/performance.md). ``get_message`` is never polled (redis-py #3208).
 
 Envelope (bytes): ``<type> <key> <origin> <published_at> <role>\\n<payload>``; origin is the
 publishing process id (``api`` for ``rooms.api``), published_at its wall clock (for the
@@ -32,9 +40,12 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
 from rooms.broker import OnDown, OnMessage, OnPublishError, OnUp
 from rooms.context import RedisClient
@@ -106,23 +117,159 @@ class Publisher:
                 await asyncio.wait_for(self._task, 5)
 
     async def _run(self) -> None:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                if not self.queue:
+                    if self._stopping:
+                        return
+                    continue
+                todo, self.queue = self.queue, []
+                try:
+                    await self._round_trip(todo)
+                except Exception as exc:  # Redis down: PostgreSQL still has every batch
+                    await self._drop()
+                    self.on_error(exc, len(todo))
+                if self.queue:
+                    self._wakeup.set()
+        finally:
+            await self._drop()
+
+    async def _round_trip(self, todo: list[tuple[str, tuple[Any, ...]]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for name, args in todo:
+            getattr(pipe, name)(*args)
+        await pipe.execute()
+
+    async def _drop(self) -> None:
+        """After a failed round trip (and at the end): what the next one must not reuse."""
+
+
+class RawConnection:
+    """A Redis connection that redis-py opened (URL, TLS, AUTH, handshake) and that is then
+    read and written directly: RESP packed and parsed by hiredis, no per-command Python.
+
+    It uses redis-py's connection's stream pair (``_reader``, ``_writer``: private,
+    ``tests/rooms/test_units.py`` checks them); nothing else of redis-py runs after
+    ``open``.
+    """
+
+    __slots__ = ("conn", "parser", "reader", "writer")
+
+    def __init__(
+        self, conn: AbstractConnection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.writer = writer
+        self.parser = hiredis.Reader()
+
+    @classmethod
+    async def open(cls, pool: ConnectionPool) -> RawConnection:
+        conn = pool.make_connection()  # type: ignore[no-untyped-call]
+        await conn.connect()
+        reader: asyncio.StreamReader | None = getattr(conn, "_reader", None)
+        writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+        if reader is None or writer is None:
+            await conn.disconnect()
+            raise ConnectionError("redis-py's connection has no stream pair")
+        return cls(conn, reader, writer)
+
+    def write(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def replies(self) -> list[Any]:
+        """The replies one socket read completes (at least one); a Redis error is returned as
+        a ``hiredis.ReplyError``, a closed connection raises."""
+        out: list[Any] = []
+        parser = self.parser
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if not self.queue:
-                if self._stopping:
-                    return
-                continue
-            todo, self.queue = self.queue, []
-            try:
-                pipe = self.redis.pipeline(transaction=False)
-                for name, args in todo:
-                    getattr(pipe, name)(*args)
-                await pipe.execute()
-            except Exception as exc:  # Redis down: PostgreSQL still has every batch
-                self.on_error(exc, len(todo))
-            if self.queue:
-                self._wakeup.set()
+            reply = parser.gets()
+            while reply is not False:
+                out.append(reply)
+                reply = parser.gets()
+            if out:
+                return out
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            parser.feed(data)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.conn.disconnect()
+
+
+def resp(*parts: Any) -> bytes:
+    """One command in RESP (hiredis packs in C; its stub types the tuple too narrowly)."""
+    packed: bytes = hiredis.pack_command(parts)
+    return packed
+
+
+def pack_commands(commands: list[tuple[str, tuple[Any, ...]]]) -> bytes:
+    return b"".join([resp(name, *args) for name, args in commands])
+
+
+class DirectPublisher(Publisher):
+    """The ``Publisher`` on one Redis without redis-py pipelines: a connection of its own
+    (``RawConnection``), each round trip one packed write and one count of replies."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        on_error: Callable[[Exception, int], None],
+        max_queue: int,
+    ) -> None:
+        super().__init__(redis, on_error, max_queue)
+        assert isinstance(redis, Redis)
+        self.pool: ConnectionPool = redis.connection_pool
+        # Replies later than this fail the round trip, as redis-py's socket_timeout did.
+        timeout = self.pool.connection_kwargs.get("socket_timeout")
+        self.timeout = float(timeout) if timeout else 5.0
+        self.conn: RawConnection | None = None
+        self.answered = 0  # replies read in the current round trip
+
+    async def _round_trip(self, todo: list[tuple[str, tuple[Any, ...]]]) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self._retried(pack_commands(todo), len(todo))
+
+    async def _retried(self, data: bytes, count: int) -> None:
+        try:
+            await self._send(data, count)
+        except (ConnectionError, OSError):
+            if self.answered:
+                raise
+            # After a network cut or a Redis restart the connection is dead and the first
+            # write fails although Redis is back: one immediate retry on a fresh connection
+            # (what the app's client does, ``Retry(NoBackoff(), 1)``). Should Redis have taken
+            # a command before the connection died, its repeat is harmless: receivers drop a
+            # batch they have, a presence replaces itself, a join already known is not
+            # announced, HDEL is idempotent.
+            await self._drop()
+            await self._send(data, count)
+
+    async def _send(self, data: bytes, count: int) -> None:
+        self.answered = 0
+        conn = self.conn
+        if conn is None or conn.reader.at_eof() or conn.writer.is_closing():
+            await self._drop()
+            conn = self.conn = await RawConnection.open(self.pool)
+        conn.write(data)
+        error: Exception | None = None
+        while self.answered < count:
+            for reply in await conn.replies():
+                self.answered += 1
+                if error is None and isinstance(reply, hiredis.ReplyError):
+                    error = ResponseError(str(reply))
+        if error is not None:
+            raise error
+
+    async def _drop(self) -> None:
+        # A failed round trip leaves replies unread: the next one starts on a new connection.
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await conn.close()
 
 
 class Subscriptions:
@@ -245,7 +392,7 @@ class Listener(Subscriptions):
         super().__init__(control_channel, on_message, on_down, on_up)
         self.url = url
         self.subscribed: set[str] = set()
-        self._pubsub: Any = None
+        self._conn: RawConnection | None = None
         self._client: Redis | None = None
         self._sync_task: asyncio.Task[None] | None = None
 
@@ -263,11 +410,10 @@ class Listener(Subscriptions):
 
     async def _close(self) -> None:
         self.subscribed = set()
-        pubsub, self._pubsub = self._pubsub, None
+        conn, self._conn = self._conn, None
         client, self._client = self._client, None
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+        if conn is not None:
+            await conn.close()
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -277,8 +423,8 @@ class Listener(Subscriptions):
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            pubsub = self._pubsub
-            if pubsub is None or not self.connected:
+            conn = self._conn
+            if conn is None or not self.connected:
                 continue
             try:
                 add = self.wanted - self.subscribed
@@ -287,10 +433,11 @@ class Listener(Subscriptions):
                     self.confirmed(channel)
                 if add:
                     self.subscribed |= add
-                    await pubsub.subscribe(*add)
+                    conn.write(resp("SUBSCRIBE", *add))
                 if remove:
                     self.subscribed -= remove
-                    await pubsub.unsubscribe(*remove)
+                    conn.write(resp("UNSUBSCRIBE", *remove))
+                await conn.writer.drain()
             except Exception as exc:
                 logger.warning("subscription change failed: %r", exc)
                 # The listener notices the broken connection and resubscribes everything.
@@ -303,27 +450,29 @@ class Listener(Subscriptions):
         client = Redis.from_url(
             self.url, socket_connect_timeout=3, retry=Retry(NoBackoff(), 0), **options
         )
-        pubsub = client.pubsub()
         self._client = client
-        self._pubsub = pubsub
-        await pubsub.subscribe(self.control_channel)
-        if self.wanted:
-            await pubsub.subscribe(*self.wanted)
+        conn = self._conn = await RawConnection.open(client.connection_pool)
+        conn.write(resp("SUBSCRIBE", self.control_channel, *self.wanted))
         self.subscribed = set(self.wanted)
         self.connected = True
         self._backoff = 0.05
-        async for message in pubsub.listen():
-            kind = message["type"]
-            channel = message["channel"].decode()
-            if kind == "message":
-                self.on_message(channel, message["data"])
-            elif kind == "subscribe":
-                if channel == self.control_channel:
-                    self._ready.set()
-                    self.on_up(self._was_down)
-                    self._was_down = False
-                self.confirmed(channel)
-                self._dirty.set()
+        on_message = self.on_message
+        while True:
+            # Every message one socket read holds, in order, in this one task step.
+            for reply in await conn.replies():
+                if isinstance(reply, hiredis.ReplyError):
+                    raise ResponseError(str(reply))
+                kind = reply[0]
+                if kind == b"message":
+                    on_message(reply[1].decode(), reply[2])
+                elif kind == b"subscribe":
+                    channel = reply[1].decode()
+                    if channel == self.control_channel:
+                        self._ready.set()
+                        self.on_up(self._was_down)
+                        self._was_down = False
+                    self.confirmed(channel)
+                    self._dirty.set()
 
 
 class SubscriberLike(Protocol):
@@ -358,6 +507,9 @@ class PipelinedBroker:
     def make_listener(self, on_message: OnMessage, on_down: OnDown, on_up: OnUp) -> SubscriberLike:
         raise NotImplementedError
 
+    def make_publisher(self, on_error: OnPublishError) -> Publisher:
+        return Publisher(self.redis, on_error, self.max_queue)
+
     def bind(
         self, on_message: OnMessage, on_down: OnDown, on_up: OnUp, on_error: OnPublishError
     ) -> None:
@@ -370,7 +522,7 @@ class PipelinedBroker:
             publisher.enabled = True
             on_up(was_down)
 
-        publisher = self.publisher = Publisher(self.redis, on_error, self.max_queue)
+        publisher = self.publisher = self.make_publisher(on_error)
         self.listener = self.make_listener(on_message, down, up)
 
     @property
@@ -422,3 +574,6 @@ class RedisBroker(PipelinedBroker):
 
     def make_listener(self, on_message: OnMessage, on_down: OnDown, on_up: OnUp) -> Listener:
         return Listener(self.url, self.control_channel, on_message, on_down, on_up)
+
+    def make_publisher(self, on_error: OnPublishError) -> Publisher:
+        return DirectPublisher(self.redis, on_error, self.max_queue)
