@@ -151,7 +151,7 @@ class RawConnection:
     read and written directly: RESP packed and parsed by hiredis, no per-command Python.
 
     It uses redis-py's connection's stream pair (``_reader``, ``_writer``: private,
-    ``tests/rooms/test_units.py`` checks them); nothing else of redis-py runs after
+    ``tests/rooms/test_fanout_raw.py`` checks them); nothing else of redis-py runs after
     ``open``.
     """
 
