@@ -26,9 +26,15 @@ class Committer:
     them in one statement (``store.commit_many``), with up to ``MAX_INFLIGHT`` statements in
     flight. At low load a batch goes out at once, alone; under load each statement (and each
     WAL flush) carries many batches, which is what lets throughput grow with load.
+
+    Two statements in flight, not more: one keeps the database busy while the other's
+    outcome is delivered, and a slow one (the locking path) does not stop the rest. More
+    only split the same load into more, smaller statements, each with its round trip, its
+    wake-up of a PostgreSQL backend and, with rooms on several processes, its chance to
+    race another process for a room's seq (docs/performance.md: 4 in flight against 2).
     """
 
-    MAX_INFLIGHT = 4
+    MAX_INFLIGHT = 2
     MAX_BATCHES = 1024  # per statement
 
     def __init__(self, hub: Hub) -> None:
