@@ -78,22 +78,10 @@ async def test_the_direct_writer_writes_what_is_queued_in_order_with_control_fra
     the protocol's pending frames first, then every queued message in order, presence slots
     replaced by the newest presence."""
     loop = asyncio.get_running_loop()
-    server_side, client_side = socket.socketpair()
-    client_side.setblocking(False)
-    config = Config(app=app, ws="websockets-sansio", lifespan="off")
-    config.load()
-    proto = WebSocketsSansIOProtocol(config, ServerState(), {}, _loop=loop)
-    await loop.connect_accepted_socket(lambda: proto, server_side)
-    proto.conn.state = State.OPEN
-    writer = DirectWriter.for_receive(proto.receive)
+    hub = _hub()
+    proto, conn, client_side = await _connection(hub, "x.1")
+    writer = conn.direct
     assert writer is not None
-    hub: Any = SimpleNamespace(
-        settings=SimpleNamespace(ws_send_queue_max=8, ws_ops_per_second=10),
-        metrics=RoomMetrics(CollectorRegistry()),
-        pumps=Pumps(),
-    )
-    member = p.Member(id="x.1", user_id=uuid.uuid4(), role="editor")
-    conn = Conn(hub, None, lambda: None, member, Actor(member.user_id, "editor"))  # type: ignore[arg-type]
 
     async def written(size: int) -> bytes:
         data = b""
@@ -126,3 +114,58 @@ async def test_the_direct_writer_writes_what_is_queued_in_order_with_control_fra
     finally:
         proto.transport.close()
         client_side.close()
+
+
+async def test_one_write_pass_writes_every_connection_a_dead_one_included() -> None:
+    """Messages queued to several connections in one loop iteration are written by the next
+    iteration's single pass (``Pumps``); a connection whose client is gone is marked dead
+    there without keeping the others from their frames."""
+    loop = asyncio.get_running_loop()
+    hub = _hub()
+    pairs = [await _connection(hub, f"x.{i}") for i in range(3)]
+    for _, conn, _ in pairs:
+        conn.start()
+    gone_proto, gone, gone_client = pairs[1]
+    gone_proto.connection_lost(None)  # the client vanished: writing to it raises
+    gone_client.close()
+    for _, conn, _ in pairs:
+        conn.enqueue_presence("m.1", '{"p":1}')
+    assert len(hub.pumps.due) == 3 and hub.pumps.scheduled
+    expected = frame_text(b'{"p":1}')
+    try:
+        for i in (0, 2):
+            _, conn, client = pairs[i]
+            data = b""
+            while len(data) < len(expected):
+                data += await asyncio.wait_for(loop.sock_recv(client, 64), 5)
+            assert data == expected and not conn.queue
+        assert gone.dead and not gone.queue and not gone.presence
+        assert not hub.pumps.due and not hub.pumps.scheduled
+    finally:
+        for proto, _, client in pairs:
+            proto.transport.close()
+            client.close()
+
+
+def _hub() -> Any:
+    return SimpleNamespace(
+        settings=SimpleNamespace(ws_send_queue_max=8, ws_ops_per_second=10),
+        metrics=RoomMetrics(CollectorRegistry()),
+        pumps=Pumps(),
+    )
+
+
+async def _connection(hub: Any, member_id: str) -> tuple[Any, Conn, socket.socket]:
+    """A member connection on uvicorn's real protocol over a socket pair, with its writer."""
+    loop = asyncio.get_running_loop()
+    server_side, client_side = socket.socketpair()
+    client_side.setblocking(False)
+    config = Config(app=app, ws="websockets-sansio", lifespan="off")
+    config.load()
+    proto = WebSocketsSansIOProtocol(config, ServerState(), {}, _loop=loop)
+    await loop.connect_accepted_socket(lambda: proto, server_side)
+    proto.conn.state = State.OPEN
+    member = p.Member(id=member_id, user_id=uuid.uuid4(), role="editor")
+    conn = Conn(hub, None, lambda: None, member, Actor(member.user_id, "editor"))  # type: ignore[arg-type]
+    conn.direct = DirectWriter.for_receive(proto.receive)
+    return proto, conn, client_side
