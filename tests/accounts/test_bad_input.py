@@ -184,19 +184,22 @@ async def test_bad_verify_links(
     assert await counts(db) == before
 
 
+# A fixed id (never anyone's): pytest-xdist's workers must collect the same test ids.
+NOBODY = uuid.UUID("00000000-0000-4000-8000-00000000b10c")
+
 PROTECTED = [
     ("POST", "/auth/logout"),
     ("GET", "/auth/sessions"),
     ("DELETE", "/auth/sessions"),
-    ("DELETE", f"/auth/sessions/{uuid.uuid4()}"),
+    ("DELETE", f"/auth/sessions/{NOBODY}"),
     ("POST", "/auth/verify/resend"),
     ("GET", "/me"),
     ("PATCH", "/me"),
     ("PUT", "/me/password"),
     ("DELETE", "/me"),
-    ("GET", f"/users/{uuid.uuid4()}/roles"),
-    ("PUT", f"/users/{uuid.uuid4()}/roles/artist"),
-    ("DELETE", f"/users/{uuid.uuid4()}/roles/artist"),
+    ("GET", f"/users/{NOBODY}/roles"),
+    ("PUT", f"/users/{NOBODY}/roles/artist"),
+    ("DELETE", f"/users/{NOBODY}/roles/artist"),
 ]
 
 
