@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from db.pool import acquire_clean
 from rooms import names, store
 from rooms import protocol as p
 from rooms.broker import Broker
@@ -476,9 +477,10 @@ class Hub:
         rooms = [r for r in self.rooms.values() if r.loaded and not r.gone and not r.busy]
         if not rooms:
             return
-        rows = await self.ctx.pool.fetch(
-            "SELECT id, seq FROM rooms WHERE id = ANY($1::uuid[])", [r.room_id for r in rooms]
-        )
+        async with acquire_clean(self.ctx.pool) as conn:
+            rows = await conn.fetch(
+                "SELECT id, seq FROM rooms WHERE id = ANY($1::uuid[])", [r.room_id for r in rooms]
+            )
         seqs = {row["id"]: row["seq"] for row in rows}
         for room in rooms:
             seq = seqs.get(room.room_id)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from db.pool import acquire_clean
 from rooms import names, store
 from rooms import protocol as p
 from rooms.conn import Conn
@@ -178,7 +179,7 @@ class Room:
         try:
             if fetch.delay:
                 await asyncio.sleep(fetch.delay)
-            async with self.hub.ctx.pool.acquire() as conn:
+            async with acquire_clean(self.hub.ctx.pool) as conn:
                 entries = await store.fetch_entries(conn, self.room_id, fetch.after, fetch.upto)
         except Exception:
             logger.exception("room %s: reading the log failed", self.room_id)
@@ -222,7 +223,7 @@ class Room:
             while self._next_read is not None:
                 future, self._next_read = self._next_read, None
                 try:
-                    async with self.hub.ctx.pool.acquire() as db:
+                    async with acquire_clean(self.hub.ctx.pool) as db:
                         select = "SELECT seq FROM rooms WHERE id = $1"
                         db_seq = await db.fetchval(select, self.room_id)
                         if db_seq is None:
@@ -256,7 +257,7 @@ class Room:
                 out.extend(b.text for b in kept)
                 return out
             upto = self.seq
-            async with self.hub.ctx.pool.acquire() as conn:
+            async with acquire_clean(self.hub.ctx.pool) as conn:
                 entries = await store.fetch_entries(conn, self.room_id, after, upto)
             if not store.contiguous(entries, after, upto):
                 return None

@@ -197,7 +197,10 @@ async def _load_in(conn: Any, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> t
 
 async def load(pool: Any, kind: RoomKind[Any, Any], room_id: uuid.UUID) -> tuple[int, Any]:
     """The room's seq and state, read consistently. Raises ``RoomGone``."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with (
+        acquire_clean(pool) as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
         return await _load_in(conn, kind, room_id)
 
 
@@ -551,7 +554,7 @@ async def write_snapshot(
     A row goes only when it is both ``retention`` batches behind the snapshot and older than
     ``keep_hours``: op ids are idempotent for that long whatever the room's rate.
     """
-    async with pool.acquire() as conn, conn.transaction():
+    async with acquire_clean(pool) as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO room_snapshots (room_id, seq, state) VALUES ($1, $2, $3::jsonb)"
             " ON CONFLICT (room_id) DO UPDATE SET seq = excluded.seq, state = excluded.state,"
