@@ -63,6 +63,8 @@ MAX_STRETCH: Final = 0.08
 MAX_SHIFT: Final = 2
 """Largest pitch shift applied to any clip, in semitones."""
 SEED_CHOICE_MARGIN: Final = 0.3
+# Shares of the stretch limit the project tempo is chosen within, tried in turn (arrange).
+TEMPO_CHOICE_SHARES: Final = (1.0, 0.5, 0.0)
 """Spans scoring within this of the best one count as a real choice for the seed."""
 SNAP: Final = 0.001
 """A span whose own tempo is within 0.1 % of the project tempo plays unstretched."""
@@ -241,9 +243,11 @@ def _source(index: int, item: ArrangeInput) -> _Source | str:
 
 
 def _choose_tempo(
-    sources: list[_Source], limit: float
+    sources: list[_Source], limit: float, share: float = 1.0
 ) -> tuple[float, list[_Source], dict[int, str], str]:
-    """The project tempo, the inputs that can play at it, why each other one cannot."""
+    """The project tempo, the inputs that can play at it (within ``share`` of ``limit`` of
+    their own tempo), why each other one cannot."""
+    within = limit * share
 
     def reach(bpm: float, s: _Source) -> float:
         assert s.s.bpm is not None
@@ -261,7 +265,7 @@ def _choose_tempo(
     own = {round(s.s.bpm, 2) for s in sources if s.s.bpm is not None}
     best: tuple[tuple[int, int, bool, float], float] | None = None
     for bpm in sorted(candidates):
-        fits = [s for s in sources if reach(bpm, s) <= limit]
+        fits = [s for s in sources if reach(bpm, s) <= within]
         if not fits:
             continue
         worst = max(reach(bpm, s) for s in fits)
@@ -270,14 +274,19 @@ def _choose_tempo(
             best = (rank, bpm)
     assert best is not None  # a source alone always fits its own tempo
     bpm = best[1]
-    used = [s for s in sources if reach(bpm, s) <= limit]
+    used = [s for s in sources if reach(bpm, s) <= within]
     left: dict[int, str] = {}
     for s in sources:
         if s not in used:
             assert s.s.bpm is not None
+            stretch = reach(bpm, s)
             left[s.index] = (
-                f"its tempo {s.s.bpm:.1f} BPM would need a {reach(bpm, s) * 100:.0f} % stretch "
-                f"to reach {bpm:.2f} BPM (the limit is {limit * 100:.0f} %)"
+                f"its tempo {s.s.bpm:.1f} BPM would need a {stretch * 100:.0f} % stretch to "
+                f"reach {bpm:.2f} BPM (the limit is {limit * 100:.0f} %)"
+                if stretch > limit
+                else f"its tempo {s.s.bpm:.1f} BPM is {stretch * 100:.0f} % from {bpm:.2f} BPM, "
+                "but at a tempo between them the drift of the inputs' own tempo left no passage "
+                f"within the {limit * 100:.0f} % limit"
             )
     tempos = ", ".join(f"{s.s.bpm:.1f}" for s in used)
     how = (
@@ -287,7 +296,7 @@ def _choose_tempo(
     )
     why = (
         f"{bpm:.2f} BPM lets {len(used)} of {len(sources)} usable inputs ({tempos} BPM) play "
-        f"within {limit * 100:.0f} % of their own tempo; {how}"
+        f"within {within * 100:.0f} % of their own tempo; {how}"
     )
     return bpm, used, left, why
 
@@ -507,7 +516,6 @@ def arrange(
         raise CannotArrange("there are no input tracks")
     if len({i.track_id for i in inputs}) != len(inputs):
         raise CannotArrange("an input track is given twice")
-    rng = random.Random(seed)
 
     reasons: dict[int, str] = {}
     sources: list[_Source] = []
@@ -521,7 +529,36 @@ def arrange(
         told = "; ".join(f"{inputs[n].track_id}: {r}" for n, r in reasons.items())
         raise CannotArrange(f"no input has a usable tempo and a whole phrase ({told})")
 
-    bpm, in_tempo, tempo_left, tempo_why = _choose_tempo(sources, options.max_stretch)
+    # The tempo is chosen from the inputs' own tempos, but every span is held to the limit at
+    # its own local tempo: with two inputs at the two ends of the limit, a drifting one can
+    # have no span inside it. Then the tempo is chosen again allowing less stretch, down to
+    # none (an input at its own tempo, where its spans are off only by its own drift).
+    missing = 0
+    for share in TEMPO_CHOICE_SHARES:
+        try:
+            return _arrange_at(inputs, sources, dict(reasons), target_seconds, seed, options, share)
+        except _NoSpan as exc:
+            missing = exc.bars
+    raise CannotArrange(f"no input has {missing} whole bars that stay within the stretch limit")
+
+
+class _NoSpan(Exception):
+    def __init__(self, bars: int) -> None:
+        self.bars = bars
+
+
+def _arrange_at(
+    inputs: Sequence[ArrangeInput],
+    sources: list[_Source],
+    reasons: dict[int, str],
+    target_seconds: float,
+    seed: int,
+    options: ArrangeOptions,
+    share: float,
+) -> Arrangement:
+    """``arrange`` with the tempo chosen within ``share`` of the stretch limit."""
+    rng = random.Random(seed)
+    bpm, in_tempo, tempo_left, tempo_why = _choose_tempo(sources, options.max_stretch, share)
     reasons.update(tempo_left)
     key, shifts, key_why = _choose_key(in_tempo, options.max_shift)
     stems = options.layering
@@ -557,9 +594,7 @@ def arrange(
                     score, why = _score(span, piece, usage, shift, previous, rng)
                     scored.append((score, span, why))
             if not scored:
-                raise CannotArrange(
-                    f"no input has {bars} whole bars that stay within the stretch limit"
-                )
+                raise _NoSpan(bars)
             scored.sort(key=lambda x: (-x[0], x[1].source.index, x[1].start))
             pick = 0
             close = [x for x in scored if x[0] >= scored[0][0] - SEED_CHOICE_MARGIN]
