@@ -55,6 +55,15 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def condition(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """A plain condition (no I/O of its own) as the async check ``eventually`` polls."""
+
+    async def check() -> bool:
+        return predicate()
+
+    return check
+
+
 def assert_problem(
     response: httpx.Response, status: int, code: str | None = None
 ) -> dict[str, Any]:

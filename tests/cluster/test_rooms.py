@@ -21,7 +21,7 @@ from rooms.names import room_channel
 from tests.cluster.member import Member
 from tests.cluster.support import LocalCluster
 from tests.rooms.conftest import Rooms
-from tests.support import ServerProcess, eventually
+from tests.support import ServerProcess, condition, eventually
 
 
 def title(text: str) -> list[dict[str, str]]:
@@ -44,15 +44,6 @@ def room_ids(prefix: str, count: int, wanted: Callable[[int], bool]) -> list[uui
         if wanted(slot_of(prefix, room)):
             found.append(room)
     return found
-
-
-def now(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    """``predicate`` as the async check ``eventually`` polls."""
-
-    async def check() -> bool:
-        return predicate()
-
-    return check
 
 
 def acked(groups: list[Group]) -> int:
@@ -169,12 +160,12 @@ async def through(
     stop = asyncio.Event()
     writing = asyncio.create_task(write_everywhere(groups, stop, at_least=4))
     await eventually(
-        now(lambda: all(len(m.acked) >= 2 for g in groups for m in g.members)),
+        condition(lambda: all(len(m.acked) >= 2 for g in groups for m in g.members)),
         what=f"traffic before {what}",
     )
     await event()
     before = acked(groups)
-    await eventually(now(lambda: acked(groups) > before + 18), what=f"traffic after {what}")
+    await eventually(condition(lambda: acked(groups) > before + 18), what=f"traffic after {what}")
     stop.set()
     await writing
     await check_order(rooms, groups)
@@ -243,7 +234,7 @@ async def test_a_killed_master_is_replaced_and_nothing_acknowledged_is_lost(
         assert promoted.master and promoted.slots == victim.slots
         # The processes on the lost shard resync their members (4409): they resume, resend.
         await eventually(
-            now(lambda: all(4409 in m.closes for g in groups[:3] for m in g.members)),
+            condition(lambda: all(4409 in m.closes for g in groups[:3] for m in g.members)),
             what="members of the lost shard's rooms told to resync",
         )
 

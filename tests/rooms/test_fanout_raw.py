@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from rooms.fanout import DirectPublisher, Listener, RawConnection, pack_commands
-from tests.support import Backends, eventually
+from tests.support import Backends, condition, eventually
 
 
 async def test_a_raw_connection_is_redis_pys_stream_pair_and_reads_replies(
@@ -49,7 +48,7 @@ async def test_the_direct_publisher_sends_in_order_and_reports_a_failed_round_tr
         # A command Redis refuses fails its round trip (reported with how many it held), and
         # the next round trip goes through.
         publisher.command("hdel", key, "field")  # WRONGTYPE: the key is a list
-        await eventually(lambda: _true(bool(errors)), what="the failed round trip reported")
+        await eventually(condition(lambda: bool(errors)), what="the failed round trip reported")
         assert len(errors) == 1 and "WRONGTYPE" in str(errors[0][0]) and errors[0][1] == 1
         publisher.command("rpush", key, "after")
         assert await eventually(lambda: _length(client, key, 6)) == 6
@@ -84,10 +83,10 @@ async def test_the_listener_delivers_every_message_of_a_burst_in_order(
             for i in range(500):
                 pipe.publish(channel, f"{i}".encode())
             await pipe.execute()
-        await eventually(lambda: _true(len(got) >= 500), what="500 messages")
+        await eventually(condition(lambda: len(got) >= 500), what="500 messages")
         assert got == [(channel, f"{i}".encode()) for i in range(500)]
         listener.unsubscribe(channel)
-        await eventually(lambda: _true(channel not in listener.subscribed))
+        await eventually(condition(lambda: channel not in listener.subscribed))
     finally:
         await listener.stop()
         await client.aclose()
@@ -96,8 +95,3 @@ async def test_the_listener_delivers_every_message_of_a_burst_in_order(
 async def _length(client: aioredis.Redis, key: str, at_least: int = 5) -> int | None:
     n = int(await client.llen(key))
     return n if n >= at_least else None
-
-
-async def _true(value: bool) -> bool:
-    await asyncio.sleep(0)
-    return value
