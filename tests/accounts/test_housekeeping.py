@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import secrets
+from types import SimpleNamespace
 
 import asyncpg
+import pytest
 
+from db import migrate
+from db.pool import Pool
+from server.accounts.background import run_housekeeping
 from tests.conftest import StartServer
-from tests.support import eventually, make_user
+from tests.support import condition, eventually, make_user
 
 
 def _hash() -> bytes:
@@ -65,3 +73,42 @@ async def test_expired_rows_are_removed_at_start_up(
     assert await db.fetchval(
         "SELECT count(*) FROM email_verifications WHERE id = $1", recent_verification
     )
+
+
+async def test_a_failed_run_is_tried_again_soon_not_an_hour_later(
+    fresh_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database without the accounts tables: every run fails, as during an outage.
+    raw = await asyncpg.create_pool(fresh_database, min_size=1, max_size=2)
+    services = SimpleNamespace(pool=Pool(raw, acquire_timeout=5))
+    task = asyncio.create_task(run_housekeeping(services, every=3600, retry=0.05))
+    try:
+        with caplog.at_level(logging.ERROR, logger="blendtune.accounts"):
+            await eventually(
+                condition(lambda: "accounts housekeeping failed" in caplog.text), what="a failure"
+            )
+        # The tables come (the database is back), with an expired session in them: the next
+        # try removes it, long before the hourly run.
+        await migrate.forwards(fresh_database)
+        db = await asyncpg.connect(fresh_database)
+        try:
+            user = await make_user(db)
+            expired = await db.fetchval(
+                "INSERT INTO sessions (user_id, token_hash, created_at, expires_at)"
+                " VALUES ($1, $2, now() - interval '9 days', now() - interval '2 days')"
+                " RETURNING id",
+                user.id,
+                _hash(),
+            )
+            await eventually(
+                lambda: db.fetchval("SELECT count(*) = 0 FROM sessions WHERE id = $1", expired),
+                within=30,
+                what="the retried housekeeping",
+            )
+        finally:
+            await db.close()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await raw.close()
