@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import uuid
 from types import SimpleNamespace
 
 import asyncpg
@@ -23,16 +24,22 @@ def _hash() -> bytes:
     return hashlib.sha256(secrets.token_bytes(16)).digest()
 
 
+async def _expired_session(db: asyncpg.Connection, user_id: uuid.UUID) -> uuid.UUID:
+    """A session of ``user_id`` that expired two days ago; its id."""
+    found: uuid.UUID = await db.fetchval(
+        "INSERT INTO sessions (user_id, token_hash, created_at, expires_at)"
+        " VALUES ($1, $2, now() - interval '9 days', now() - interval '2 days') RETURNING id",
+        user_id,
+        _hash(),
+    )
+    return found
+
+
 async def test_expired_rows_are_removed_at_start_up(
     start_server: StartServer, db: asyncpg.Connection
 ) -> None:
     user = await make_user(db)
-    expired_session = await db.fetchval(
-        "INSERT INTO sessions (user_id, token_hash, created_at, expires_at)"
-        " VALUES ($1, $2, now() - interval '9 days', now() - interval '2 days') RETURNING id",
-        user.id,
-        _hash(),
-    )
+    expired_session = await _expired_session(db, user.id)
     old_verification = await db.fetchval(
         "INSERT INTO email_verifications (user_id, token_hash, created_at, expires_at)"
         " VALUES ($1, $2, now() - interval '10 days', now() - interval '9 days') RETURNING id",
@@ -85,12 +92,7 @@ async def test_a_failed_run_is_tried_again_soon_not_an_hour_later(
     task: asyncio.Task[None] | None = None
     try:
         user = await make_user(db)
-        expired = await db.fetchval(
-            "INSERT INTO sessions (user_id, token_hash, created_at, expires_at)"
-            " VALUES ($1, $2, now() - interval '9 days', now() - interval '2 days') RETURNING id",
-            user.id,
-            _hash(),
-        )
+        expired = await _expired_session(db, user.id)
         # The sessions table out of reach: every run fails, as during an outage.
         await db.execute("ALTER TABLE sessions RENAME TO sessions_away")
         task = asyncio.create_task(run_housekeeping(services, every=3600, retry=0.05))
